@@ -1,0 +1,174 @@
+"""`ferkit` command line: each subcommand parses its arguments and calls library functions."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ferkit.config import PRESETS, ConfigError, make_config, read_config_file
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
+    p.add_argument(name, action="store_true", default=None, help=help)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    # The reference project's flags, verbatim; defaults live in RunConfig (None = not given).
+    p.add_argument("--data_root", help="FER-2013 folder, zip, fer2013.csv, or a `ferkit prepare` output")
+    p.add_argument("--exp", help="run name (default: <preset or strategy>_seed<seed>)")
+    p.add_argument("--runs_dir", help="where run folders go (default runs/)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a reference recipe: E0 E1 E2 E4 E5 E6")
+    p.add_argument("--config", help="a TOML/YAML/JSON file of configuration fields")
+    p.add_argument("--arch", help="architecture (see `ferkit models`)")
+    p.add_argument("--head", help="softmax | cosine | arcface")
+    p.add_argument("--loss", help="ce | wce | focal | ldam | la | bsoftmax")
+    p.add_argument("--sampler", help="default | balanced | class_balanced")
+    p.add_argument("--weight_mode", help="class weights: inv | inv_sqrt | effective")
+    p.add_argument("--beta", type=float, help="beta of weight_mode=effective (0.999)")
+    p.add_argument("--gamma", type=float, help="focal loss gamma (2)")
+    p.add_argument("--tau", type=float, help="logit-adjustment tau (1)")
+    p.add_argument("--label_smoothing", type=float)
+    p.add_argument("--epochs", type=int, help="epochs (30); 0 with --resume evaluates only")
+    p.add_argument("--batch_size", type=int, help="batch size (256)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
+    p.add_argument("--weight_decay", type=float)
+    p.add_argument("--seed", type=int, help="random seed (42)")
+    _bool_flag(p, "--amp", "mixed precision: bfloat16 autocast on a CPU that supports it, bf16/fp16 on CUDA")
+    _bool_flag(p, "--tta", "average predictions over the horizontal flip at evaluation")
+    p.add_argument("--arc_s", type=float, help="arcface scale (30)")
+    p.add_argument("--arc_m", type=float, help="arcface margin (0.5)")
+    p.add_argument("--resume", help="a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
+    p.add_argument("--device", help="auto | cpu | cuda")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ferkit.train import evaluate_run, fit
+
+    explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
+    cfg = make_config(explicit, read_config_file(args.config) if args.config else None)
+    if cfg.epochs == 0:
+        if not cfg.resume:
+            raise ConfigError("--epochs 0 evaluates a checkpoint: give it with --resume CKPT")
+        return run_eval(cfg.resume, cfg.data_root, None, cfg.runs_dir, args.amp, args.tta, cfg.device)
+    fit(cfg)
+    return 0
+
+
+def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, amp: bool | None, tta: bool | None,
+             device: str = "auto", splits: tuple[str, ...] = ("val", "test")) -> int:
+    from ferkit.data import load_data
+    from ferkit.device import pick_device
+    from ferkit.models import read_checkpoint
+    from ferkit.train import evaluate_run
+
+    saved = read_checkpoint(ckpt).get("config", {})
+    data_root = data_root or saved.get("data_root")
+    if not data_root:
+        raise ConfigError("no --data_root given and the checkpoint does not record one")
+    # By default evaluate exactly as the run did (same precision and TTA), so the numbers reproduce.
+    amp = saved.get("amp", False) if amp is None else amp
+    tta = saved.get("tta", False) if tta is None else tta
+    path = Path(ckpt)
+    out_dir = Path(out) if out else Path(runs_dir) / f"eval-{path.parent.name}-{path.stem}"
+    evaluate_run(path, load_data(data_root), out_dir, amp, tta, pick_device(device), splits=splits)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    splits = ("val", "test") if args.split == "both" else (args.split,)
+    return run_eval(args.ckpt, args.data_root, args.out, args.runs_dir, args.amp, args.tta, args.device, splits)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ferkit.data import format_counts, prepare
+
+    data = prepare(args.source, args.out, skip_bad=args.skip_bad)
+    print(format_counts(data))
+    print(f"store written to {args.out}/ (use it as --data_root)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ferkit.models import describe_models
+
+    print(describe_models())
+    return 0
+
+
+def _lazy(module: str, add: str, run: str):
+    """Subcommands whose code lives elsewhere: wire their own argument functions."""
+    import importlib
+    mod = importlib.import_module(module)
+    return getattr(mod, add), getattr(mod, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Imbalance-aware facial expression recognition on FER-2013")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="decode a FER-2013 download into a cached uint8 store and print its counts")
+    p.add_argument("source", help="image-folder tree, its parent, a .zip, or fer2013.csv")
+    p.add_argument("--out", required=True, help="folder to write the store to")
+    p.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
+                   help="skip unreadable images (they are listed) instead of stopping")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a strategy, keep the best checkpoint on val, evaluate it on test")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint (ferkit or reference project) on test")
+    p.add_argument("ckpt", help="best.pt, last.pt, pretrained/*.pt or a reference checkpoint")
+    p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
+    p.add_argument("--split", default="test", choices=["test", "val", "both"])
+    p.add_argument("--out", help="output folder (default runs/eval-<run>-<ckpt>)")
+    p.add_argument("--runs_dir", default="runs")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="default: as the run was")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="default: as the run was")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("models", help="list the architectures with parameters and multiply-adds")
+    p.set_defaults(func=cmd_models)
+
+    for name, module, stem, help in [
+        ("summary", "ferkit.report.commands", "summary", "mean/std over seeds, intervals and paired tests of runs"),
+        ("figures", "ferkit.report.commands", "figures", "confusion matrices and per-class F1 of several runs"),
+        ("predict", "ferkit.infer.commands", "predict", "detect faces in photos/videos and predict their expression"),
+        ("export", "ferkit.infer.commands", "export", "export a checkpoint to ONNX"),
+        ("serve", "ferkit.infer.commands", "serve", "web service and page for predictions"),
+    ]:
+        try:
+            add, run = _lazy(module, f"add_{stem}_args", f"run_{stem}")
+        except (ImportError, AttributeError):
+            continue  # that part is not installed in this build
+        p = sub.add_parser(name, help=help)
+        add(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def known_errors() -> tuple[type[Exception], ...]:
+    """User-facing error types: printed as one line, exit status 2, no traceback."""
+    from ferkit.data import DataError
+    from ferkit.models import CheckpointError
+
+    errors: list[type[Exception]] = [ConfigError, DataError, CheckpointError, FileNotFoundError]
+    try:
+        from ferkit.report.commands import ReportError
+        errors.append(ReportError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except known_errors() as e:
+        print(f"ferkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with --resume runs/<exp>/last.pt", file=sys.stderr)
+        return 130

@@ -1,0 +1,126 @@
+"""The run configuration: one dataclass, named presets, and config-file loading.
+
+Everything a run does is decided by a `RunConfig`; it is written to `config.json` next to the
+checkpoints, so that any run can be repeated from that file alone.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunConfig:
+    # data and output
+    data_root: str | None = None
+    exp: str | None = None            # run name; default: derived from preset/strategy and seed
+    runs_dir: str = "runs"
+    # model
+    arch: str = "seed-cnn"
+    head: str = "softmax"             # softmax (= linear), cosine, arcface
+    arc_s: float = 30.0
+    arc_m: float = 0.5
+    # strategy: loss, class weights, sampling (independent choices)
+    loss: str = "ce"                  # ce, wce, focal, ldam, la, bsoftmax
+    weight_mode: str | None = None    # inv, inv_sqrt, effective: class weights for wce (and any loss)
+    beta: float = 0.999               # for weight_mode=effective
+    gamma: float = 2.0                # focal
+    tau: float = 1.0                  # logit adjustment
+    label_smoothing: float = 0.0
+    sampler: str = "default"          # default (shuffle), balanced (q=0.5), class_balanced (q=0)
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    seed: int = 42
+    amp: bool = False
+    device: str = "auto"
+    tta: bool = False                 # flip test-time augmentation at evaluation
+    resume: str | None = None
+    preset: str | None = None
+
+    def default_exp(self) -> str:
+        base = self.preset or f"{self.head}_{self.loss}_{self.sampler}"
+        return f"{base}_seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The reference project's recipes. A preset fills these fields; flags given explicitly win.
+PRESETS: dict[str, dict[str, Any]] = {
+    "E0": {"head": "softmax", "loss": "ce", "sampler": "default"},
+    "E1": {"head": "arcface", "loss": "ce", "sampler": "default"},
+    "E2": {"head": "softmax", "loss": "wce", "weight_mode": "inv_sqrt", "sampler": "default"},
+    "E4": {"head": "softmax", "loss": "focal", "sampler": "default"},
+    "E5": {"head": "softmax", "loss": "ce", "sampler": "balanced"},
+    "E6": {"head": "arcface", "loss": "focal", "sampler": "default"},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run."""
+
+
+def field_names() -> set[str]:
+    return {f.name for f in fields(RunConfig)}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON file of RunConfig fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file at {path}")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+    unknown = set(data) - field_names()
+    if unknown:
+        raise ConfigError(f"unknown field(s) in {path}: {', '.join(sorted(unknown))}")
+    return data
+
+
+def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = None) -> RunConfig:
+    """Resolve a config: defaults < preset < config file < explicit flags."""
+    values: dict[str, Any] = {}
+    preset = explicit.get("preset") or (file_values or {}).get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        values |= PRESETS[preset]
+    values |= file_values or {}
+    values |= {k: v for k, v in explicit.items() if v is not None}
+    cfg = RunConfig(**values)
+    validate(cfg)
+    if cfg.exp is None:
+        cfg.exp = cfg.default_exp()
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    from ferkit.models import ARCHS, HEADS
+    from ferkit.strategies import LOSSES, WEIGHT_MODES
+    from ferkit.strategies.sampling import SAMPLER_Q
+
+    checks = [("arch", ARCHS), ("head", HEADS), ("loss", LOSSES), ("sampler", SAMPLER_Q)]
+    for name, allowed in checks:
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"unknown {name} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
+    if cfg.weight_mode is not None and cfg.weight_mode not in WEIGHT_MODES:
+        raise ConfigError(f"unknown weight_mode {cfg.weight_mode!r}: choose one of {', '.join(WEIGHT_MODES)}")
+    if cfg.loss == "wce" and cfg.weight_mode is None:
+        raise ConfigError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
+    if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")

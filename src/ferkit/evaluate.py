@@ -1,0 +1,98 @@
+"""Predictions -> metrics, in one place.
+
+`predict_proba` runs a model over uint8 images; `compute_metrics` is the only function that
+turns labels into numbers (scikit-learn underneath); `evaluate_split` does both and writes
+`metrics.json`, `predictions.csv` and the confusion-matrix figure.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from ferkit.device import autocast
+from ferkit.models import to_input
+
+EVAL_BATCH = 1024  # fixed, so that a re-evaluation runs the very same arithmetic
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (true x predicted)."""
+    labels = list(range(len(class_names)))
+    p, r, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    m = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class_f1": [float(v) for v in f1],
+        "per_class_precision": [float(v) for v in p],
+        "per_class_recall": [float(v) for v in r],
+        "support": [int(v) for v in support],
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "class_names": list(class_names),
+        "num_samples": int(len(y_true)),
+    }
+    m |= {f"f1_{c}": float(v) for c, v in zip(class_names, f1)}
+    return m
+
+
+@torch.inference_mode()
+def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
+                  amp: bool = False, tta: bool = False, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 images (N, 48, 48); `tta` averages over the horizontal flip."""
+    model.eval()
+    device = torch.device(device)
+    images = torch.as_tensor(images)
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            probs = model(x).float().softmax(1)
+            if tta:
+                probs = (probs + model(x.flip(3)).float().softmax(1)) / 2
+        out.append(probs.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def write_predictions(path: Path, names: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> None:
+    """One row per image: name, true and predicted class names, and every class probability."""
+    pred = probs.argmax(1)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "true", "pred"] + [f"p_{c}" for c in class_names])
+        for n, t, p, pr in zip(names, y_true, pred, probs):
+            w.writerow([n, class_names[t], class_names[p]] + [f"{v:.6f}" for v in pr])
+
+
+def metrics_from_predictions(path: Path) -> dict:
+    """Recompute metrics from a predictions.csv alone (the file is self-contained)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} holds no predictions")
+    class_names = [k[2:] for k in rows[0] if k.startswith("p_")]
+    index = {c: i for i, c in enumerate(class_names)}
+    y_true = np.array([index[r["true"]] for r in rows])
+    y_pred = np.array([index[r["pred"]] for r in rows])
+    return compute_metrics(y_true, y_pred, class_names)
+
+
+def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_dir: Path | None = None,
+                   split_name: str = "test", device: str | torch.device = "cpu", amp: bool = False,
+                   tta: bool = False, extra: dict | None = None, suffix: str = "") -> dict:
+    """Evaluate on one split; with `out_dir`, write metrics{suffix}.json, predictions and the confusion figure."""
+    probs = predict_proba(model, split.images, device, amp, tta)
+    m = compute_metrics(split.labels, probs.argmax(1), class_names)
+    m |= {"split": split_name, "tta": tta, "amp": amp} | (extra or {})
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"metrics{suffix}.json").write_text(json.dumps(m, indent=2))
+        write_predictions(out_dir / f"predictions{suffix}.csv", split.names, split.labels, probs, class_names)
+        from ferkit.report.figures import plot_confusion  # matplotlib is slow to import: only when drawing
+        plot_confusion(np.array(m["confusion_matrix"]), class_names, out_dir / f"confusion_matrix{suffix}.png",
+                       title=f"{split_name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    return m

@@ -1,0 +1,26 @@
+"""Use a trained model on real photos, videos and webcam snapshots.
+
+    from ferkit.infer import Predictor
+    faces = Predictor().predict(["photo.jpg"])[0]
+
+Heavy dependencies (torch, OpenCV, onnxruntime, FastAPI) load only when used, so that
+`ferkit --help` stays fast.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Predictor", "default_checkpoint", "export_onnx", "ImageReadError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Predictor", "default_checkpoint"):
+        from . import predictor
+        return getattr(predictor, name)
+    if name == "export_onnx":
+        from .onnx import export_onnx
+        return export_onnx
+    if name == "ImageReadError":
+        from .io import ImageReadError
+        return ImageReadError
+    raise AttributeError(f"module 'ferkit.infer' has no attribute {name!r}")

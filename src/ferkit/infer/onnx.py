@@ -1,0 +1,89 @@
+"""ONNX export of a checkpoint and an onnxruntime runner for `Predictor(backend="onnx")`.
+
+The exported graph takes `input`: float32 (N, 1, 48, 48) in [-1, 1] (`ferkit.models.to_input`),
+with a dynamic batch axis, and returns `probs`: float32 (N, num_classes) softmax
+probabilities, in the class order stored in the model's metadata (`class_names`, JSON).
+"""
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+OPSET = 17
+
+
+class ProbabilityModel(torch.nn.Module):
+    """model -> softmax, so that the exported graph is complete on its own."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
+
+
+def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
+    """A ferkit checkpoint (path or dict) -> (ONNX model bytes, checkpoint info)."""
+    import onnx
+    from ferkit.models import load_model
+
+    model, info = load_model(checkpoint, map_location="cpu")
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # dynamo=False: the TorchScript exporter needs no onnxscript and handles this CNN;
+        # torch warns that it is deprecated.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ProbabilityModel(model).eval(), (torch.zeros(1, 1, 48, 48),), buf,
+                          dynamo=False, opset_version=opset, input_names=["input"], output_names=["probs"],
+                          dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    meta = {"class_names": json.dumps(list(info["class_names"])), "arch": str(info["arch"]),
+            "head": str(info["head"]), "input": "float32 (N,1,48,48) = uint8 / 127.5 - 1",
+            "output": "softmax probabilities (N,C)", "producer": "ferkit"}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString(), info
+
+
+def export_onnx(checkpoint: Any, out: str | Path, opset: int = OPSET) -> Path:
+    """Write `checkpoint` as an ONNX file at `out`; returns the path."""
+    data, _ = export_bytes(checkpoint, opset)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
+
+
+class OnnxRunner:
+    """onnxruntime on a .onnx file (or a .pt / checkpoint dict exported in memory first)."""
+
+    def __init__(self, source: Any, threads: int = 0):
+        import onnxruntime as ort
+
+        if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx":
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"no ONNX model at {source}: make one with `ferkit export CKPT --out {source}`")
+            model: bytes | str = str(source)
+            self.info = {}
+        else:
+            model, self.info = export_bytes(source)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads  # 0 = onnxruntime's default (one per core)
+        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "class_names" not in meta:
+            raise ValueError(f"{source}: ONNX model without ferkit class_names metadata: export it with `ferkit export`")
+        self.class_names = json.loads(meta["class_names"])
+        self.info = self.info or {"class_names": self.class_names, "arch": meta.get("arch"), "head": meta.get("head")}
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        x = (crops.astype(np.float32) / np.float32(127.5) - np.float32(1.0))[:, None]
+        return self.session.run(["probs"], {"input": x})[0]

@@ -1,0 +1,78 @@
+"""Web service: `POST /predict` (an image upload), `GET /health`, and a page at `/`.
+
+    app = create_app(Predictor(...))      # then: uvicorn.run(app)  (or `ferkit serve`)
+
+`/predict` is a plain `def` endpoint, so FastAPI runs it in its threadpool: several requests
+are served at once while the event loop stays free. The predictor needs no lock: the
+model is only read, onnxruntime sessions are thread-safe, and each thread has its own cascade.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .io import ImageReadError, decode_image
+
+STATIC = Path(__file__).parent / "static"
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
+
+STATUS = {"empty": 400, "corrupt": 400, "not_image": 415, "bad_array": 415, "too_large": 413, "missing": 400}
+
+
+def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024) -> FastAPI:
+    """The FastAPI app around a `Predictor` (anything with `predict`, `class_names`, `describe`)."""
+    app = FastAPI(title="ferkit", version="0.1.0",
+                  description="Facial expression recognition: upload a photo, get faces and class probabilities.")
+    app.state.predictor = predictor
+    app.state.max_bytes = max_bytes
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        # Refuse before reading the body when the client announces a size over the limit;
+        # the endpoint checks the real size too (a client may send no Content-Length).
+        length = request.headers.get("content-length")
+        if request.url.path == "/predict" and length and length.isdigit() and int(length) > max_bytes + MULTIPART_OVERHEAD:
+            return JSONResponse({"detail": too_large(int(length), max_bytes)}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness and what model is served."""
+        return {"status": "ok", "max_bytes": max_bytes, **predictor.describe()}
+
+    @app.post("/predict")
+    def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ...")) -> dict:
+        """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
+        data = file.file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, too_large(None, max_bytes))
+        try:
+            image = decode_image(data, file.filename or "upload")
+        except ImageReadError as e:
+            raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
+        faces = predictor.predict([image])[0]
+        n = len(faces)
+        message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
+        return {"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                "message": message, "class_names": predictor.class_names}
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug must give a JSON 500 for this request, not take the server down.
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    return app
+
+
+def too_large(size: int | None, max_bytes: int) -> str:
+    got = f" ({size / 1e6:.1f} MB)" if size else ""
+    return f"upload too large{got}: the limit is {max_bytes / 1e6:.1f} MB (ferkit serve --max-bytes)"

@@ -1,0 +1,155 @@
+"""Model registry: one place lists the architectures and heads.
+
+`build_model(arch, head, num_classes)` makes a `Classifier` = backbone -> head.
+`load_model(checkpoint)` rebuilds one from a ferkit or reference-project checkpoint.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .heads import ArcFaceHead, CosineHead, SoftmaxHead
+from .seedcnn import SeedCNN
+
+ARCHS: dict[str, Callable[[], nn.Module]] = {
+    "seed-cnn": SeedCNN,
+}
+HEADS: dict[str, type[nn.Module]] = {
+    "softmax": SoftmaxHead,
+    "linear": SoftmaxHead,  # the issue-4 name for the same head
+    "cosine": CosineHead,
+    "arcface": ArcFaceHead,
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that ferkit cannot read."""
+
+
+class Classifier(nn.Module):
+    """backbone (image -> feature) followed by a head (feature -> logits)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.backbone(x), target)
+
+
+def build_model(arch: str, head: str, num_classes: int, **head_kwargs: Any) -> Classifier:
+    """Build an untrained model; `head_kwargs` go to the head (e.g. s=30, m=0.5 for arcface)."""
+    if arch not in ARCHS:
+        raise CheckpointError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHS)}")
+    if head not in HEADS:
+        raise CheckpointError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
+    backbone = ARCHS[arch]()
+    return Classifier(backbone, HEADS[head](backbone.feature_dim, num_classes, **head_kwargs))
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 48, 48) -> float (N, 1, 48, 48) scaled to [-1, 1], as the model expects."""
+    return images.unsqueeze(1).float().div_(127.5).sub_(1.0)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _from_reference(ckpt: dict) -> dict:
+    """Turn a reference-project checkpoint ({"backbone", "head"}) into a ferkit one."""
+    bb, hd = ckpt["backbone"], ckpt["head"]
+    expected = {f"features.{b}.net.{i}.weight" for b in range(3) for i in (0, 1, 3, 4)}
+    expected |= {"head.1.weight", "head.4.weight"}
+    missing = sorted(expected - set(bb))
+    if missing:
+        raise CheckpointError(f"reference checkpoint backbone lacks {missing[0]} (and {len(missing) - 1} more): not a seed-cnn")
+    if "fc.weight" in hd:
+        head, kwargs, num_classes = "softmax", {}, hd["fc.weight"].shape[0]
+    elif "weight" in hd:
+        head, num_classes = "arcface", hd["weight"].shape[0]
+        kwargs = {"s": float(ckpt.get("arc_s", 30.0)), "m": float(ckpt.get("arc_m", 0.5))}
+    else:
+        raise CheckpointError("reference checkpoint head has neither fc.* (softmax) nor weight (arcface)")
+    state = {f"backbone.{k}": v for k, v in bb.items()} | {f"head.{k}": v for k, v in hd.items()}
+    names = ckpt.get("class_names") or ckpt.get("classes")
+    if names is None:
+        from ferkit.data import CLASS_NAMES  # the reference project's alphabetical folder order
+        names = list(CLASS_NAMES)
+    return {"format": "ferkit", "version": 1, "arch": "seed-cnn", "head": head, "head_kwargs": kwargs,
+            "class_names": list(names), "config": {"source": "reference checkpoint"}, "model": state}
+
+
+def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dict:
+    """Load a checkpoint file (or take a dict) and return it in ferkit's format."""
+    if isinstance(source, dict):
+        ckpt = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint at {path}: give the path of a best.pt, last.pt or pretrained/*.pt")
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as e:  # torch raises many types for a corrupt file
+            raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:120]}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint holds a {type(ckpt).__name__}, expected a dict (ferkit or reference format)")
+    if ckpt.get("format") == "ferkit":
+        return ckpt
+    if "backbone" in ckpt and "head" in ckpt:
+        return _from_reference(ckpt)
+    keys = ", ".join(sorted(map(str, ckpt))[:6])
+    raise CheckpointError(f"unrecognised checkpoint (keys: {keys}): expected a ferkit checkpoint or a reference one with 'backbone' and 'head'")
+
+
+def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Classifier, dict]:
+    """Rebuild a model in eval mode (float32) from a checkpoint; returns (model, info).
+
+    `info` holds `class_names`, `arch`, `head`, `head_kwargs`, `config` and `epoch`.
+    """
+    ckpt = read_checkpoint(source, map_location)
+    model = build_model(ckpt["arch"], ckpt["head"], len(ckpt["class_names"]), **ckpt.get("head_kwargs", {}))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {str(e).splitlines()[1].strip()[:160]}") from None
+    model.eval()
+    info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics")}
+    return model, info
+
+
+def count_macs(model: nn.Module, size: int = 48) -> int:
+    """Multiply-adds of one forward pass on one 1 x size x size image (conv and linear layers)."""
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += output.numel() * k
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, size, size))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def describe_models(num_classes: int = 7) -> str:
+    """A table of the registered architectures: parameters and multiply-adds per 48x48 image."""
+    lines = [f"{'arch':<16}{'params':>12}{'MMACs/img':>12}"]
+    for name in ARCHS:
+        m = build_model(name, "softmax", num_classes)
+        lines.append(f"{name:<16}{count_parameters(m):>12,}{count_macs(m) / 1e6:>12.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Figures of results: confusion matrices and per-class F1 bar charts (PNG).
+
+Figures are drawn on `matplotlib.figure.Figure` with an explicit Agg canvas: no pyplot, no
+display, no global figure state, so they work on headless machines and inside threads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ferkit.report.stats import ReportError
+
+DPI = 120
+
+
+def row_normalise(cm: np.ndarray) -> np.ndarray:
+    """Each true-class row divided by its total (rows with no items stay 0)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+
+
+def _save(fig: Figure, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _draw_matrix(ax, values: np.ndarray, class_names: list[str], title: str, fmt: str, vmax: float) -> None:
+    """One annotated heat map of a (C, C) matrix on `ax`, true classes down, predictions across."""
+    im = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            # White text on dark cells, black on light ones, so every number stays readable.
+            color = "white" if values[i, j] > vmax / 2 else "black"
+            ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", color=color, fontsize=8)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+
+
+def _check_square(cm: np.ndarray, class_names: list[str]) -> np.ndarray:
+    cm = np.asarray(cm)
+    if cm.shape != (len(class_names), len(class_names)):
+        raise ReportError(f"confusion matrix has shape {cm.shape} but there are {len(class_names)} classes")
+    return cm
+
+
+def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path | str, title: str = "") -> Path:
+    """Write one PNG: counts (left) and row-normalised rates (right, each true row sums to 1)."""
+    cm = _check_square(cm, class_names)
+    fig = Figure(figsize=(13, 5.6))
+    ax_counts, ax_rates = fig.subplots(1, 2)
+    _draw_matrix(ax_counts, cm, class_names, "counts", "d" if cm.dtype.kind in "iu" else ".0f",
+                 vmax=max(float(cm.max()), 1.0))
+    _draw_matrix(ax_rates, row_normalise(cm), class_names, "row-normalised (recall per class)", ".2f", vmax=1.0)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def compare_confusions(run_dirs: list[Path], out_path: Path | str, labels: list[str] | None = None) -> Path:
+    """Row-normalised confusion matrices of two or more runs side by side in one PNG."""
+    from ferkit.report.summary import read_metrics  # here, not at the top: summary imports this module
+
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(run_dirs) < 2:
+        raise ReportError(f"comparing confusion matrices needs at least two run dirs, got {len(run_dirs)}")
+    labels = labels or [d.name for d in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise ReportError(f"got {len(labels)} labels for {len(run_dirs)} run dirs: give one label per run")
+    metrics = [read_metrics(d) for d in run_dirs]
+    class_names = metrics[0]["class_names"]
+    for d, m in zip(run_dirs, metrics):
+        if m["class_names"] != class_names:
+            raise ReportError(f"{d} has classes {m['class_names']}, {run_dirs[0]} has {class_names}: "
+                              "compare runs of the same classes")
+    ncols = min(len(run_dirs), 4)
+    nrows = -(-len(run_dirs) // ncols)
+    fig = Figure(figsize=(5.6 * ncols, 5.2 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for ax, label, m in zip(axes, labels, metrics):
+        cm = _check_square(m["confusion_matrix"], class_names)
+        _draw_matrix(ax, row_normalise(cm), class_names, f"{label}\nmacro-F1 {m['macro_f1']:.3f}", ".2f", vmax=1.0)
+    for ax in axes[len(run_dirs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
+def _bar_values(value, n_classes: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per class from a list of C values, a (2, C) array or a {"mean", "std"} dict."""
+    if isinstance(value, dict):
+        mean, std = np.asarray(value["mean"], float), np.asarray(value.get("std", np.zeros(n_classes)), float)
+    else:
+        arr = np.asarray(value, dtype=float)
+        mean, std = (arr, np.zeros(n_classes)) if arr.ndim == 1 else (arr[0], arr[1])
+    if mean.shape != (n_classes,) or std.shape != (n_classes,):
+        raise ReportError(f"per-class F1 of {name!r} has {mean.size} values, expected {n_classes} (one per class)")
+    return mean, std
+
+
+def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | str,
+                       title: str = "per-class F1") -> Path:
+    """Grouped bar chart: one group of bars per class, one bar per run/strategy, std error bars.
+
+    `groups` maps a label to its per-class F1: a list of C values (one run), or the mean and std
+    over seeds as a {"mean": [...], "std": [...]} dict or a (2, C) array.
+    """
+    if not groups:
+        raise ReportError("no runs to chart: pass at least one run")
+    n = len(groups)
+    x = np.arange(len(class_names))
+    width = 0.8 / n
+    fig = Figure(figsize=(max(8.0, 1.2 * len(class_names) + 0.4 * n * len(class_names) / 2), 4.8))
+    ax = fig.subplots()
+    for k, (label, value) in enumerate(groups.items()):
+        mean, std = _bar_values(value, len(class_names), label)
+        ax.bar(x - 0.4 + width * (k + 0.5), mean, width, label=label,
+               yerr=std if np.any(std > 0) else None, capsize=3)
+    ax.set_xticks(x, labels=class_names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(n, 4))
+    fig.tight_layout()
+    return _save(fig, out_path)

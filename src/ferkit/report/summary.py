@@ -1,0 +1,335 @@
+"""Summaries over runs: group seeds, mean ± std, bootstrap CIs and paired tests against a baseline.
+
+A run dir holds `metrics.json` (test split) and `predictions.csv` (see docs/DESIGN.md). Runs are
+grouped by their dir name without a seed suffix (`focal_seed3`, `focal-s3` -> `focal`; a dir
+named only `seed3` takes its parent's name), or by explicit `NAME=GLOB` patterns.
+"""
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.report import figures
+from ferkit.report.stats import (ReportError, as_indices, bootstrap_ci, confusion_counts, mcnemar,
+                                 metrics_from_confusion, paired_bootstrap)
+
+_SEED_SUFFIX = re.compile(r"^(?P<base>.+?)[_-](?:seed|s)(?P<seed>\d+)$", re.IGNORECASE)
+_SEED_ONLY = re.compile(r"^(?:seed|s)[_-]?(?P<seed>\d+)$", re.IGNORECASE)
+_REQUIRED_METRICS = ("class_names", "accuracy", "macro_f1", "per_class_f1", "confusion_matrix")
+_TOLERANCE = 1e-6  # predictions.csv must reproduce metrics.json to this precision
+
+
+def read_metrics(run_dir: Path | str) -> dict:
+    """The test metrics.json of a run dir, checked for the fields reports need."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise ReportError(f"no metrics.json in {run_dir}: pass run dirs written by `ferkit train` or `ferkit evaluate`")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): re-run `ferkit evaluate`") from None
+    missing = [k for k in _REQUIRED_METRICS if k not in metrics]
+    if missing:
+        raise ReportError(f"{path} lacks {', '.join(missing)}: re-run `ferkit evaluate` to rewrite it")
+    return metrics
+
+
+def split_seed(run_dir: Path | str) -> tuple[str, int | None]:
+    """(group name, seed) from a run dir name: `focal_seed3` -> ("focal", 3), `base` -> ("base", None)."""
+    run_dir = Path(run_dir)
+    if m := _SEED_SUFFIX.match(run_dir.name):
+        return m["base"], int(m["seed"])
+    if m := _SEED_ONLY.match(run_dir.name):
+        return run_dir.resolve().parent.name, int(m["seed"])
+    return run_dir.name, None
+
+
+def load_run(run_dir: Path | str) -> dict:
+    """metrics.json and predictions.csv of one run, with labels as class indices.
+
+    Returns dir, name, seed, metrics, class_names, names (image names), y_true, y_pred (int64)
+    and probs ((N, C) float, or None when the p_<class> columns are absent).
+    """
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    class_names = list(metrics["class_names"])
+    path = run_dir / "predictions.csv"
+    if not path.is_file():
+        raise ReportError(f"no predictions.csv in {run_dir}: re-run `ferkit evaluate` on it to write one")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    missing = [c for c in ("name", "true", "pred") if c not in header]
+    if missing or not rows:
+        what = f"lacks column(s) {', '.join(missing)}" if missing else "holds no rows"
+        raise ReportError(f"{path} {what}: expected columns name,true,pred,p_<class>...")
+    prob_cols = [f"p_{c}" for c in class_names]
+    probs = (np.array([[float(r[c]) for c in prob_cols] for r in rows])
+             if all(c in header for c in prob_cols) else None)
+    run = {
+        "dir": run_dir, "name": run_dir.name, "seed": split_seed(run_dir)[1],
+        "metrics": metrics, "class_names": class_names, "names": [r["name"] for r in rows],
+        "y_true": as_indices([r["true"] for r in rows], class_names),
+        "y_pred": as_indices([r["pred"] for r in rows], class_names),
+        "probs": probs,
+    }
+    _check_consistent(run, path)
+    return run
+
+
+def _check_consistent(run: dict, path: Path) -> None:
+    """predictions.csv and metrics.json must describe the same evaluation."""
+    m = run["metrics"]
+    n = len(run["y_true"])
+    if n != m.get("num_samples", n):
+        raise ReportError(f"{path} has {n} rows but metrics.json says {m['num_samples']} samples: "
+                          "re-run `ferkit evaluate`")
+    check = metrics_from_confusion(confusion_counts(run["y_true"], run["y_pred"], len(run["class_names"])))
+    for key in ("accuracy", "macro_f1"):
+        if abs(float(check[key]) - m[key]) > _TOLERANCE:
+            raise ReportError(f"{path} gives {key} {float(check[key]):.6f} but metrics.json says {m[key]:.6f}: "
+                              "re-run `ferkit evaluate` so both come from one evaluation")
+
+
+def parse_group_spec(spec: str) -> tuple[str, str]:
+    """`NAME=GLOB` -> (name, glob)."""
+    name, sep, pattern = spec.partition("=")
+    if not sep or not name.strip() or not pattern.strip():
+        raise ReportError(f"bad group {spec!r}: write NAME=GLOB, e.g. focal='runs/focal_*'")
+    return name.strip(), pattern.strip().rstrip("/")
+
+
+def group_runs(run_dirs: list[Path], groups: list[str] | None = None) -> dict[str, list[Path]]:
+    """Group run dirs: by explicit `NAME=GLOB` patterns (matched against the dir name or its
+    path), and the runs no pattern matches by their name without a seed suffix."""
+    specs = [parse_group_spec(g) for g in groups or []]
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ReportError(f"group names repeat in {names}: give each --group a distinct name")
+    out: dict[str, list[Path]] = {n: [] for n in names}
+    for d in map(Path, run_dirs):
+        hits = [n for n, p in specs if fnmatch.fnmatchcase(d.name, p) or fnmatch.fnmatchcase(d.as_posix(), p)]
+        if len(hits) > 1:
+            raise ReportError(f"{d} matches groups {hits}: make the --group patterns exclusive")
+        out.setdefault(hits[0] if hits else split_seed(d)[0], []).append(d)
+    for name, pattern in specs:
+        if not out[name]:
+            raise ReportError(f"--group {name}={pattern} matches no run dir: check the pattern")
+    return out
+
+
+def mean_std(values) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1) over the first axis (seeds); the std of a single seed is 0."""
+    v = np.asarray(values, dtype=np.float64)
+    return v.mean(axis=0), v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros_like(v[0])
+
+
+def _mean_std_cols(name: str, values) -> dict:
+    """`<name>_mean` and `<name>_std` columns over seeds."""
+    mean, std = mean_std(values)
+    return {f"{name}_mean": float(mean), f"{name}_std": float(std)}
+
+
+def _sort_runs(runs: list[dict]) -> list[dict]:
+    """By seed when every run has one, else by dir name: the order used to pair runs."""
+    if all(r["seed"] is not None for r in runs):
+        return sorted(runs, key=lambda r: r["seed"])
+    return sorted(runs, key=lambda r: str(r["dir"]))
+
+
+def group_row(name: str, runs: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+    """One summary row: mean ± std over seeds, and bootstrap CIs (per seed, then averaged)."""
+    class_names = runs[0]["class_names"]
+    row = {"group": name, "n_seeds": len(runs), "runs": ";".join(r["name"] for r in runs)}
+    row |= _mean_std_cols("accuracy", [r["metrics"]["accuracy"] for r in runs])
+    row |= _mean_std_cols("macro_f1", [r["metrics"]["macro_f1"] for r in runs])
+    per_class = np.array([r["metrics"]["per_class_f1"] for r in runs], dtype=np.float64)
+    for c, column in zip(class_names, per_class.T):
+        row |= _mean_std_cols(f"f1_{c}", column)
+    for metric in ("macro_f1", "accuracy"):
+        cis = np.array([bootstrap_ci(r["y_true"], r["y_pred"], class_names, metric, n_boot, seed) for r in runs])
+        row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = (float(v) for v in cis.mean(axis=0))
+    return row
+
+
+def pair_runs(runs: list[dict], base_runs: list[dict]) -> list[tuple[dict, dict]]:
+    """Pairs (run, baseline run): by seed number when both sides have seeds in common, else by order."""
+    if all(r["seed"] is not None for r in runs + base_runs):
+        by_seed = {r["seed"]: r for r in base_runs}
+        pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+        if pairs:
+            return pairs
+    return list(zip(_sort_runs(runs), _sort_runs(base_runs)))
+
+
+def _aligned(run: dict, base: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y_true, pred, base_pred) on the same images in the same order."""
+    if run["names"] == base["names"]:
+        order = np.arange(len(base["names"]))
+    elif sorted(run["names"]) == sorted(base["names"]) and len(set(run["names"])) == len(run["names"]):
+        position = {n: i for i, n in enumerate(base["names"])}
+        order = np.array([position[n] for n in run["names"]])
+    else:
+        raise ReportError(f"{run['dir']} and {base['dir']} were evaluated on different test images: "
+                          "compare runs on the same test split")
+    if not np.array_equal(run["y_true"], base["y_true"][order]):
+        raise ReportError(f"{run['dir']} and {base['dir']} disagree on true labels: were they built from one dataset?")
+    return run["y_true"], run["y_pred"], base["y_pred"][order]
+
+
+def paired_rows(name: str, runs: list[dict], baseline: str, base_runs: list[dict],
+                n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """One row per seed pair: paired-bootstrap macro-F1 difference (run - baseline) and McNemar."""
+    rows = []
+    class_names = runs[0]["class_names"]
+    for run, base in pair_runs(runs, base_runs):
+        y_true, pred, base_pred = _aligned(run, base)
+        boot = paired_bootstrap(y_true, pred, base_pred, class_names, "macro_f1", n_boot, seed)
+        test = mcnemar(y_true, pred, base_pred)
+        rows.append({
+            "group": name, "baseline": baseline, "run": run["name"], "baseline_run": base["name"],
+            "seed": "" if run["seed"] is None else run["seed"],
+            "macro_f1": run["metrics"]["macro_f1"], "baseline_macro_f1": base["metrics"]["macro_f1"],
+            "macro_f1_diff": boot["diff"], "diff_ci95_low": boot["low"], "diff_ci95_high": boot["high"],
+            "bootstrap_p": boot["p_value"], "mcnemar_b": test["b"], "mcnemar_c": test["c"],
+            "mcnemar_p": test["p_value"],
+        })
+    return rows
+
+
+def _comparison_cols(pairs: list[dict]) -> dict:
+    """Group-level view of its seed pairs: mean difference, mean CI bounds, largest McNemar p."""
+    return {
+        "n_pairs": len(pairs),
+        "macro_f1_diff_mean": float(np.mean([p["macro_f1_diff"] for p in pairs])),
+        "diff_ci95_low_mean": float(np.mean([p["diff_ci95_low"] for p in pairs])),
+        "diff_ci95_high_mean": float(np.mean([p["diff_ci95_high"] for p in pairs])),
+        "mcnemar_p_max": float(max(p["mcnemar_p"] for p in pairs)),
+    }
+
+
+def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | None = None,
+              baseline: str | None = None, n_boot: int = 1000, seed: int = 0, log=print) -> list[dict]:
+    """Summarise runs per group and write summary.csv/.md/.tex, per_class_f1.png (+ paired.csv).
+
+    Columns: group, n_seeds, runs, <metric>_mean/_std over seeds for accuracy, macro_f1 and each
+    f1_<class>; macro_f1/accuracy _ci95_low/_high: 95% bootstrap CI over test images computed per
+    seed, then averaged over seeds. With `baseline` (a group name), each other group is compared
+    with it seed pair by seed pair (paired.csv), and its row gets the mean over pairs.
+    """
+    if not run_dirs:
+        raise ReportError("no run dirs given: pass at least one run dir")
+    grouped = group_runs(run_dirs, groups)
+    runs = {name: _sort_runs([load_run(d) for d in dirs]) for name, dirs in grouped.items()}
+    class_names = next(iter(runs.values()))[0]["class_names"]
+    for r in (r for rs in runs.values() for r in rs):
+        if r["class_names"] != class_names:
+            raise ReportError(f"{r['dir']} has classes {r['class_names']}, expected {class_names}: "
+                              "summarise runs of the same classes")
+    if baseline is not None and baseline not in runs:
+        raise ReportError(f"baseline group {baseline!r} not found: choose one of {list(runs)}")
+
+    rows, all_pairs = [], []
+    for name, group in runs.items():
+        row = group_row(name, group, n_boot, seed)
+        if baseline is not None and name != baseline:
+            pairs = paired_rows(name, group, baseline, runs[baseline], n_boot, seed)
+            unpaired = len(group) - len(pairs)
+            if unpaired:
+                log(f"note: {unpaired} run(s) of {name} have no matching {baseline} run "
+                    "and are left out of the paired comparison")
+            row |= {"baseline": baseline} | _comparison_cols(pairs)
+            all_pairs += pairs
+        rows.append(row)
+
+    if baseline is not None and not all_pairs:
+        log(f"note: {baseline} is the only group: nothing to compare it with, no paired.csv written")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / "summary.csv", rows)
+    table = summary_table(rows, class_names, baseline, n_boot)
+    (out_dir / "summary.md").write_text(to_markdown(*table), encoding="utf-8")
+    (out_dir / "summary.tex").write_text(to_latex(*table), encoding="utf-8")
+    if all_pairs:
+        write_csv(out_dir / "paired.csv", all_pairs)
+    bars = {f"{r['group']} (n={r['n_seeds']})": {"mean": [r[f"f1_{c}_mean"] for c in class_names],
+                         "std": [r[f"f1_{c}_std"] for c in class_names]} for r in rows}
+    figures.per_class_f1_chart(bars, class_names, out_dir / "per_class_f1.png",
+                               title="test per-class F1 (mean ± std over seeds)")
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows to CSV, columns in first-seen order; a field a row lacks is left empty."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=columns, restval="")
+        w.writeheader()
+        w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def summary_table(rows: list[dict], class_names: list[str], baseline: str | None,
+                  n_boot: int) -> tuple[list[str], list[list[str]], str]:
+    """(headers, cells, caption) shared by the Markdown and LaTeX writers."""
+    headers = ["group", "seeds", "accuracy", "macro-F1", "macro-F1 95% CI (per-seed avg)",
+               "accuracy 95% CI (per-seed avg)"] + [f"F1 {c}" for c in class_names]
+    if baseline is not None:
+        headers += [f"Δ macro-F1 vs {baseline} [95% CI]", "McNemar p (max)"]
+    cells = []
+    for r in rows:
+        line = [r["group"], str(r["n_seeds"]),
+                f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
+                f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
+                f"[{r['macro_f1_ci95_low']:.3f}, {r['macro_f1_ci95_high']:.3f}]",
+                f"[{r['accuracy_ci95_low']:.3f}, {r['accuracy_ci95_high']:.3f}]"]
+        line += [f"{r[f'f1_{c}_mean']:.3f} ± {r[f'f1_{c}_std']:.3f}" for c in class_names]
+        if baseline is not None:
+            if "n_pairs" in r:
+                diff = f"{r['macro_f1_diff_mean']:+.3f}"
+                ci = f"[{r['diff_ci95_low_mean']:+.3f}, {r['diff_ci95_high_mean']:+.3f}]"
+                line += [f"{diff} {ci}", _p(r["mcnemar_p_max"])]
+            else:
+                line += ["baseline", "-"]
+        cells.append(line)
+    caption = (f"Test set. Mean ± std over seeds (sample std; 0 for one seed). 95% CI: percentile bootstrap "
+               f"over test images ({n_boot} resamples), computed per seed, then averaged over seeds.")
+    if baseline is not None:
+        caption += (f" Δ: paired-bootstrap macro-F1 difference against {baseline}, mean over seed pairs "
+                    "(CI bounds averaged too); McNemar p: largest exact p-value over the pairs (paired.csv).")
+    return headers, cells, caption
+
+
+def to_markdown(headers: list[str], cells: list[list[str]], caption: str) -> str:
+    """A Markdown table followed by its caption."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
+    return "\n".join(lines) + f"\n\n{caption}\n"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "<": r"$<$", ">": r"$>$", "±": r"$\pm$", "Δ": r"$\Delta$"}
+
+
+def tex_escape(text: str) -> str:
+    """Text safe inside a LaTeX table cell (one pass, so replacements are never escaped twice)."""
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(headers: list[str], cells: list[list[str]], caption: str) -> str:
+    """A booktabs tabular (needs \\usepackage{booktabs}); the caption goes in a comment above it."""
+    lines = [f"% {tex_escape(caption)}", r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
+             " & ".join(tex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(c) for c in line) + r" \\" for line in cells]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

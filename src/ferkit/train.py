@@ -1,0 +1,221 @@
+"""The training loop: fit, checkpoint every epoch, resume, keep the best on val, test once at the end."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ferkit.config import ConfigError, RunConfig
+from ferkit.data import FerData, load_data
+from ferkit.data.batches import EpochBatches
+from ferkit.device import autocast, pick_device, set_threads
+from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
+from ferkit.models import build_model, load_model, read_checkpoint
+from ferkit.strategies import class_weights, make_loss, sampling_weights
+from ferkit.strategies.sampling import SAMPLER_Q
+
+Log = Callable[[str], None]
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write a checkpoint so that an interruption never leaves a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_for_run(cfg: RunConfig, data: FerData, device: torch.device):
+    """Model, loss and per-image sampling weights for a configuration."""
+    names = data.class_names
+    counts = np.bincount(data.splits["train"].labels, minlength=len(names))
+    head_kwargs = {"s": cfg.arc_s, "m": cfg.arc_m} if cfg.head == "arcface" else {"s": cfg.arc_s} if cfg.head == "cosine" else {}
+    model = build_model(cfg.arch, cfg.head, len(names), **head_kwargs).to(device, memory_format=torch.channels_last)
+    weight = class_weights(counts, cfg.weight_mode, cfg.beta) if cfg.weight_mode else None
+    loss_fn = make_loss(cfg.loss, counts, weight, cfg.gamma, cfg.tau, cfg.label_smoothing, cfg.arc_s).to(device)
+    q = SAMPLER_Q[cfg.sampler]
+    sample_w = None if q is None else sampling_weights(data.splits["train"].labels, q, len(names))
+    return model, loss_fn, sample_w, head_kwargs
+
+
+def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    batches, device: torch.device, amp: bool, clip_norm: float = 5.0,
+                    scaler: torch.amp.GradScaler | None = None, progress: str | None = None) -> dict:
+    """One pass over `batches`; returns mean loss, accuracy and images/s."""
+    model.train()
+    total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(total=len(batches.labels), desc=progress, unit="img", leave=False, disable=progress is None)
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(x, y)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:  # float16 on CUDA: scale the loss, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            optimizer.step()
+        n = len(y)
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        bar.update(n)
+    bar.close()
+    secs = time.perf_counter() - t0
+    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "train_img_per_s": seen / secs}
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict) -> None:
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_epochs_csv(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
+def _logger(run_dir: Path, log: Log) -> Log:
+    """Print and append to run_dir/train.log."""
+    def both(msg: str) -> None:
+        log(msg)
+        with open(run_dir / "train.log", "a") as f:
+            f.write(msg + "\n")
+    return both
+
+
+def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True) -> dict:
+    """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint on test.
+
+    Returns the test metrics. Everything is written to `runs_dir/exp/`.
+    """
+    set_threads()
+    device = pick_device(cfg.device)
+    resume_ckpt = None
+    if cfg.resume:
+        resume_ckpt = read_checkpoint(cfg.resume)
+        if "optimizer" not in resume_ckpt:
+            raise ConfigError(f"{cfg.resume} has no optimiser state (it is not a last.pt): to evaluate it use --epochs 0 or `ferkit eval`")
+        saved = RunConfig(**resume_ckpt["config"])
+        # A resumed run is the same run: its saved configuration wins, except where the data now lives.
+        saved.data_root, saved.resume, saved.device = cfg.data_root or saved.data_root, cfg.resume, cfg.device
+        cfg = saved
+    run_dir = Path(cfg.runs_dir) / cfg.exp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = _logger(run_dir, log)
+    data = data or load_data(cfg.data_root, log=log)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model, loss_fn, sample_w, head_kwargs = build_for_run(cfg, data, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
+    use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    train, val = data.splits["train"], data.splits["val"]
+    images = torch.from_numpy(train.images).to(device)  # the whole uint8 split stays resident
+    labels = torch.from_numpy(train.labels).to(device)
+    batches = EpochBatches(images, labels, cfg.batch_size, gen, sample_w)
+    base = {"format": "ferkit", "version": 1, "arch": cfg.arch, "head": cfg.head, "head_kwargs": head_kwargs,
+            "class_names": data.class_names, "config": cfg.to_dict()}
+
+    start, history, best_f1 = 0, [], -1.0
+    if resume_ckpt is not None:
+        model.load_state_dict(resume_ckpt["model"])
+        optimizer.load_state_dict(resume_ckpt["optimizer"])
+        scheduler.load_state_dict(resume_ckpt["scheduler"])
+        _set_rng_state(gen, resume_ckpt["rng"])
+        start, history, best_f1 = resume_ckpt["epoch"], resume_ckpt["history"], resume_ckpt["best_val_macro_f1"]
+        log(f"resuming {cfg.exp} after epoch {start} of {cfg.epochs}")
+
+    from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
+    writer = SummaryWriter(str(run_dir), purge_step=start + 1)
+    log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler}, weights {cfg.weight_mode}, "
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}")
+    for epoch in range(start + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_one_epoch(model, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
+                                progress=f"epoch {epoch}/{cfg.epochs}" if progress else None)
+        scheduler.step()
+        probs = predict_proba(model, val.images, device, cfg.amp)
+        vm = compute_metrics(val.labels, probs.argmax(1), data.class_names)
+        row = {"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}, "val_acc": round(vm["accuracy"], 6),
+               "val_macro_f1": round(vm["macro_f1"], 6)}
+        row |= {f"val_f1_{c}": round(vm[f"f1_{c}"], 6) for c in data.class_names}
+        row |= {"lr": lr, "seconds": round(time.perf_counter() - t0, 2)}
+        history.append(row)
+        for k, v in row.items():
+            if k != "epoch":
+                writer.add_scalar(k.replace("val_f1_", "val_f1/"), v, epoch)  # per-class F1 grouped in one panel
+        writer.flush()
+        _write_epochs_csv(run_dir / "epochs.csv", history)
+        improved = vm["macro_f1"] > best_f1
+        if improved:
+            best_f1 = vm["macro_f1"]
+            save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
+        save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
+                            "best_val_macro_f1": best_f1}, run_dir / "last.pt")
+        log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
+            f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
+            f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+    writer.close()
+    if not (run_dir / "best.pt").exists():
+        raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
+    return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log)
+
+
+def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path, amp: bool, tta: bool,
+                 device: torch.device | str = "cpu", log: Log = print, splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
+    model, info = load_model(ckpt_path)
+    model.to(device, memory_format=torch.channels_last)
+    data = match_classes(data, info["class_names"])
+    out = {}
+    for split in splits:
+        suffix = "" if split == "test" else f"_{split}"
+        out[split] = evaluate_split(model, data.splits[split], data.class_names, out_dir, split, device, amp, tta,
+                                    extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")}, suffix=suffix)
+        m = out[split]
+        log(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+            + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"])))
+    log(f"outputs in {out_dir}/")
+    return out["test"] if "test" in out else out[splits[-1]]
+
+
+def match_classes(data: FerData, model_classes: list[str]) -> FerData:
+    """Relabel `data` to the model's class order; a different class set is an error."""
+    if list(data.class_names) == list(model_classes):
+        return data
+    if sorted(data.class_names) != sorted(model_classes):
+        raise ConfigError(f"the model's classes ({', '.join(model_classes)}) differ from the data's ({', '.join(data.class_names)})")
+    remap = np.array([model_classes.index(c) for c in data.class_names])
+    from dataclasses import replace
+    splits = {k: replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
+    return replace(data, class_names=list(model_classes), splits=splits)

@@ -1,0 +1,73 @@
+"""Batched augmentation: the transform distribution and the geometry of each transform."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ferkit.data.augment import AugParams, augment, sample_params
+
+
+def _ks_uniform(x: np.ndarray, lo: float, hi: float) -> float:
+    """Kolmogorov-Smirnov distance between the sample and U(lo, hi)."""
+    x = np.sort((x - lo) / (hi - lo))
+    n = len(x)
+    return float(max(np.max(np.arange(1, n + 1) / n - x), np.max(x - np.arange(n) / n)))
+
+
+def test_transform_distribution_matches_the_recipe():
+    n = 20000
+    p = sample_params(n, torch.Generator().manual_seed(0))
+    assert abs(p.flip.float().mean().item() - 0.5) < 0.015  # 4.2 sigma
+    assert p.angle.min() >= -15 and p.angle.max() <= 15
+    assert _ks_uniform(p.angle.numpy(), -15, 15) < 0.015     # D_crit(0.001) ~ 1.95/sqrt(n) = 0.0138
+    for off in (p.off_x, p.off_y):
+        counts = np.bincount(off.numpy(), minlength=13)
+        assert len(counts) == 13 and counts.min() > 0         # offsets 0..12: 44 out of 56 pixels
+        expected = n / 13
+        chi2 = ((counts - expected) ** 2 / expected).sum()
+        assert chi2 < 32.9                                    # chi2(12 dof) at p = 0.001
+    # x and y offsets are drawn independently
+    assert abs(np.corrcoef(p.off_x.numpy(), p.off_y.numpy())[0, 1]) < 0.04
+
+
+def _reference(img: np.ndarray, flip: bool, angle: float, ox: int, oy: int) -> torch.Tensor:
+    """The reference project's per-image pipeline, written with PIL and plain tensor ops."""
+    im = Image.fromarray(img)
+    if flip:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    im = im.rotate(angle, resample=Image.BILINEAR)
+    x = torch.tensor(np.array(im), dtype=torch.float32) / 255
+    x = F.pad(x, (4, 4, 4, 4))[oy:oy + 44, ox:ox + 44]
+    return F.interpolate(x[None, None], size=48, mode="bilinear", align_corners=False)[0, 0] * 2 - 1
+
+
+@pytest.mark.parametrize("flip,angle,ox,oy", [(False, 0, 6, 6), (True, 0, 4, 4), (False, 0, 10, 2),
+                                              (False, 90, 6, 6), (True, -90, 0, 12)])
+def test_each_transform_matches_the_per_image_pipeline(flip, angle, ox, oy):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    params = AugParams(torch.tensor([flip]), torch.tensor([float(angle)]), torch.tensor([ox]), torch.tensor([oy]))
+    out = augment(torch.from_numpy(img)[None], params)[0, 0]
+    ref = _reference(img, flip, angle, ox, oy)
+    # Inside the border the single affine resampling equals PIL flip/rotate + pad/crop/resize exactly
+    # (right angles keep pixels on the grid); the outermost ring differs only by edge interpolation.
+    assert torch.allclose(out[2:-2, 2:-2], ref[2:-2, 2:-2], atol=1e-4)
+
+
+def test_small_rotation_is_close_to_pil():
+    rng = np.random.default_rng(2)
+    img = (rng.random((48, 48)) * 60 + np.linspace(0, 180, 48)[None]).astype(np.uint8)  # smooth image
+    params = AugParams(torch.tensor([False]), torch.tensor([10.0]), torch.tensor([6]), torch.tensor([6]))
+    out = augment(torch.from_numpy(img)[None], params)[0, 0]
+    ref = _reference(img, False, 10.0, 6, 6)
+    # Two bilinear resamplings (PIL) vs one: close, not identical.
+    assert (out[6:-6, 6:-6] - ref[6:-6, 6:-6]).abs().mean() < 0.05
+
+
+def test_zero_fill_is_black_and_range_is_kept():
+    img = torch.full((1, 48, 48), 255, dtype=torch.uint8)
+    params = AugParams(torch.tensor([False]), torch.tensor([0.0]), torch.tensor([0]), torch.tensor([0]))
+    out = augment(img, params)[0, 0]
+    assert out.min() >= -1 and out.max() <= 1
+    assert out[0, 0] < -0.5 and out[-1, -1] == pytest.approx(1.0)  # padded corner is black

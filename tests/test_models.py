@@ -1,0 +1,77 @@
+"""Architectures, heads, checkpoints (ferkit and reference-project layouts)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ferkit.models import CheckpointError, build_model, count_macs, count_parameters, load_model, to_input
+
+
+def test_seed_cnn_matches_the_reference_architecture():
+    m = build_model("seed-cnn", "softmax", 7)
+    # conv: 9*(1*32 + 32*32 + 32*64 + 64*64 + 64*128 + 128*128); BN: 2*(32*2+64*2+128*2); MLP: 4608*256+256 + 256*128+128; fc 128*7+7
+    conv = 9 * (32 + 32 * 32 + 32 * 64 + 64 * 64 + 64 * 128 + 128 * 128)
+    bn = 2 * (2 * 32 + 2 * 64 + 2 * 128)
+    mlp = 4608 * 256 + 256 + 256 * 128 + 128
+    assert count_parameters(m) == conv + bn + mlp + 128 * 7 + 7
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128] and all(c.bias is None for c in convs)
+    assert m(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+    assert count_macs(m) > count_parameters(m)
+
+
+def test_to_input_scales_to_minus_one_one():
+    x = to_input(torch.tensor([[[0, 255]]], dtype=torch.uint8))
+    assert x.shape == (1, 1, 1, 2) and x.flatten().tolist() == [-1.0, 1.0]
+
+
+def test_arcface_margin_only_in_training():
+    torch.manual_seed(0)
+    m = build_model("seed-cnn", "arcface", 7, s=30.0, m=0.5)
+    x, y = torch.randn(4, 1, 48, 48), torch.tensor([0, 1, 2, 3])
+    m.eval()
+    plain = m(x, y)
+    assert torch.allclose(plain, m(x))  # labels are ignored at evaluation
+    m.train()
+    torch.manual_seed(1)
+    feats = m.backbone(x)
+    cos = F.linear(F.normalize(feats), F.normalize(m.head.weight))
+    logits = m.head(feats, y)
+    theta = torch.acos(cos[torch.arange(4), y].clamp(-1, 1))
+    expected = 30 * torch.cos(theta + 0.5)
+    fallback = 30 * (cos[torch.arange(4), y] - math.sin(math.pi - 0.5) * 0.5)
+    ok = theta + 0.5 < math.pi
+    assert torch.allclose(logits[torch.arange(4), y][ok], expected[ok], atol=1e-3)
+    assert torch.allclose(logits[torch.arange(4), y][~ok], fallback[~ok], atol=1e-3)
+    other = torch.ones_like(logits, dtype=torch.bool)
+    other[torch.arange(4), y] = False
+    assert torch.allclose(logits[other], 30 * cos[other], atol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["softmax", "arcface"])
+def test_reference_checkpoint_loads_and_predicts_the_same(tmp_path, head):
+    torch.manual_seed(0)
+    ref = build_model("seed-cnn", head, 7).eval()
+    ckpt = {"backbone": ref.backbone.state_dict(), "head": ref.head.state_dict(), "epoch": 12}
+    assert ("fc.weight" in ckpt["head"]) == (head == "softmax")
+    assert "features.2.net.4.running_mean" in ckpt["backbone"] and "head.4.weight" in ckpt["backbone"]
+    torch.save(ckpt, tmp_path / "ref.pt")
+    model, info = load_model(tmp_path / "ref.pt")
+    assert info["head"] == head and info["class_names"][0] == "angry"
+    x = torch.randn(3, 1, 48, 48)
+    assert torch.equal(model(x), ref(x))
+
+
+def test_bad_checkpoints_get_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="unrecognised checkpoint"):
+        load_model(tmp_path / "other.pt")
+    torch.save({"backbone": {"conv.weight": torch.zeros(1)}, "head": {}}, tmp_path / "shape.pt")
+    with pytest.raises(CheckpointError, match="not a seed-cnn"):
+        load_model(tmp_path / "shape.pt")

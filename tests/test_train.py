@@ -1,0 +1,158 @@
+"""The training loop end to end on tiny synthetic data: outputs, eval-only reproduction, resume."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit import train as train_mod
+from ferkit.config import make_config
+from ferkit.data import FerData, Split
+from ferkit.evaluate import metrics_from_predictions
+from ferkit.train import evaluate_run, fit
+
+CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def tiny_data(per_class=(12, 3, 10, 16, 10, 8, 6), seed=0) -> FerData:
+    """Class-dependent blobs plus noise, so a few epochs learn something."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, scale in (("train", 1.0), ("val", 0.5), ("test", 0.5)):
+        labels = np.repeat(np.arange(7), [max(1, int(n * scale)) for n in per_class])
+        imgs = rng.integers(0, 80, (len(labels), 48, 48))
+        for i, c in enumerate(labels):
+            imgs[i, 6 * c:6 * c + 6, :] += 150
+        names = [f"{split}/{CLASSES[c]}/img_{i}.png" for i, c in enumerate(labels)]
+        splits[split] = Split(imgs.astype(np.uint8), labels.astype(np.int64), names)
+    return FerData(CLASSES, splits, "synthetic", "synthetic-key", [])
+
+
+def cfg_for(tmp_path, **kw):
+    base = {"exp": "t", "runs_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 16, "seed": 0, "device": "cpu"}
+    return make_config(base | kw)
+
+
+def test_a_run_writes_every_output(tmp_path):
+    data = tiny_data()
+    m = fit(cfg_for(tmp_path, preset="E5"), data, log=lambda s: None, progress=False)
+    run = tmp_path / "runs" / "t"
+    for name in ["metrics.json", "metrics_val.json", "predictions.csv", "confusion_matrix.png", "config.json",
+                 "epochs.csv", "best.pt", "last.pt", "train.log"]:
+        assert (run / name).is_file(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ["accuracy", "macro_f1", "per_class_f1", "per_class_precision", "per_class_recall", "class_names",
+                "split", "num_samples"] + [f"f1_{c}" for c in CLASSES]:
+        assert key in saved, key
+    assert saved["split"] == "test" and saved["num_samples"] == len(data.splits["test"].labels)
+    assert saved == json.loads(json.dumps(m))
+    rows = list(csv.DictReader(open(run / "epochs.csv")))
+    assert len(rows) == 2 and {"train_loss", "train_acc", "val_acc", "val_macro_f1", "val_f1_disgust", "lr", "seconds"} <= set(rows[0])
+    preds = list(csv.DictReader(open(run / "predictions.csv")))
+    assert len(preds) == saved["num_samples"]
+    assert [k for k in preds[0]] == ["name", "true", "pred"] + [f"p_{c}" for c in CLASSES]
+    assert abs(sum(float(preds[0][f"p_{c}"]) for c in CLASSES) - 1) < 1e-4
+    assert json.loads((run / "config.json").read_text())["sampler"] == "balanced"
+
+
+def test_eval_only_reproduces_the_run_and_predictions_reproduce_metrics(tmp_path):
+    data = tiny_data()
+    m = fit(cfg_for(tmp_path, preset="E0"), data, log=lambda s: None, progress=False)
+    run = tmp_path / "runs" / "t"
+    again = evaluate_run(run / "best.pt", data, tmp_path / "eval", amp=False, tta=False, log=lambda s: None)
+    for k in ["accuracy", "macro_f1", "per_class_f1", "confusion_matrix"]:
+        assert again[k] == m[k]
+    recomputed = metrics_from_predictions(run / "predictions.csv")
+    for k in ["accuracy", "macro_f1", "per_class_f1", "per_class_precision", "per_class_recall"]:
+        assert recomputed[k] == m[k]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    data = tiny_data()
+    full = fit(cfg_for(tmp_path, exp="full", epochs=3, preset="E5"), data, log=lambda s: None, progress=False)
+    real = train_mod.train_one_epoch
+    calls = {"n": 0}
+
+    def crash_on_second_epoch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", crash_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg_for(tmp_path, exp="cut", epochs=3, preset="E5"), data, log=lambda s: None, progress=False)
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    last = tmp_path / "runs" / "cut" / "last.pt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+    resumed = fit(cfg_for(tmp_path, resume=str(last)), data, log=lambda s: None, progress=False)
+    assert resumed["confusion_matrix"] == full["confusion_matrix"] and resumed["macro_f1"] == full["macro_f1"]
+    a = torch.load(tmp_path / "runs" / "full" / "last.pt", weights_only=False)
+    b = torch.load(last, weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+@pytest.mark.parametrize("preset", ["E0", "E1", "E2", "E4", "E5", "E6"])
+def test_every_preset_trains(tmp_path, preset):
+    m = fit(cfg_for(tmp_path, preset=preset, epochs=1), tiny_data(), log=lambda s: None, progress=False)
+    assert 0 <= m["macro_f1"] <= 1
+
+
+@pytest.mark.parametrize("kw", [
+    {"loss": "focal", "weight_mode": "effective"}, {"loss": "wce", "weight_mode": "inv"},
+    {"loss": "ldam", "head": "cosine"}, {"loss": "la"}, {"loss": "bsoftmax"},
+    {"sampler": "class_balanced", "head": "cosine"}, {"amp": True, "loss": "ce"},
+])
+def test_strategy_combinations_train(tmp_path, kw):
+    m = fit(cfg_for(tmp_path, epochs=1, **kw), tiny_data(), log=lambda s: None, progress=False)
+    assert np.isfinite(m["macro_f1"])
+
+
+def test_training_learns_the_synthetic_task(tmp_path):
+    m = fit(cfg_for(tmp_path, epochs=6, lr=3e-3), tiny_data(per_class=(30,) * 7), log=lambda s: None, progress=False)
+    assert m["accuracy"] > 0.5  # chance is 1/7
+
+
+def test_fp32_step_equals_a_plain_pytorch_step():
+    """ferkit's training step computes what a textbook PyTorch step computes on the same batch."""
+    from ferkit.models import build_model
+    from ferkit.strategies import make_loss
+
+    torch.manual_seed(0)
+    a = build_model("seed-cnn", "softmax", 7)
+    b = build_model("seed-cnn", "softmax", 7)
+    b.load_state_dict(a.state_dict())
+    a = a.to(memory_format=torch.channels_last)
+    x, y = torch.randn(32, 1, 48, 48), torch.randint(0, 7, (32,))
+
+    class OneBatch:
+        labels = y
+
+        def __iter__(self):
+            yield x.contiguous(memory_format=torch.channels_last), y
+
+    # SGD, not Adam: Adam's first step is ~lr * sign(grad), which magnifies float noise in tiny gradients.
+    opt_a = torch.optim.SGD(a.parameters(), 1e-2)
+    opt_b = torch.optim.SGD(b.parameters(), 1e-2)
+    torch.manual_seed(1)
+    stats = train_mod.train_one_epoch(a, make_loss("ce", np.ones(7)), opt_a, OneBatch(), torch.device("cpu"), amp=False)
+    torch.manual_seed(1)  # same dropout mask
+    b.train()
+    loss = torch.nn.functional.cross_entropy(b(x), y)
+    opt_b.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(b.parameters(), 5.0)
+    opt_b.step()
+    assert stats["train_loss"] == pytest.approx(loss.item(), rel=1e-6)
+    # The forward pass (and so the loss) matches to float32 precision; channels-last backward kernels
+    # accumulate in another order (and max-pool ties can route differently), so gradients agree to
+    # a fraction of a percent rather than bit for bit.
+    ga = torch.cat([p.grad.flatten() for p in a.parameters()])
+    gb = torch.cat([p.grad.flatten() for p in b.parameters()])
+    assert ((ga - gb).norm() / gb.norm()).item() < 1e-2
+    wa = torch.cat([p.detach().flatten() for p in a.parameters()])
+    wb = torch.cat([p.detach().flatten() for p in b.parameters()])
+    assert ((wa - wb).norm() / wb.norm()).item() < 1e-5  # after the step, the weights still agree
