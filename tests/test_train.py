@@ -64,6 +64,13 @@ def test_eval_only_reproduces_the_run_and_predictions_reproduce_metrics(tmp_path
     again = evaluate_run(run / "best.pt", data, tmp_path / "eval", amp=False, tta=False, log=lambda s: None)
     for k in ["accuracy", "macro_f1", "per_class_f1", "confusion_matrix"]:
         assert again[k] == m[k]
+    # Independently of ferkit's code: read the CSV and score it with scikit-learn directly.
+    from sklearn.metrics import accuracy_score, f1_score
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    t, p = [r["true"] for r in rows], [r["pred"] for r in rows]
+    assert accuracy_score(t, p) == m["accuracy"]
+    assert f1_score(t, p, labels=CLASSES, average="macro", zero_division=0) == pytest.approx(m["macro_f1"], abs=1e-12)
+    assert [r["pred"] for r in rows] == [CLASSES[max(range(7), key=lambda i: float(r[f"p_{CLASSES[i]}"]))] for r in rows]
     recomputed = metrics_from_predictions(run / "predictions.csv")
     for k in ["accuracy", "macro_f1", "per_class_f1", "per_class_precision", "per_class_recall"]:
         assert recomputed[k] == m[k]

@@ -60,7 +60,7 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
 def write_predictions(path: Path, names: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> None:
     """One row per image: name, true and predicted class names, and every class probability."""
     pred = probs.argmax(1)
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["name", "true", "pred"] + [f"p_{c}" for c in class_names])
         for n, t, p, pr in zip(names, y_true, pred, probs):
@@ -69,7 +69,7 @@ def write_predictions(path: Path, names: list[str], y_true: np.ndarray, probs: n
 
 def metrics_from_predictions(path: Path) -> dict:
     """Recompute metrics from a predictions.csv alone (the file is self-contained)."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} holds no predictions")

@@ -60,7 +60,7 @@ function drawPhoto(img, data) {
   canvas.height = data.height;
   const ctx = canvas.getContext("2d");
   ctx.drawImage(img, 0, 0, data.width, data.height);
-  const line = Math.max(2, Math.round(Math.max(data.width, data.height) / 250));
+  const line = Math.max(2, Math.round(Math.max(data.width, data.height) / 200));
   const font = Math.max(14, Math.round(Math.max(data.width, data.height) / 30));
   data.faces.forEach((face, i) => {
     const [x, y, w, h] = face.box;
@@ -179,6 +179,12 @@ function stopWebcam() {
   video.hidden = true; canvas.hidden = false; snapButton.hidden = true;
   webcamButton.textContent = "Use webcam";
 }
+
+// ---- which model answers (file name only)
+fetch("/health").then((r) => r.json()).then((h) => {
+  const file = String(h.checkpoint).split(/[\\/]/).pop();
+  $("model").textContent = `Model: ${file} · ${h.backend}${h.tta ? " + flip TTA" : ""} · classes: ${h.class_names.join(", ")}`;
+}).catch(() => {});
 
 // ---- an empty canvas says what to do
 (function hint() {

@@ -1,0 +1,190 @@
+"""Inference speed: face crops per second (batched and one at a time), milliseconds per photo end to
+end (decode, detect, classify), for the PyTorch and ONNX backends; and the face detector's
+speed/recall trade-off on real faces (FER-2013 test faces enlarged on a 640x480 canvas).
+
+    python bench/predict.py                    # the shipped model, else a random seed-cnn
+    python bench/predict.py --ckpt runs/x/best.pt --quick
+
+Prints tables and writes bench/results/predict.json. Speed does not depend on the weights.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ferkit.infer import Predictor, default_checkpoint
+from ferkit.infer.faces import FaceDetector
+from ferkit.infer.io import decode_image, to_gray
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkpoint(arg: str | None) -> str:
+    """--ckpt, else the shipped model, else a random seed-cnn (with a warning)."""
+    if arg:
+        return arg
+    try:
+        return str(default_checkpoint())
+    except FileNotFoundError as e:
+        print(f"warning: {e}\nwarning: timing a randomly initialised seed-cnn instead (speed does not depend on weights)",
+              file=sys.stderr)
+    from ferkit.models import build_model
+
+    model = build_model("seed-cnn", "softmax", 7)
+    path = Path(tempfile.mkdtemp()) / "random-seed-cnn.pt"
+    torch.save({"format": "ferkit", "version": 1, "arch": "seed-cnn", "head": "softmax", "head_kwargs": {},
+                "class_names": ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"],
+                "config": {}, "model": model.state_dict()}, path)
+    return str(path)
+
+
+def best_of(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fer_faces(n: int) -> list[np.ndarray]:
+    """n FER-2013 test faces (all classes, by name), or [] without the zip."""
+    path = Path(os.environ.get("FERKIT_DATA_ZIP") or ROOT.parent / "shared" / "data" / "fer2013.zip")
+    if not path.is_file():
+        print(f"warning: no FER-2013 zip at {path}: detector sweep skipped", file=sys.stderr)
+        return []
+    with zipfile.ZipFile(path) as z:
+        names = sorted(x for x in z.namelist() if x.startswith("fer2013/test/") and x.endswith(".jpg"))
+        pick = np.random.default_rng(0).choice(len(names), n, replace=False)
+        return [np.asarray(Image.open(io.BytesIO(z.read(names[i]))).convert("L")) for i in sorted(pick)]
+
+
+def scene(face: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A 640x480 gray canvas with `face` enlarged to 100..220 px at a random place."""
+    side = int(rng.integers(100, 221))
+    x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
+    canvas = np.full((480, 640), 128, np.uint8)
+    canvas[y:y + side, x:x + side] = np.asarray(Image.fromarray(face).resize((side, side), Image.BILINEAR))
+    return canvas, (x, y, side)
+
+
+def photo_jpeg() -> bytes:
+    """A real 640x480 photo as JPEG: matplotlib's Grace Hopper portrait, padded to 4:3."""
+    import matplotlib
+
+    portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    portrait = portrait.resize((400, 469), Image.BILINEAR)
+    canvas = Image.new("RGB", (640, 480), (90, 110, 140))
+    canvas.paste(portrait, (120, 5))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def bench_backend(ckpt: str, backend: str, bf16, args) -> dict:
+    p = Predictor(ckpt, backend=backend, bf16=bf16, batch_size=args.batch)
+    crops = np.random.default_rng(0).integers(0, 256, (args.n_batched, 48, 48), dtype=np.uint8)
+    batched = args.n_batched / best_of(lambda: p.predict_crops(crops), args.repeats)
+    singles = crops[:args.n_single]
+    one = args.n_single / best_of(lambda: [p.predict_crops(c[None]) for c in singles], args.repeats)
+    data = photo_jpeg()
+    image = decode_image(data)
+    gray = to_gray(image)
+    boxes = p.detector.detect(gray)
+    face_crops = p.find_faces(image)[1]
+    return {
+        "backend": backend, "bf16": bool(getattr(p.runner, "bf16", False)),
+        "batched_faces_per_s": batched, "single_faces_per_s": one, "batched_over_single": batched / one,
+        "photo_ms": 1000 * best_of(lambda: p.predict([decode_image(data)]), args.repeats * 5),
+        "decode_ms": 1000 * best_of(lambda: to_gray(decode_image(data)), args.repeats * 5),
+        "detect_ms": 1000 * best_of(lambda: p.detector.detect(gray), args.repeats * 5),
+        "classify_ms": 1000 * best_of(lambda: p.predict_crops(face_crops), args.repeats * 5),
+        "faces_in_photo": len(boxes),
+    }
+
+
+def detector_sweep(faces: list[np.ndarray], settings: list[tuple[float, int]]) -> list[dict]:
+    """Recall, false faces and time per 640x480 image for each (scale_factor, min_face)."""
+    rng = np.random.default_rng(1)
+    scenes = [scene(f, rng) for f in faces]
+    rows = []
+    for scale_factor, min_face in settings:
+        detector = FaceDetector(scale_factor=scale_factor, min_face=min_face)
+        hits = false = 0
+        start = time.perf_counter()
+        for canvas, (x, y, side) in scenes:
+            found = False
+            for bx, by, bw, bh in detector.detect(canvas):
+                centred = abs(bx + bw / 2 - x - side / 2) < 0.15 * side and abs(by + bh / 2 - y - side / 2) < 0.15 * side
+                if centred and abs(bw - side) < 0.3 * side:
+                    found = True
+                else:
+                    false += 1
+            hits += found
+        ms = 1000 * (time.perf_counter() - start) / len(scenes)
+        rows.append({"scale_factor": scale_factor, "min_face": min_face, "faces": len(scenes),
+                     "recall": hits / len(scenes), "false_faces": false, "ms_per_image": ms})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ckpt", help="checkpoint (default: the shipped model, else a random seed-cnn)")
+    ap.add_argument("--batch", type=int, default=256, help="crops per forward pass (256)")
+    ap.add_argument("--n-batched", type=int, default=2048)
+    ap.add_argument("--n-single", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sweep-faces", type=int, default=150, help="FER faces for the detector sweep")
+    ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "predict.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.n_batched, args.n_single, args.repeats, args.sweep_faces = 512, 50, 1, 30
+    ckpt = checkpoint(args.ckpt)
+
+    runs = [bench_backend(ckpt, "torch", "auto", args)]
+    if runs[0]["bf16"]:
+        runs.append(bench_backend(ckpt, "torch", False, args))
+    runs.append(bench_backend(ckpt, "onnx", False, args))
+    print(f"\n{'backend':<14}{'batched f/s':>12}{'single f/s':>12}{'ratio':>7}{'photo ms':>10}"
+          f"{'decode':>8}{'detect':>8}{'classify':>9}")
+    for r in runs:
+        name = r["backend"] + (" bf16" if r["bf16"] else " fp32" if r["backend"] == "torch" else "")
+        print(f"{name:<14}{r['batched_faces_per_s']:>12.0f}{r['single_faces_per_s']:>12.0f}"
+              f"{r['batched_over_single']:>7.1f}{r['photo_ms']:>10.1f}{r['decode_ms']:>8.1f}"
+              f"{r['detect_ms']:>8.1f}{r['classify_ms']:>9.1f}")
+
+    sweep = detector_sweep(fer_faces(args.sweep_faces), [(1.2, 48), (1.1, 30), (1.1, 48), (1.3, 48)]) \
+        if args.sweep_faces else []
+    if sweep:
+        print(f"\ndetector on {sweep[0]['faces']} FER test faces (100-220 px) on a 640x480 canvas")
+        print(f"{'scale':>6}{'min':>5}{'recall':>8}{'false':>7}{'ms/img':>8}")
+        for s in sweep:
+            print(f"{s['scale_factor']:>6}{s['min_face']:>5}{s['recall']:>8.2f}{s['false_faces']:>7}{s['ms_per_image']:>8.1f}")
+
+    result = {"checkpoint": ckpt, "batch": args.batch, "torch": torch.__version__,
+              "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+              "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "backends": runs,
+              "detector": sweep}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

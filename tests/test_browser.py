@@ -1,0 +1,100 @@
+"""End to end in headless Chromium: the page uploads a photo and draws faces and bar charts.
+
+Needs Debian's chromium and chromium-driver (.ci/install_browser.sh) and selenium; skipped
+without them. Saves docs/ui-screenshot.png after a prediction.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ferkit.infer import Predictor, default_checkpoint
+from test_infer import CLASSES, grace_hopper, make_checkpoint
+from test_service import serve_in_thread
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "ui-screenshot.png"
+
+webdriver = pytest.importorskip("selenium.webdriver")
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip("chromium and chromium-driver are not installed (run .ci/install_browser.sh)", allow_module_level=True)
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,800",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory):
+    """The service on a free port, with the shipped model when there is one (a nicer screenshot)."""
+    from ferkit.infer.service import create_app
+
+    try:
+        ckpt = default_checkpoint()
+    except FileNotFoundError:
+        ckpt = make_checkpoint(tmp_path_factory.mktemp("browser") / "model.pt")
+    with serve_in_thread(create_app(Predictor(ckpt))) as url:
+        yield url
+
+
+def upload(browser, path: Path) -> str:
+    """Choose `path` in the page's file input; returns the final state of the results panel."""
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "results").get_attribute("data-state") in ("done", "error"))
+    return browser.find_element(By.ID, "results").get_attribute("data-state")
+
+
+def test_upload_draws_faces_and_bars(browser, page_url, tmp_path):
+    browser.get(page_url + "/")
+    assert "ferkit" in browser.title
+    photo = tmp_path / "grace_hopper.jpg"
+    shutil.copy(grace_hopper(), photo)
+    assert upload(browser, photo) == "done"
+    cards = browser.find_elements(By.CSS_SELECTOR, "#results .face-card")
+    assert len(cards) == 1
+    bars = cards[0].find_elements(By.CSS_SELECTOR, ".bar")
+    assert [b.get_attribute("data-cls") for b in bars] == CLASSES
+    widths = [float(b.get_attribute("style").split("width:")[1].split("%")[0]) for b in bars]
+    assert sum(widths) == pytest.approx(100, abs=1)
+    assert "1 face found" in browser.find_element(By.ID, "status").text
+    size = browser.execute_script("const c = document.getElementById('photo'); return [c.width, c.height];")
+    assert size == [512, 600]
+    # the box is drawn in the colour of its label: a pixel on its left edge has that colour
+    label = cards[0].find_element(By.TAG_NAME, "h2").text.split(": ")[1].split()[0]
+    box_x, box_y = (int(v) for v in cards[0].find_element(By.TAG_NAME, "small").text.split("box ")[1].split(", ")[:2])
+    pixel, color = browser.execute_script(
+        "const d = document.getElementById('photo').getContext('2d')"
+        f".getImageData({box_x}, {box_y + 60}, 1, 1).data; return [Array.from(d), COLORS['{label}']];")
+    assert pixel[:3] == [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    browser.set_window_size(1280, 860)
+    browser.save_screenshot(str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_a_bad_file_shows_the_error(browser, page_url, tmp_path):
+    browser.get(page_url + "/")
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    assert upload(browser, bad) == "error"
+    status = browser.find_element(By.ID, "status")
+    assert "415" in status.text and "not an image" in status.text and "error" in status.get_attribute("class")

@@ -1,0 +1,127 @@
+"""The `ferkit` command line: reference flags, one-line errors, eval-only reproduction."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ferkit.cli import main
+from synth import default_counts, make_image_folders, write_image
+
+
+@pytest.fixture
+def folders(tmp_path):
+    counts = {s: {c: n for c, n in zip(default_counts()["train"], (6, 3, 4, 6, 4, 4, 3))} for s in ("train", "val", "test")}
+    return make_image_folders(tmp_path / "fer", counts)
+
+
+def test_reference_commands_run_with_ferkit_train(tmp_path, folders, capsys):
+    runs = tmp_path / "runs"
+    # The reference project's documented command, with `python -m src.train` replaced by `ferkit train`.
+    rc = main(["train", "--data_root", str(folders), "--exp", "e5", "--head", "softmax", "--loss", "ce",
+               "--sampler", "balanced", "--epochs", "1", "--batch_size", "8", "--lr", "0.001", "--seed", "1",
+               "--amp", "--runs_dir", str(runs)])
+    assert rc == 0
+    saved = json.loads((runs / "e5" / "config.json").read_text())
+    assert saved["sampler"] == "balanced" and saved["amp"] is True and saved["batch_size"] == 8
+    metrics = json.loads((runs / "e5" / "metrics.json").read_text())
+    # Eval-only reproduction, both spellings.
+    assert main(["train", "--data_root", str(folders), "--epochs", "0", "--resume", str(runs / "e5" / "best.pt"),
+                 "--runs_dir", str(runs)]) == 0
+    again = json.loads((runs / "eval-e5-best" / "metrics.json").read_text())
+    assert again["per_class_f1"] == metrics["per_class_f1"] and again["accuracy"] == metrics["accuracy"]
+    assert main(["eval", str(runs / "e5" / "best.pt"), "--out", str(tmp_path / "ev")]) == 0  # data_root from the checkpoint
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["macro_f1"] == metrics["macro_f1"]
+
+
+def test_presets_fill_in_and_flags_win(tmp_path, folders):
+    runs = tmp_path / "runs"
+    assert main(["train", "--data_root", str(folders), "--preset", "E2", "--weight_mode", "inv", "--epochs", "1",
+                 "--batch_size", "8", "--runs_dir", str(runs)]) == 0
+    saved = json.loads((runs / "E2_seed42" / "config.json").read_text())
+    assert saved["loss"] == "wce" and saved["weight_mode"] == "inv"
+
+
+def test_config_file(tmp_path, folders):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'data_root = "{folders}"\nhead = "arcface"\nloss = "focal"\nepochs = 1\nbatch_size = 8\nexp = "fromfile"\n')
+    assert main(["train", "--config", str(cfg), "--runs_dir", str(tmp_path / "runs")]) == 0
+    assert json.loads((tmp_path / "runs" / "fromfile" / "config.json").read_text())["head"] == "arcface"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--data_root", "{missing}", "--epochs", "1"], "does not exist"),
+    (["train", "--data_root", "{data}", "--loss", "hinge"], "unknown loss"),
+    (["train", "--data_root", "{data}", "--loss", "wce"], "weight_mode"),
+    (["train", "--data_root", "{data}", "--epochs", "0"], "--resume"),
+    (["eval", "{junk}", "--data_root", "{data}"], "cannot read checkpoint"),
+    (["prepare", "{badzip}", "--out", "{out}"], ""),
+])
+def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, folders, capsys, argv, message):
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    write_image(tmp_path / "notfer" / "x.png", torch.zeros(4, 4, dtype=torch.uint8).numpy())
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
+        z.writestr("readme.txt", "nothing here")
+    subs = {"{missing}": str(tmp_path / "nope"), "{data}": str(folders), "{junk}": str(tmp_path / "junk.pt"),
+            "{badzip}": str(tmp_path / "bad.zip"), "{out}": str(tmp_path / "out")}
+    rc = main([subs.get(a, a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith("ferkit ") and message in err
+    assert "Traceback" not in err
+
+
+def test_prepare_prints_counts_and_store_is_a_data_root(tmp_path, folders, capsys):
+    assert main(["prepare", str(folders), "--out", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "disgust" in out and "train" in out
+    from ferkit.data import load_data
+    assert len(load_data(tmp_path / "store").splits["train"].labels) == 30
+
+
+def test_console_entry_point_runs():
+    r = subprocess.run([sys.executable, "-m", "ferkit", "models"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "seed-cnn" in r.stdout and "1,500,583" in r.stdout
+
+
+def _bad_dataset(kind: str, tmp_path):
+    """Each kind of bad input of the issue, built small."""
+    import shutil
+    import zipfile
+
+    from synth import make_fer_csv
+    root = make_image_folders(tmp_path / "fer")
+    if kind == "missing split":
+        shutil.rmtree(root / "val")
+    elif kind == "misnamed split":
+        (root / "val").rename(root / "validation")
+    elif kind == "class missing from a split":
+        shutil.rmtree(root / "test" / "disgust")
+    elif kind == "empty class":
+        for f in (root / "train" / "fear").iterdir():
+            f.unlink()
+    elif kind == "truncated image":
+        f = next((root / "train" / "happy").iterdir())
+        f.write_bytes(f.read_bytes()[:60])
+    elif kind == "malformed csv row":
+        return make_fer_csv(tmp_path / "fer2013.csv", extra_lines=["3,1 2 3,Training"])
+    elif kind == "zip without a layout":
+        with zipfile.ZipFile(tmp_path / "x.zip", "w") as z:
+            z.writestr("photos/a.txt", "hello")
+        return tmp_path / "x.zip"
+    return root
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("missing split", "val"), ("misnamed split", "validation"), ("class missing from a split", "disgust"),
+    ("empty class", "fear"), ("truncated image", "happy"), ("malformed csv row", "line"),
+    ("zip without a layout", "x.zip"),
+])
+def test_every_bad_dataset_gives_one_line_and_exit_2(tmp_path, capsys, kind, words):
+    source = _bad_dataset(kind, tmp_path)
+    rc = main(["prepare", str(source), "--out", str(tmp_path / "store")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "store" / "ferkit_store.npz").exists()

@@ -1,0 +1,166 @@
+"""ferkit.infer.service: /predict on real and broken uploads, /health, the page, concurrency."""
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from ferkit.infer import Predictor
+from ferkit.infer.service import STATIC, create_app
+from test_infer import CLASSES, found_at, face_scene, grace_hopper, make_checkpoint
+
+LIMIT = 200_000  # bytes: a small upload limit for the tests
+
+
+@contextlib.contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """Run `app` with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    return Predictor(make_checkpoint(tmp_path_factory.mktemp("svc") / "model.pt"), bf16=False)
+
+
+@pytest.fixture(scope="module")
+def client(predictor) -> TestClient:
+    return TestClient(create_app(predictor, max_bytes=LIMIT))
+
+
+def post(client, data: bytes, name: str = "photo.jpg", type_: str = "image/jpeg"):
+    return client.post("/predict", files={"file": (name, data, type_)})
+
+
+def test_predict_a_real_photo(client):
+    r = post(client, grace_hopper().read_bytes())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (512, 600) and body["message"] == "1 face found"
+    [face] = body["faces"]
+    assert 130 < face["box"][0] < 190 and face["label"] in CLASSES and body["class_names"] == CLASSES
+    assert sum(face["probs"].values()) == pytest.approx(1, abs=1e-5)
+    assert face["score"] == max(face["probs"].values())
+
+
+def test_an_enlarged_fer_face_is_found(client, real_zip):
+    from test_infer import detectable_faces
+
+    r = post(client, png_bytes(face_scene(detectable_faces(real_zip, 1)[0])), "face.png", "image/png")
+    assert r.status_code == 200 and len(r.json()["faces"]) == 1 and found_at(r.json()["faces"][0]["box"])
+
+
+def test_no_face_is_a_200_with_a_message(client):
+    r = post(client, png_bytes(np.full((240, 320), 128, np.uint8)), "gray.png", "image/png")
+    assert r.status_code == 200
+    assert r.json() == {"faces": [], "width": 320, "height": 240, "message": "no face found", "class_names": CLASSES}
+
+
+def test_bad_uploads_get_clear_4xx(client):
+    jpeg = grace_hopper().read_bytes()
+    cases = [
+        (b"hello, I am text", 415, "not an image"),
+        (b"", 400, "empty"),
+        (jpeg[: len(jpeg) // 2], 400, "truncated"),
+        (b"\xff\xd8\xff" + b"\0" * 100, 415, "not an image"),  # a JPEG signature and nothing else
+        (jpeg + b"\0" * LIMIT, 413, "too large"),  # over the limit, within the multipart allowance
+        (b"\0" * (LIMIT + 100_000), 413, "too large"),  # refused from Content-Length alone
+    ]
+    for data, status, words in cases:
+        r = post(client, data)
+        assert r.status_code == status, (words, r.text)
+        assert words in r.json()["detail"]
+    r = client.post("/predict", data={"other": "x"})  # no `file` field
+    assert r.status_code == 422 and "detail" in r.json()
+    assert client.get("/health").json()["status"] == "ok"  # still serving
+
+
+def test_health_page_and_openapi(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["class_names"] == CLASSES and health["max_bytes"] == LIMIT
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text and "/static/app.js" in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    for path in STATIC.iterdir():  # no CDN or other network use: the page works offline
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
+    spec = client.get("/openapi.json").json()
+    assert "/predict" in spec["paths"] and "/health" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+class SlowPredictor:
+    """Wraps a Predictor, sleeps inside predict and records how many calls overlap."""
+
+    def __init__(self, inner: Predictor):
+        self.inner, self.class_names = inner, inner.class_names
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def predict(self, images):
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.3)
+            return self.inner.predict(images)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+
+def test_concurrent_requests_run_in_parallel(predictor):
+    slow = SlowPredictor(predictor)
+    photo = grace_hopper().read_bytes()
+    with serve_in_thread(create_app(slow)) as url:
+        def one(_: int) -> dict:
+            r = httpx.post(f"{url}/predict", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=30)
+            assert r.status_code == 200
+            return r.json()
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(one, range(6)))
+        elapsed = time.monotonic() - start
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert all(a == answers[0] for a in answers) and len(answers[0]["faces"]) == 1
+    assert slow.peak >= 3, f"at most {slow.peak} requests ran at once"
+    assert elapsed < 6 * 0.3  # faster than one after the other
