@@ -163,3 +163,54 @@ def test_fp32_step_equals_a_plain_pytorch_step():
     wa = torch.cat([p.detach().flatten() for p in a.parameters()])
     wb = torch.cat([p.detach().flatten() for p in b.parameters()])
     assert ((wa - wb).norm() / wb.norm()).item() < 1e-5  # after the step, the weights still agree
+
+
+def test_deferred_reweighting_and_resampling_switch_at_their_epoch():
+    from ferkit.train import loss_for_epoch, sampling_for_epoch
+
+    data = tiny_data()
+    cfg = make_config({"loss": "ce", "weight_mode": "inv", "reweight_from": 3, "sample_q": 0.0, "resample_from": 2})
+    assert loss_for_epoch(cfg, data, 2).weight is None
+    w = loss_for_epoch(cfg, data, 3).weight
+    counts = np.bincount(data.splits["train"].labels, minlength=7)
+    assert np.allclose(w.numpy(), (1 / counts) / (1 / counts).mean())
+    assert sampling_for_epoch(cfg, data, 1) is None
+    sw = sampling_for_epoch(cfg, data, 2)
+    assert np.allclose(np.bincount(data.splits["train"].labels, weights=sw), 1.0)  # q = 0: every class equal mass
+    # wce deferred: plain CE before the switch
+    cfg = make_config({"loss": "wce", "weight_mode": "inv_sqrt", "reweight_from": 2})
+    assert loss_for_epoch(cfg, data, 1).weight is None and loss_for_epoch(cfg, data, 2).weight is not None
+
+
+def test_cosine_schedule_equals_the_reference_scheduler():
+    from ferkit.optim import make_scheduler
+
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    o1, o2 = torch.optim.Adam(p, 1e-3), torch.optim.Adam(p, 1e-3)
+    s1 = torch.optim.lr_scheduler.CosineAnnealingLR(o1, T_max=30)
+    s2 = make_scheduler(o2, 30, "cosine", 0)
+    for _ in range(30):
+        assert o1.param_groups[0]["lr"] == pytest.approx(o2.param_groups[0]["lr"], abs=1e-12)
+        o1.step(), o2.step(), s1.step(), s2.step()
+
+
+@pytest.mark.parametrize("kw", [{"mixup": 0.2}, {"cutmix": 1.0}, {"mixup": 0.2, "cutmix": 1.0, "head": "arcface"},
+                                {"optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1, "weight_decay": 5e-4},
+                                {"optimizer": "adamw", "weight_decay": 0.05, "label_smoothing": 0.1}])
+def test_recipe_options_train(tmp_path, kw):
+    m = fit(cfg_for(tmp_path, epochs=2, **kw), tiny_data(), log=lambda s: None, progress=False)
+    assert np.isfinite(m["macro_f1"])
+
+
+def test_mix_batch():
+    from ferkit.strategies.mixing import mix_batch
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, 48, 48), torch.arange(16) % 7
+    mx, ya, yb, lam = mix_batch(x, y, g, mixup=0.4)
+    assert 0 <= lam <= 1 and torch.equal(ya, y)
+    perm_src = (mx - lam * x) / (1 - lam)
+    assert any(torch.allclose(perm_src[0], x[j], atol=1e-4) and yb[0] == y[j] for j in range(16))
+    cx, ya, yb, lam = mix_batch(x, y, g, cutmix=1.0)
+    changed = (cx != x).float().mean().item()
+    assert changed == pytest.approx(1 - lam, abs=0.02)

@@ -31,10 +31,18 @@ class RunConfig:
     tau: float = 1.0                  # logit adjustment
     label_smoothing: float = 0.0
     sampler: str = "default"          # default (shuffle), balanced (q=0.5), class_balanced (q=0)
+    sample_q: float | None = None     # re-sampling with P(class) prop. to n_c ** q; overrides sampler
+    reweight_from: int = 1            # epoch from which class weights apply (> 1: deferred, DRW)
+    resample_from: int = 1            # epoch from which re-sampling applies (> 1: deferred, DRS)
+    mixup: float = 0.0                # mixup alpha (0 = off)
+    cutmix: float = 0.0               # cutmix alpha (0 = off)
     # optimisation
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
+    optimizer: str = "adam"           # adam, adamw, sgd (Nesterov)
+    schedule: str = "cosine"          # cosine (per epoch), constant
+    warmup_epochs: int = 0
     weight_decay: float = 0.0
     clip_norm: float = 5.0
     seed: int = 42
@@ -111,10 +119,12 @@ def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = N
 
 def validate(cfg: RunConfig) -> None:
     from ferkit.models import ARCHS, HEADS
+    from ferkit.optim import OPTIMIZERS, SCHEDULES
     from ferkit.strategies import LOSSES, WEIGHT_MODES
     from ferkit.strategies.sampling import SAMPLER_Q
 
-    checks = [("arch", ARCHS), ("head", HEADS), ("loss", LOSSES), ("sampler", SAMPLER_Q)]
+    checks = [("arch", ARCHS), ("head", HEADS), ("loss", LOSSES), ("sampler", SAMPLER_Q),
+              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]
     for name, allowed in checks:
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"unknown {name} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
@@ -122,5 +132,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"unknown weight_mode {cfg.weight_mode!r}: choose one of {', '.join(WEIGHT_MODES)}")
     if cfg.loss == "wce" and cfg.weight_mode is None:
         raise ConfigError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
+    if cfg.reweight_from < 1 or cfg.resample_from < 1 or cfg.warmup_epochs < 0:
+        raise ConfigError("reweight_from and resample_from are 1-based epochs (1 = from the start); warmup_epochs >= 0")
     if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")

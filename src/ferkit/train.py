@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +19,9 @@ from ferkit.data.batches import EpochBatches
 from ferkit.device import autocast, pick_device, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
 from ferkit.models import build_model, load_model, read_checkpoint
+from ferkit.optim import make_optimizer, make_scheduler
 from ferkit.strategies import class_weights, make_loss, sampling_weights
+from ferkit.strategies.mixing import mix_batch
 from ferkit.strategies.sampling import SAMPLER_Q
 
 Log = Callable[[str], None]
@@ -32,30 +35,48 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 
 def build_for_run(cfg: RunConfig, data: FerData, device: torch.device):
-    """Model, loss and per-image sampling weights for a configuration."""
+    """Model, first-epoch loss and per-image sampling weights for a configuration."""
     names = data.class_names
-    counts = np.bincount(data.splits["train"].labels, minlength=len(names))
     head_kwargs = {"s": cfg.arc_s, "m": cfg.arc_m} if cfg.head == "arcface" else {"s": cfg.arc_s} if cfg.head == "cosine" else {}
     model = build_model(cfg.arch, cfg.head, len(names), **head_kwargs).to(device, memory_format=torch.channels_last)
-    weight = class_weights(counts, cfg.weight_mode, cfg.beta) if cfg.weight_mode else None
-    loss_fn = make_loss(cfg.loss, counts, weight, cfg.gamma, cfg.tau, cfg.label_smoothing, cfg.arc_s).to(device)
-    q = SAMPLER_Q[cfg.sampler]
-    sample_w = None if q is None else sampling_weights(data.splits["train"].labels, q, len(names))
-    return model, loss_fn, sample_w, head_kwargs
+    return model, loss_for_epoch(cfg, data, 1).to(device), sampling_for_epoch(cfg, data, 1), head_kwargs
+
+
+def loss_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> torch.nn.Module:
+    """The loss of a 1-based epoch: class weights apply from `cfg.reweight_from` on (DRW when > 1)."""
+    counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
+    weight = class_weights(counts, cfg.weight_mode, cfg.beta) if cfg.weight_mode and epoch >= cfg.reweight_from else None
+    loss = cfg.loss if weight is not None or cfg.loss != "wce" else "ce"  # deferred wce is plain ce before
+    return make_loss(loss, counts, weight, cfg.gamma, cfg.tau, cfg.label_smoothing, cfg.arc_s)
+
+
+def sampling_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> np.ndarray | None:
+    """Per-image sampling weights of a 1-based epoch (None = shuffle); from `cfg.resample_from` on (DRS)."""
+    q = cfg.sample_q if cfg.sample_q is not None else SAMPLER_Q[cfg.sampler]
+    if q is None or epoch < cfg.resample_from:
+        return None
+    return sampling_weights(data.splits["train"].labels, q, len(data.class_names))
 
 
 def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     batches, device: torch.device, amp: bool, clip_norm: float = 5.0,
-                    scaler: torch.amp.GradScaler | None = None, progress: str | None = None) -> dict:
-    """One pass over `batches`; returns mean loss, accuracy and images/s."""
+                    scaler: torch.amp.GradScaler | None = None, progress: str | None = None,
+                    mix_fn: Callable | None = None) -> dict:
+    """One pass over `batches`; returns mean loss, accuracy and images/s.
+
+    `mix_fn(x, y) -> (x, y_a, y_b, lam)` applies mixup/cutmix; the loss is then mixed the same way.
+    """
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     bar = tqdm(total=len(batches.labels), desc=progress, unit="img", leave=False, disable=progress is None)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y, y_b, lam = mix_fn(x, y) if mix_fn else (x, y, y, 1.0)
         with autocast(device, amp):
             logits = model(x, y)
         loss = loss_fn(logits.float(), y)
+        if lam < 1.0:
+            loss = lam * loss + (1 - lam) * loss_fn(logits.float(), y_b)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:  # float16 on CUDA: scale the loss, unscale before clipping
             scaler.scale(loss).backward()
@@ -131,16 +152,16 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model, loss_fn, sample_w, head_kwargs = build_for_run(cfg, data, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
+    model, _, _, head_kwargs = build_for_run(cfg, data, device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg.epochs, cfg.schedule, cfg.warmup_epochs)
+    mix_fn = partial(mix_batch, generator=gen, mixup=cfg.mixup, cutmix=cfg.cutmix) if cfg.mixup or cfg.cutmix else None
     use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
     train, val = data.splits["train"], data.splits["val"]
     images = torch.from_numpy(train.images).to(device)  # the whole uint8 split stays resident
     labels = torch.from_numpy(train.labels).to(device)
-    batches = EpochBatches(images, labels, cfg.batch_size, gen, sample_w)
     base = {"format": "ferkit", "version": 1, "arch": cfg.arch, "head": cfg.head, "head_kwargs": head_kwargs,
             "class_names": data.class_names, "config": cfg.to_dict()}
 
@@ -155,13 +176,16 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
 
     from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
     writer = SummaryWriter(str(run_dir), purge_step=start + 1)
-    log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler}, weights {cfg.weight_mode}, "
+    log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
+        f"{cfg.resample_from}), weights {cfg.weight_mode} (from epoch {cfg.reweight_from}), {cfg.optimizer}, "
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}")
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch))
+        loss_fn = loss_for_epoch(cfg, data, epoch).to(device)
         stats = train_one_epoch(model, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
-                                progress=f"epoch {epoch}/{cfg.epochs}" if progress else None)
+                                progress=f"epoch {epoch}/{cfg.epochs}" if progress else None, mix_fn=mix_fn)
         scheduler.step()
         probs = predict_proba(model, val.images, device, cfg.amp)
         vm = compute_metrics(val.labels, probs.argmax(1), data.class_names)
