@@ -113,6 +113,34 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_posthoc(args: argparse.Namespace) -> int:
+    """Tune a post-hoc adjustment on val and save the adjusted checkpoint."""
+    from ferkit.data import load_data
+    from ferkit.models import read_checkpoint
+    from ferkit.strategies.posthoc import adjust_checkpoint
+    from ferkit.train import match_classes, save_atomic
+
+    ckpt = read_checkpoint(args.ckpt)
+    data_root = args.data_root or ckpt.get("config", {}).get("data_root")
+    if not data_root:
+        raise ConfigError("no --data_root given and the checkpoint does not record one")
+    data = match_classes(load_data(data_root), ckpt["class_names"])
+    amp = ckpt.get("config", {}).get("amp", False)
+    try:
+        new = adjust_checkpoint(ckpt, data, args.method, amp, args.crt_epochs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for key in ("optimizer", "scheduler", "rng", "history"):  # a last.pt's training state does not apply any more
+        new.pop(key, None)
+    save_atomic(new, out)
+    ph = new["posthoc"]
+    print(f"{args.method}: val macro-F1 {ph['val_macro_f1']:.4f}" + (f" at tau {ph['tau']}" if "tau" in ph else ""))
+    print(f"saved {out}; evaluate it on test with: ferkit eval {out}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ferkit.models import describe_models
 
@@ -159,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--runs_dir", default="runs")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("posthoc", help="tune a post-hoc adjustment (la, taunorm, crt) on val and save it with the model")
+    p.add_argument("ckpt")
+    p.add_argument("--method", required=True, choices=["la", "taunorm", "crt"])
+    p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
+    p.add_argument("--out", required=True, help="path of the adjusted checkpoint")
+    p.add_argument("--crt_epochs", type=int, default=10)
+    p.set_defaults(func=cmd_posthoc)
 
     p = sub.add_parser("models", help="list the architectures with parameters and multiply-adds")
     p.set_defaults(func=cmd_models)

@@ -118,8 +118,11 @@ def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Cl
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {str(e).splitlines()[1].strip()[:160]}") from None
+    if ckpt.get("posthoc", {}).get("offset") is not None:  # logit adjustment tuned on val
+        from ferkit.strategies.posthoc import LogitOffset
+        model = LogitOffset(model, torch.tensor(ckpt["posthoc"]["offset"]))
     model.eval()
-    info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics")}
+    info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics", "posthoc")}
     return model, info
 
 

@@ -1,0 +1,145 @@
+"""Post-hoc adjustment of a trained classifier, tuned on **val** only and saved with the model.
+
+- `la`: logit adjustment (Menon et al. 2021): predict argmax f(x) - tau * log prior.
+- `taunorm`: tau-normalisation (Kang et al. 2020): class weight vectors w_c / ||w_c||^tau.
+- `crt`: classifier re-training (Kang et al. 2020): freeze the backbone, re-initialise the head and
+  train it with class-balanced sampling. ferkit trains it on features computed once without
+  augmentation (seconds on a CPU), which is the cheap variant of the recipe.
+Each returns a ferkit checkpoint dict with a `posthoc` entry that records what was done and the
+val search, so that `load_model` rebuilds the adjusted model.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferkit.evaluate import compute_metrics, predict_proba
+
+TAUS = [round(t, 2) for t in np.arange(0.0, 2.01, 0.1)]
+
+
+class LogitOffset(nn.Module):
+    """Wraps a classifier: logits - offset (the logit-adjustment rule at inference)."""
+
+    def __init__(self, model: nn.Module, offset: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("offset", offset.float())
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x, target) - self.offset
+
+
+def log_prior(counts: np.ndarray) -> torch.Tensor:
+    n = np.asarray(counts, dtype=np.float64)
+    return torch.tensor(np.log(n / n.sum()), dtype=torch.float32)
+
+
+def _val_f1(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> float:
+    return compute_metrics(labels, scores.argmax(1), class_names)["macro_f1"]
+
+
+def search_logit_adjustment(model: nn.Module, val, counts: np.ndarray, class_names: list[str],
+                            amp: bool = False, taus: list[float] = TAUS) -> dict:
+    """Choose tau on val: one forward pass, then argmax(log p - tau log prior) for each tau."""
+    logp = np.log(predict_proba(model, val.images, amp=amp) + 1e-12)
+    lp = log_prior(counts).numpy()
+    table = {t: _val_f1(logp - t * lp, val.labels, class_names) for t in taus}
+    best = max(table, key=lambda t: (table[t], -abs(t)))  # ties: the smaller adjustment
+    return {"method": "la", "tau": best, "val_macro_f1": table[best], "search": table,
+            "offset": (best * lp).tolist()}
+
+
+def _linear_weight(model: nn.Module) -> nn.Parameter:
+    head = model.head
+    return head.fc.weight if hasattr(head, "fc") else head.weight
+
+
+def apply_tau_norm(model: nn.Module, tau: float) -> nn.Module:
+    """A copy whose class weight vectors are divided by their norm ** tau (bias kept at 0 for tau > 0)."""
+    m = copy.deepcopy(model)
+    w = _linear_weight(m)
+    with torch.no_grad():
+        w.div_(w.norm(dim=1, keepdim=True).pow(tau))
+        if tau > 0 and hasattr(m.head, "fc") and m.head.fc.bias is not None:
+            m.head.fc.bias.zero_()  # Kang et al. use a bias-free classifier
+    return m
+
+
+def search_tau_norm(model: nn.Module, val, class_names: list[str], amp: bool = False,
+                    taus: list[float] = TAUS) -> tuple[nn.Module, dict]:
+    """Choose the tau-normalisation exponent on val."""
+    table = {}
+    for t in taus:
+        table[t] = _val_f1(predict_proba(apply_tau_norm(model, t), val.images, amp=amp), val.labels, class_names)
+    best = max(table, key=lambda t: (table[t], -abs(t)))
+    return apply_tau_norm(model, best), {"method": "taunorm", "tau": best, "val_macro_f1": table[best], "search": table}
+
+
+@torch.inference_mode()
+def _features(model: nn.Module, images: np.ndarray, batch: int = 1024) -> torch.Tensor:
+    from ferkit.models import to_input
+    model.eval()
+    return torch.cat([model.backbone(to_input(torch.as_tensor(images[i:i + batch]))) for i in range(0, len(images), batch)])
+
+
+def classifier_retrain(model: nn.Module, data, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256,
+                       seed: int = 0) -> tuple[nn.Module, dict]:
+    """cRT: new head on frozen features, class-balanced sampling; keep the epoch with the best val macro-F1."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    train, val, names = data.splits["train"], data.splits["val"], data.class_names
+    f_train, f_val = _features(model, train.images), _features(model, val.images)
+    y = torch.as_tensor(train.labels)
+    counts = np.bincount(train.labels, minlength=len(names))
+    weights = torch.as_tensor(1.0 / counts[train.labels], dtype=torch.float64)  # q = 0: class-balanced
+    m = copy.deepcopy(model)
+    head = m.head
+    for p in head.parameters():  # re-initialise, as cRT prescribes
+        nn.init.normal_(p, std=0.01) if p.dim() > 1 else nn.init.zeros_(p)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    best_f1, best_state, history = -1.0, None, []
+    for epoch in range(1, epochs + 1):
+        head.train()
+        order = torch.multinomial(weights, len(y), replacement=True, generator=gen)
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            loss = nn.functional.cross_entropy(head(f_train[idx], y[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        head.eval()
+        with torch.inference_mode():
+            f1 = _val_f1(head(f_val).numpy(), val.labels, names)
+        history.append(round(f1, 6))
+        if f1 > best_f1:
+            best_f1, best_state = f1, copy.deepcopy(head.state_dict())
+    head.load_state_dict(best_state)
+    m.eval()
+    return m, {"method": "crt", "epochs": epochs, "lr": lr, "val_macro_f1": best_f1, "val_history": history}
+
+
+METHODS = ("la", "taunorm", "crt")
+
+
+def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epochs: int = 10) -> dict:
+    """Tune `method` on val for a ferkit checkpoint dict; return the adjusted checkpoint dict."""
+    from ferkit.models import load_model
+
+    if ckpt.get("posthoc"):
+        raise ValueError(f"this checkpoint already has a post-hoc adjustment ({ckpt['posthoc']['method']}): start from the trained one")
+    model, info = load_model(ckpt)
+    counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
+    if method == "la":
+        result = search_logit_adjustment(model, data.splits["val"], counts, data.class_names, amp)
+    elif method == "taunorm":
+        model, result = search_tau_norm(model, data.splits["val"], data.class_names, amp)
+    elif method == "crt":
+        model, result = classifier_retrain(model, data, epochs=crt_epochs)
+    else:
+        raise ValueError(f"unknown post-hoc method {method!r}: choose one of {', '.join(METHODS)}")
+    result["search"] = {str(k): round(v, 6) for k, v in result.get("search", {}).items()}
+    return ckpt | {"model": model.state_dict(), "posthoc": result}
