@@ -141,6 +141,13 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ferkit.sweep import run_sweep
+
+    failed = run_sweep(args.config, args.jobs, args.dry_run)
+    return 1 if failed else 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ferkit.models import describe_models
 
@@ -195,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="path of the adjusted checkpoint")
     p.add_argument("--crt_epochs", type=int, default=10)
     p.set_defaults(func=cmd_posthoc)
+
+    p = sub.add_parser("sweep", help="run a grid of strategies x seeds from a TOML/YAML file (restartable)")
+    p.add_argument("config", help="sweep file (see ferkit/sweep.py)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split between them)")
+    p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would run")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("models", help="list the architectures with parameters and multiply-adds")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,126 @@
+"""`ferkit sweep CONFIG`: a grid of strategies x seeds, run N at a time, restartable.
+
+A sweep file (TOML or YAML) holds shared settings, seeds and named strategies:
+
+    seeds = [1, 2, 3]
+    [base]                      # RunConfig fields shared by every run
+    data_root = "../shared/data/fer2013.zip"
+    epochs = 20
+    amp = true
+    runs_dir = "runs/study"
+    [strategies.E0]             # each strategy: RunConfig fields on top of base
+    preset = "E0"
+    [strategies.LA]
+    loss = "la"
+
+Run `<strategy>_seed<seed>` goes to `<runs_dir>/<strategy>_seed<seed>/`. A run whose
+`metrics.json` exists is skipped; one with a `last.pt` but no metrics (interrupted) is resumed;
+the others start. Each run is a `ferkit train --config` subprocess, so runs are isolated and a
+crash of one does not stop the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferkit.config import ConfigError, make_config, read_config_file
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    config: dict
+    run_dir: Path
+    action: str  # "skip", "resume" or "start"
+
+
+def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict]]:
+    """Read a sweep file into (base fields, seeds, {strategy: fields})."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no sweep file at {path}")
+    if path.suffix == ".toml":
+        import tomllib
+        spec = tomllib.loads(path.read_text())
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+        spec = yaml.safe_load(path.read_text()) or {}
+    else:
+        raise ConfigError(f"sweep file {path} must be .toml, .yaml or .yml")
+    unknown = set(spec) - {"base", "seeds", "strategies"}
+    if unknown:
+        raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))} (expected base, seeds, strategies)")
+    if not spec.get("strategies"):
+        raise ConfigError(f"{path} names no [strategies.<name>] table")
+    seeds = spec.get("seeds", [42])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"seeds in {path} must be a list of integers")
+    return spec.get("base", {}), seeds, spec["strategies"]
+
+
+def plan(path: str | Path) -> list[PlannedRun]:
+    """Every (strategy, seed) run with what the sweep will do with it."""
+    base, seeds, strategies = load_sweep(path)
+    runs = []
+    for name, fields in strategies.items():
+        for seed in seeds:
+            values = base | (fields or {}) | {"seed": seed, "exp": f"{name}_seed{seed}"}
+            cfg = make_config(values)  # validates every field now, before anything runs
+            run_dir = Path(cfg.runs_dir) / cfg.exp
+            if (run_dir / "metrics.json").is_file():
+                action = "skip"
+            elif (run_dir / "last.pt").is_file():
+                action = "resume"
+            else:
+                action = "start"
+            runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, action))
+    return runs
+
+
+def _command(run: PlannedRun) -> list[str]:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if run.action == "resume":
+        return [sys.executable, "-m", "ferkit", "train", "--resume", str(run.run_dir / "last.pt"),
+                "--data_root", str(run.config["data_root"])]
+    spec = run.run_dir / "sweep_config.json"
+    spec.write_text(json.dumps({k: v for k, v in run.config.items() if v is not None and k != "resume"}, indent=2))
+    return [sys.executable, "-m", "ferkit", "train", "--config", str(spec)]
+
+
+def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, log=print) -> int:
+    """Run the sweep; returns the number of runs that failed."""
+    runs = plan(path)
+    todo = [r for r in runs if r.action != "skip"]
+    for r in runs:
+        log(f"{r.action:>6}  {r.name}")
+    log(f"{len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run, {jobs} at a time")
+    if dry_run or not todo:
+        return 0
+    env = os.environ | {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    pending, active, failed = list(todo), [], []
+    while pending or active:
+        while pending and len(active) < jobs:
+            r = pending.pop(0)
+            cmd = _command(r)  # creates the run folder
+            logf = open(r.run_dir / "sweep.log", "a")
+            active.append((r, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf, time.time()))
+            log(f" start  {r.name}: {' '.join(cmd[2:])}")
+        time.sleep(1.0)
+        for item in list(active):
+            r, proc, logf, t0 = item
+            if proc.poll() is None:
+                continue
+            active.remove(item)
+            logf.close()
+            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {r.run_dir}/sweep.log)"
+            if proc.returncode != 0:
+                failed.append(r.name)
+            log(f"{status:>6}  {r.name} in {time.time() - t0:.0f} s")
+    if failed:
+        log(f"{len(failed)} run(s) failed: {', '.join(failed)}; run the sweep again to retry them")
+    return len(failed)

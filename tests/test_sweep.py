@@ -1,0 +1,50 @@
+"""`ferkit sweep`: grid of strategies x seeds, skip finished, resume interrupted, N at a time."""
+import pytest
+
+from ferkit.cli import main
+from ferkit.sweep import plan
+from synth import make_image_folders
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    data = make_image_folders(tmp_path / "fer", {s: {c: 3 for c in ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]}
+                                                 for s in ("train", "val", "test")})
+    f = tmp_path / "sweep.toml"
+    f.write_text(f'''seeds = [1, 2]
+[base]
+data_root = "{data}"
+epochs = 1
+batch_size = 8
+runs_dir = "{tmp_path / 'runs'}"
+[strategies.E0]
+preset = "E0"
+[strategies.LA]
+loss = "la"
+sample_q = 0.0
+''')
+    return f
+
+
+def test_sweep_runs_the_grid_then_skips_and_resumes(sweep_file, tmp_path, capsys):
+    assert [r.action for r in plan(sweep_file)] == ["start"] * 4
+    assert main(["sweep", str(sweep_file), "--jobs", "2"]) == 0
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["E0_seed1", "E0_seed2", "LA_seed1", "LA_seed2"]
+    assert all((runs / n / "metrics.json").is_file() for n in ["E0_seed1", "LA_seed2"])
+    assert [r.action for r in plan(sweep_file)] == ["skip"] * 4
+    (runs / "LA_seed1" / "metrics.json").unlink()  # as if interrupted before the test evaluation
+    assert [r.action for r in plan(sweep_file)] == ["skip", "skip", "resume", "skip"]
+    assert main(["sweep", str(sweep_file)]) == 0
+    assert (runs / "LA_seed1" / "metrics.json").is_file()
+    out = capsys.readouterr().out
+    assert "resume" in out and "LA_seed1" in out
+
+
+def test_bad_sweep_files(tmp_path, capsys):
+    f = tmp_path / "s.toml"
+    f.write_text('seeds = [1]\n[strategies.X]\nloss = "nope"\n')
+    assert main(["sweep", str(f)]) == 2
+    assert "unknown loss" in capsys.readouterr().err
+    f.write_text('seeds = [1]\n[grid]\n')
+    assert main(["sweep", str(f)]) == 2
