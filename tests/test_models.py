@@ -75,3 +75,17 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
     torch.save({"backbone": {"conv.weight": torch.zeros(1)}, "head": {}}, tmp_path / "shape.pt")
     with pytest.raises(CheckpointError, match="not a seed-cnn"):
         load_model(tmp_path / "shape.pt")
+
+
+@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet"])
+@pytest.mark.parametrize("head", ["softmax", "cosine", "arcface"])
+def test_every_registered_arch_and_head(arch, head):
+    from ferkit.models import ARCHS
+    assert arch in ARCHS
+    m = build_model(arch, head, 7)
+    assert count_parameters(m) <= 2_000_000  # the budget for small models
+    m.train()
+    out = m(torch.randn(4, 1, 48, 48), torch.tensor([0, 1, 2, 3]))
+    assert out.shape == (4, 7)
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())

@@ -12,10 +12,12 @@ import torch
 from torch import nn
 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
+from .resnet import FerResNet
 from .seedcnn import SeedCNN
 
 ARCHS: dict[str, Callable[[], nn.Module]] = {
-    "seed-cnn": SeedCNN,
+    "seed-cnn": SeedCNN,      # the reference project's CNN
+    "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
 }
 HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,
