@@ -23,7 +23,6 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("chromium and chromium-driver are not installed (run .ci/install_browser.sh)", allow_module_level=True)
 
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 

@@ -30,20 +30,22 @@ PLACE = (220, 140, 200)  # where face_scene puts the face: x, y, side
 
 # ---------------------------------------------------------------- helpers (also used by test_service/test_browser)
 
-def make_checkpoint(path: Path, seed: int = 0) -> Path:
+def make_checkpoint(path: Path, seed: int = 0, arch: str = "seed-cnn", offset: list[float] | None = None) -> Path:
     """A randomly initialised seed-cnn saved in ferkit's checkpoint format.
 
     Its linear layers are scaled up, so that its outputs differ clearly between inputs (at
     PyTorch's initialisation every input gets about 1/7 for every class)."""
     torch.manual_seed(seed)
-    model = build_model("seed-cnn", "softmax", len(CLASSES))
+    model = build_model(arch, "softmax", len(CLASSES))
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):
                 m.weight.mul_(6.0)
-    torch.save({"format": "ferkit", "version": 1, "arch": "seed-cnn", "head": "softmax", "head_kwargs": {},
-                "class_names": CLASSES, "config": {}, "model": model.state_dict(), "epoch": 0,
-                "val_metrics": {}}, path)
+    ckpt = {"format": "ferkit", "version": 1, "arch": arch, "head": "softmax", "head_kwargs": {},
+            "class_names": CLASSES, "config": {}, "model": model.state_dict(), "epoch": 0, "val_metrics": {}}
+    if offset is not None:  # a logit adjustment, as `ferkit posthoc` saves it
+        ckpt["posthoc"] = {"method": "la", "offset": offset}
+    torch.save(ckpt, path)
     return path
 
 
@@ -176,6 +178,19 @@ def test_bf16_auto_follows_the_cpu_and_stays_close(ckpt):
         Predictor(ckpt, bf16="yes")
 
 
+def test_threads_option_sets_torch_and_opencv(ckpt):
+    before = (torch.get_num_threads(), cv2.getNumThreads())
+    try:
+        assert Predictor(ckpt, threads=1).describe()["threads"] == 1 and cv2.getNumThreads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+    from ferkit.infer.commands import add_serve_args
+    parser = argparse.ArgumentParser()
+    add_serve_args(parser)
+    assert parser.parse_args([]).threads == 1  # the server runs requests in parallel instead
+
+
 def test_bad_images_raise_clear_errors(tmp_path, predictor):
     (tmp_path / "text.jpg").write_text("not an image")
     (tmp_path / "empty.jpg").write_bytes(b"")
@@ -221,6 +236,17 @@ def test_real_photo_and_its_enlargement(predictor):
     assert 1 / 1.25 < bw / (4 * w) < 1.25  # sizes come in steps of scale_factor (1.2)
 
 
+def test_exif_rotated_photo_is_turned_upright(predictor, tmp_path):
+    """Phones store photos sideways with an orientation tag; the face is found as displayed."""
+    upright = Image.open(grace_hopper())
+    exif = upright.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    upright.rotate(90, expand=True).save(tmp_path / "sideways.jpg", exif=exif, quality=95)
+    [[face]] = predictor.predict([tmp_path / "sideways.jpg"])
+    [[want]] = predictor.predict([np.asarray(upright)])
+    np.testing.assert_allclose(face["box"], want["box"], atol=8)
+
+
 def test_crop_adds_the_margin_and_pads_at_the_border():
     gray = np.zeros((100, 100), np.uint8)
     gray[20:80, 20:80] = 255  # a white square "face"
@@ -247,6 +273,20 @@ def test_onnx_matches_pytorch(ckpt, tmp_path):
                                Predictor(ckpt, bf16=False, tta=True).predict_crops(crops), atol=1e-4)
     with pytest.raises(FileNotFoundError, match="ferkit export"):
         Predictor(tmp_path / "absent.onnx", backend="onnx")
+    with pytest.raises(ValueError, match="backend='onnx'"):
+        Predictor(out)
+
+
+def test_onnx_export_covers_every_arch_and_logit_adjustment(tmp_path):
+    from ferkit.models import ARCHS
+
+    crops = np.random.default_rng(6).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    for arch in ARCHS:
+        plain = make_checkpoint(tmp_path / f"{arch}.pt", arch=arch)
+        adjusted = make_checkpoint(tmp_path / f"{arch}-la.pt", arch=arch, offset=[2.0, -1.0, 0, 0, 0, 0, 0])
+        want = Predictor(adjusted, bf16=False).predict_crops(crops)
+        assert np.abs(want - Predictor(plain, bf16=False).predict_crops(crops)).max() > 0.01  # offset applied
+        np.testing.assert_allclose(Predictor(adjusted, backend="onnx").predict_crops(crops), want, atol=1e-4)
 
 
 # ---------------------------------------------------------------- CLI

@@ -26,6 +26,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-factor", type=float, default=1.2,
                    help="face size step of the detector: 1.1 finds more small faces, ~2.5x slower (1.2)")
     p.add_argument("--margin", type=float, default=None, help="crop margin per side, fraction of the face (0.02)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the model and detector (default: one per core; serve: 1)")
 
 
 def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
@@ -35,7 +37,8 @@ def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
     bf16 = {"auto": "auto", "on": True, "off": False}[args.bf16]
     margin = DEFAULT_MARGIN if args.margin is None else args.margin
     return Predictor(args.ckpt, backend=args.backend, detect=detect, tta=args.tta, device=args.device,
-                     bf16=bf16, margin=margin, scale_factor=args.scale_factor, min_face=args.min_face)
+                     bf16=bf16, margin=margin, scale_factor=args.scale_factor, min_face=args.min_face,
+                     threads=args.threads)
 
 
 # ---------------------------------------------------------------- predict
@@ -198,6 +201,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest upload in bytes (10 MiB)")
     _add_model_args(p)
+    # Requests run in parallel in FastAPI's threadpool: one thread each avoids threads of
+    # concurrent forward passes waiting on each other.
+    p.set_defaults(threads=1)
 
 
 def run_serve(args: argparse.Namespace) -> int:

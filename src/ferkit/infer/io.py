@@ -136,6 +136,7 @@ def collect_inputs(args: Iterable[str]) -> tuple[list[Path], list[tuple[str, str
                 missing.append((arg, "pattern matches no file"))
         else:
             missing.append((arg, "no such file or folder"))
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, missing, skipped
+    unique: dict[Path, Path] = {}  # a file named twice (folder and glob) is predicted once
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values()), missing, skipped
