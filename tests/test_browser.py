@@ -5,6 +5,7 @@ without them. Saves docs/ui-screenshot.png after a prediction.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,8 @@ SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "ui-screenshot.png"
 
 webdriver = pytest.importorskip("selenium.webdriver")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    if os.environ.get("CI"):  # CI installs them (.ci/install_browser.sh): their absence there is a failure
+        raise RuntimeError("CI: /usr/bin/chromium or /usr/bin/chromedriver missing; .ci/install_browser.sh should have installed them")
     pytest.skip("chromium and chromium-driver are not installed (run .ci/install_browser.sh)", allow_module_level=True)
 
 from selenium.webdriver.common.by import By  # noqa: E402
