@@ -148,6 +148,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from ferkit.pretrained import pack
+
+    pack(args.ckpt, args.out, args.data_root, args.title)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ferkit.models import describe_models
 
@@ -208,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split between them)")
     p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would run")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("pack", help="ship a checkpoint: float16 weights, model card, metrics evaluated from the file")
+    p.add_argument("ckpt")
+    p.add_argument("--out", required=True, help="e.g. pretrained/ferkit-recommended.pt")
+    p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
+    p.add_argument("--title", help="model card title")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("models", help="list the architectures with parameters and multiply-adds")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,113 @@
+"""Ship a trained model: a small half-precision checkpoint plus a model card.
+
+`pack(run_checkpoint, out)` keeps only what inference needs, stores the weights in float16
+(half the size), then evaluates *the packed file itself* on val and test, so that
+`ferkit eval out` reproduces the card's numbers exactly.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from ferkit.data import load_data
+from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint
+from ferkit.train import evaluate_run, save_atomic
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _command(cfg: dict) -> str:
+    """The `ferkit train` command line that reproduces a run configuration."""
+    skip = {"resume", "runs_dir", "device", "preset"}
+    from ferkit.config import RunConfig
+    defaults = RunConfig().to_dict()
+    parts = ["ferkit train"]
+    for k, v in cfg.items():
+        if k in skip or v is None or v == defaults.get(k):
+            continue
+        parts.append(f"--{k}" if v is True else f"--{k} {v}")
+    return " ".join(parts)
+
+
+def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, title: str | None = None,
+         log=print) -> dict:
+    """Write `out` (float16 checkpoint), `out`.md (model card) and `out`.metrics.json; return test metrics."""
+    ckpt = read_checkpoint(ckpt_path)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keep = {k: ckpt[k] for k in ("format", "version", "arch", "head", "head_kwargs", "class_names", "config", "epoch",
+                                 "posthoc") if k in ckpt}
+    keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    run_dir = Path(ckpt_path).parent
+    epochs_csv = run_dir / "epochs.csv"
+    seconds = sum(float(r["seconds"]) for r in csv.DictReader(open(epochs_csv))) if epochs_csv.is_file() else None
+    keep["training"] = {"seconds": seconds, "machine": _machine(), "source": str(ckpt_path)}
+    save_atomic(keep, out)
+
+    cfg = ckpt.get("config", {})
+    data = load_data(data_root or cfg.get("data_root"), log=log)
+    eval_dir = out.parent / f"{out.stem}-eval"
+    test = evaluate_run(out, data, eval_dir, cfg.get("amp", False), cfg.get("tta", False), log=log)
+    val = json.loads((eval_dir / "metrics_val.json").read_text())
+    model, _ = load_model(out)
+    base = model.model if hasattr(model, "model") else model
+    summary = {"val": {k: val[k] for k in ("accuracy", "macro_f1")} | {"per_class_f1": dict(zip(val["class_names"], val["per_class_f1"]))},
+               "test": {k: test[k] for k in ("accuracy", "macro_f1")} | {"per_class_f1": dict(zip(test["class_names"], test["per_class_f1"]))},
+               "parameters": count_parameters(base), "macs_per_image": count_macs(base),
+               "file_bytes": out.stat().st_size, "training": keep["training"], "config": cfg,
+               "posthoc": ckpt.get("posthoc")}
+    Path(str(out) + ".metrics.json").write_text(json.dumps(summary, indent=2))
+    Path(str(out.with_suffix("")) + ".md").write_text(model_card(out, summary, title))
+    log(f"packed {out} ({out.stat().st_size / 1e6:.1f} MB), card {out.with_suffix('.md')}")
+    return test
+
+
+def model_card(path: Path, s: dict, title: str | None) -> str:
+    cfg, tr = s["config"], s["training"]
+    names = list(s["test"]["per_class_f1"])
+    rows = "\n".join(f"| {c} | {s['val']['per_class_f1'][c]:.3f} | {s['test']['per_class_f1'][c]:.3f} |" for c in names)
+    minutes = f"{tr['seconds'] / 60:.1f} minutes" if tr["seconds"] else "unknown"
+    ph = f"\nPost-hoc adjustment (tuned on val): `{s['posthoc']['method']}` {s['posthoc']}.\n" if s.get("posthoc") else ""
+    return f"""# {title or path.stem}
+
+`{path.name}`: {cfg.get('arch')} with a {cfg.get('head')} head, {s['parameters']:,} parameters,
+{s['macs_per_image'] / 1e6:.1f} M multiply-adds per 48x48 image, {s['file_bytes'] / 1e6:.1f} MB (float16 weights).
+
+## Recipe
+loss `{cfg.get('loss')}`, sampler `{cfg.get('sampler')}` (q {cfg.get('sample_q')}), class weights `{cfg.get('weight_mode')}`,
+{cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, {cfg.get('optimizer', 'adam')} lr {cfg.get('lr')}, seed {cfg.get('seed')},
+amp {cfg.get('amp')}, TTA {cfg.get('tta')}. Checkpoint: best val macro-F1 (epoch chosen on val only).
+{ph}
+```bash
+{_command(cfg)}
+ferkit pack runs/{cfg.get('exp')}/best.pt --out {path}
+```
+Training time: {minutes} on {tr['machine']}.
+
+## Metrics (FER-2013; val = PublicTest, test = PrivateTest, evaluated from this file)
+
+| split | accuracy | macro-F1 |
+|---|---|---|
+| val | {s['val']['accuracy']:.4f} | {s['val']['macro_f1']:.4f} |
+| test | {s['test']['accuracy']:.4f} | {s['test']['macro_f1']:.4f} |
+
+| class | val F1 | test F1 |
+|---|---|---|
+{rows}
+
+Reproduce: `ferkit eval {path} --data_root /path/to/fer2013.zip`.
+"""

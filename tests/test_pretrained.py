@@ -1,0 +1,26 @@
+"""Shipping a model: `ferkit pack` writes a float16 checkpoint whose card `ferkit eval` reproduces."""
+import json
+
+import torch
+
+from ferkit.cli import main
+from synth import make_image_folders
+
+
+def test_pack_then_eval_reproduces_the_card(tmp_path):
+    data = make_image_folders(tmp_path / "fer", {s: {c: 4 for c in ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]}
+                                                 for s in ("train", "val", "test")})
+    runs = tmp_path / "runs"
+    assert main(["train", "--data_root", str(data), "--epochs", "1", "--batch_size", "8", "--exp", "r",
+                 "--runs_dir", str(runs)]) == 0
+    out = tmp_path / "pretrained" / "m.pt"
+    assert main(["pack", str(runs / "r" / "best.pt"), "--out", str(out)]) == 0
+    ckpt = torch.load(out, weights_only=False)
+    assert "optimizer" not in ckpt and all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
+    assert out.stat().st_size < (runs / "r" / "best.pt").stat().st_size * 0.6
+    card = json.loads((tmp_path / "pretrained" / "m.pt.metrics.json").read_text())
+    text = (tmp_path / "pretrained" / "m.md").read_text()
+    assert f"{card['test']['macro_f1']:.4f}" in text and "ferkit train" in text
+    assert main(["eval", str(out), "--out", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["macro_f1"] == card["test"]["macro_f1"] and again["accuracy"] == card["test"]["accuracy"]
