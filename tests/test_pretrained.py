@@ -24,3 +24,25 @@ def test_pack_then_eval_reproduces_the_card(tmp_path):
     assert main(["eval", str(out), "--out", str(tmp_path / "ev")]) == 0
     again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert again["macro_f1"] == card["test"]["macro_f1"] and again["accuracy"] == card["test"]["accuracy"]
+
+
+def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip):
+    """Every pretrained/*.pt evaluated on the real PrivateTest split gives its card's numbers."""
+    from pathlib import Path
+
+    from ferkit.data import load_data
+    from ferkit.train import evaluate_run
+
+    shipped = sorted((Path(__file__).resolve().parents[1] / "pretrained").glob("*.pt"))
+    assert shipped, "no shipped model under pretrained/"
+    data = load_data(real_zip)
+    for path in shipped:
+        card = json.loads(Path(str(path) + ".metrics.json").read_text())
+        cfg = card["config"]
+        m = evaluate_run(path, data, None, cfg["amp"], cfg["tta"], log=lambda s: None, splits=("test",))
+        assert m["num_samples"] == 3589
+        # Three decimals: bfloat16 kernels may round differently on another CPU.
+        assert abs(m["macro_f1"] - card["test"]["macro_f1"]) < 5e-4, path.name
+        assert abs(m["accuracy"] - card["test"]["accuracy"]) < 5e-4, path.name
+        for c, f1 in card["test"]["per_class_f1"].items():
+            assert abs(m[f"f1_{c}"] - f1) < 5e-4, (path.name, c)

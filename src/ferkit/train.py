@@ -215,7 +215,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log)
 
 
-def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path, amp: bool, tta: bool,
+def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool,
                  device: torch.device | str = "cpu", log: Log = print, splits: tuple[str, ...] = ("val", "test")) -> dict:
     """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
     model, info = load_model(ckpt_path)
@@ -229,7 +229,8 @@ def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path, amp: bool, tta: 
         m = out[split]
         log(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
             + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"])))
-    log(f"outputs in {out_dir}/")
+    if out_dir is not None:
+        log(f"outputs in {out_dir}/")
     return out["test"] if "test" in out else out[splits[-1]]
 
 
