@@ -6,6 +6,7 @@ turns labels into numbers (scikit-learn underneath); `evaluate_split` does both 
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -13,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ferkit.device import autocast
 from ferkit.models import to_input
 
-EVAL_BATCH = 1024  # fixed, so that a re-evaluation runs the very same arithmetic
+# Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
+# 2-core CPU, 64-image batches predict ~1.5x (fp32) to ~2.5x (bf16) more images/s (bench/README.md).
+EVAL_BATCH = 64
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -39,11 +44,28 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
     return m
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy of an eval-mode `model` in which each Conv2d -> BatchNorm2d pair of an
+    nn.Sequential is one Conv2d (the BatchNorm's affine map folded into the weights and bias).
+
+    The same function (identical up to float rounding), one pass over the activations fewer:
+    BatchNorm was a quarter of the evaluation time on the CPU. `model` itself is not changed.
+    """
+    folded = copy.deepcopy(model)
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None:
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return folded
+
+
 @torch.inference_mode()
 def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                   amp: bool = False, tta: bool = False, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, 48, 48); `tta` averages over the horizontal flip."""
     model.eval()
+    model = fold_batchnorm(model).to(memory_format=torch.channels_last)
     device = torch.device(device)
     images = torch.as_tensor(images)
     out = []

@@ -1,0 +1,100 @@
+"""The throughput benchmark's --quick code path on tiny synthetic data (bench/throughput.py)."""
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))  # throughput.py imports reference_pipeline from its own folder
+
+import reference_pipeline as ref  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("throughput", BENCH / "throughput.py")
+tp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tp)
+
+
+@pytest.fixture
+def spec(tmp_path) -> dict:
+    tree = tmp_path / "fer2013"
+    tp.write_synthetic_tree(tree, tp.synthetic_counts(40))
+    return {"source": str(tree), "tree": str(tree), "cache_dir": str(tmp_path / "cache"), "quick": True,
+            "steps": 2, "warmup": 1, "epochs": 1, "batch_size": 16, "workers": 0, "device": "cpu", "amp": False}
+
+
+def test_quick_path_measures_each_pipeline(spec):
+    cold = tp.measure_ferkit_cold(spec)
+    counts = tp.synthetic_counts(40)
+    assert cold["n_images"] == sum(map(sum, counts.values())) and list(Path(spec["cache_dir"]).glob("store-*.npz"))
+    n_train, n_val = sum(counts["train"]), sum(counts["val"])
+    pipes = {"reference": tp.figures(tp.measure_reference(spec) | tp.peak_rss_mb(), quick=True),
+             "ferkit fp32 cpu": tp.figures(tp.measure_ferkit(spec) | tp.peak_rss_mb(), quick=True)}
+    for name, p in pipes.items():
+        assert (p["n_train"], p["n_val"]) == (n_train, n_val), name
+        assert p["train_images"] == 2 * 16 and p["eval_images"] == min(n_val, 2 * 16), name  # --steps batches
+        assert p["train_img_per_s"] > 0 and p["eval_img_per_s"] > 0 and p["epoch_s_estimated"]
+        assert p["epoch_s"] == pytest.approx(n_train / p["train_img_per_s"] + n_val / p["eval_img_per_s"])
+    assert pipes["ferkit fp32 cpu"]["warm_load_s"] < 5
+    rat = tp.ratios(pipes)
+    assert rat["ferkit fp32 cpu"]["train"] == pytest.approx(
+        pipes["ferkit fp32 cpu"]["train_img_per_s"] / pipes["reference"]["train_img_per_s"])
+    targets = tp.check_targets(pipes, rat, cold["cold_load_s"])
+    assert targets["train_ratio_amp"]["met"] is None  # no amp pipeline was measured
+    assert targets["cold_load_s"]["met"] is True
+    table = tp.format_table(pipes, rat, targets, cold["cold_load_s"])
+    assert "reference" in table and "ferkit fp32 cpu" in table and "projected" in table
+
+
+def test_a_measurement_runs_in_its_own_process(spec, tmp_path):
+    result = tp.run_role("ferkit-cold", spec, tmp_path)
+    assert result["n_images"] > 0 and result["cold_load_s"] > 0
+    assert result["peak_rss_mb"] >= result["peak_rss_self_mb"] > 10  # a real process's RSS, in MB
+
+
+def test_first_steps_crosses_epoch_boundaries():
+    from ferkit.data.batches import EpochBatches
+    images = torch.zeros(10, 48, 48, dtype=torch.uint8)
+    batches = EpochBatches(images, torch.arange(10), 4, torch.Generator().manual_seed(0), train_augment=False)
+    steps = tp.FirstSteps(batches, 5)  # batches of 4, 4, 2 | 4, 4
+    sizes = [len(y) for _, y in steps]
+    assert sizes == [4, 4, 2, 4, 4] and len(steps.labels) == sum(sizes)
+
+
+def test_targets_compare_with_the_right_side():
+    def pipe(train, ev, rss):
+        return {"device": "cpu", "train_img_per_s": train, "eval_img_per_s": ev, "epoch_s": 1.0,
+                "warm_load_s": 0.5, "peak_rss_mb": rss}
+    pipes = {"reference": pipe(100, 100, 500), "ferkit fp32 cpu": pipe(110, 300, 900),
+             "ferkit amp cpu": pipe(300, 600, 2100)}
+    t = tp.check_targets(pipes, tp.ratios(pipes), cold_s=20.0)
+    assert t["train_ratio_amp"] == {"value": 3.0, "target": ">= 2.5", "met": True}
+    assert t["train_ratio_fp32"]["met"] is False and t["train_ratio_fp32"]["value"] == pytest.approx(1.1)
+    assert t["eval_ratio"]["value"] == 6.0 and t["eval_ratio"]["met"] is True
+    assert t["cold_load_s"]["met"] is False and t["warm_load_s"]["met"] is True
+    assert t["peak_rss_mb"]["value"] == 2100 and t["peak_rss_mb"]["met"] is False
+
+
+def test_reference_crop_offset_and_resize(monkeypatch):
+    """No flip, no rotation, crop at offset 4 of the 4-padded image = the image's top-left 44x44, resized."""
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8))
+    monkeypatch.setattr(random, "random", lambda: 0.9)
+    monkeypatch.setattr(random, "uniform", lambda a, b: 0.0)
+    monkeypatch.setattr(random, "randint", lambda a, b: 4)
+    out = ref.train_transform(img)
+    expected = img.crop((0, 0, 44, 44)).resize((48, 48), Image.BILINEAR)
+    assert out.size == (48, 48) and np.array_equal(np.asarray(out), np.asarray(expected))
+    monkeypatch.setattr(random, "randint", lambda a, b: 0)  # top-left corner of the padding: black
+    assert np.asarray(ref.train_transform(img))[0, 0] == 0
+    x = ref.to_normalized_tensor(out)
+    assert x.shape == (1, 48, 48) and x.min() >= -1 and x.max() <= 1
+
+
+def test_eval_is_timed_after_a_warm_up_pass():
+    assert tp.eval_sizes({"quick": True, "batch_size": 256, "steps": 8}, 3589) == (256, 2048)
+    assert tp.eval_sizes({"quick": True, "batch_size": 256, "steps": 8}, 100) == (100, 100)
+    assert tp.eval_sizes({"quick": False, "batch_size": 256, "steps": 8}, 3589) == (3589, 3589)
