@@ -125,3 +125,11 @@ def test_every_bad_dataset_gives_one_line_and_exit_2(tmp_path, capsys, kind, wor
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "store" / "ferkit_store.npz").exists()
+
+
+def test_quickstart_prepares_trains_e5_and_says_where_outputs_are(tmp_path, folders, capsys):
+    assert main(["quickstart", str(folders), "--epochs", "1", "--runs_dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "E5_seed42"
+    assert "disgust" in out and f"{run}/metrics.json" in out and "E5 on test" in out
+    assert json.loads((run / "config.json").read_text())["sampler"] == "balanced"
