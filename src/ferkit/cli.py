@@ -233,10 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", "ferkit.infer.commands", "export", "export a checkpoint to ONNX"),
         ("serve", "ferkit.infer.commands", "serve", "web service and page for predictions"),
     ]:
-        try:
-            add, run = _lazy(module, f"add_{stem}_args", f"run_{stem}")
-        except (ImportError, AttributeError):
-            continue  # that part is not installed in this build
+        add, run = _lazy(module, f"add_{stem}_args", f"run_{stem}")  # these modules import nothing heavy
         p = sub.add_parser(name, help=help)
         add(p)
         p.set_defaults(func=run)
@@ -248,13 +245,9 @@ def known_errors() -> tuple[type[Exception], ...]:
     from ferkit.data import DataError
     from ferkit.models import CheckpointError
 
-    errors: list[type[Exception]] = [ConfigError, DataError, CheckpointError, FileNotFoundError]
-    try:
-        from ferkit.report.commands import ReportError
-        errors.append(ReportError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    from ferkit.report.commands import ReportError
+
+    return (ConfigError, DataError, CheckpointError, ReportError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:
