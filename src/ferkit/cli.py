@@ -62,6 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_root(given: str | None, saved_config: dict) -> str:
+    """The dataset to evaluate on: the one given, else the one the checkpoint's run recorded."""
+    root = given or saved_config.get("data_root")
+    if not root:
+        raise ConfigError("no --data_root given and the checkpoint does not record one")
+    return root
+
+
 def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, amp: bool | None, tta: bool | None,
              device: str = "auto", splits: tuple[str, ...] = ("val", "test")) -> int:
     from ferkit.data import load_data
@@ -70,9 +78,7 @@ def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, a
     from ferkit.train import evaluate_run
 
     saved = read_checkpoint(ckpt).get("config", {})
-    data_root = data_root or saved.get("data_root")
-    if not data_root:
-        raise ConfigError("no --data_root given and the checkpoint does not record one")
+    data_root = _data_root(data_root, saved)
     # By default evaluate exactly as the run did (same precision and TTA), so the numbers reproduce.
     amp = saved.get("amp", False) if amp is None else amp
     tta = saved.get("tta", False) if tta is None else tta
@@ -121,10 +127,7 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
     from ferkit.train import match_classes, save_atomic
 
     ckpt = read_checkpoint(args.ckpt)
-    data_root = args.data_root or ckpt.get("config", {}).get("data_root")
-    if not data_root:
-        raise ConfigError("no --data_root given and the checkpoint does not record one")
-    data = match_classes(load_data(data_root), ckpt["class_names"])
+    data = match_classes(load_data(_data_root(args.data_root, ckpt.get("config", {}))), ckpt["class_names"])
     amp = ckpt.get("config", {}).get("amp", False)
     try:
         new = adjust_checkpoint(ckpt, data, args.method, amp, args.crt_epochs)
