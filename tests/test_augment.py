@@ -71,3 +71,51 @@ def test_zero_fill_is_black_and_range_is_kept():
     out = augment(img, params)[0, 0]
     assert out.min() >= -1 and out.max() <= 1
     assert out[0, 0] < -0.5 and out[-1, -1] == pytest.approx(1.0)  # padded corner is black
+
+
+def test_optional_jitters_draw_nothing_when_off():
+    # A run without the new options must draw exactly the batches it drew before they existed.
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = sample_params(64, g1)
+    b = sample_params(64, g2, scale=0.0, translate=0.0, erase_p=0.0)
+    assert b.zoom is None and b.erase is None
+    assert torch.equal(g1.get_state(), g2.get_state()) and torch.equal(a.off_x, b.off_x)
+
+
+def _ramp() -> torch.Tensor:
+    return torch.arange(48, dtype=torch.float32).mul(4).expand(48, 48).to(torch.uint8)[None]  # I = 4 * column
+
+
+def _slope_and_centre(params: AugParams) -> tuple[float, float]:
+    row = augment(_ramp(), params)[0, 0, 24]
+    return float(row[30] - row[18]) / 12, float(row[23] + row[24]) / 2
+
+
+def test_zoom_and_translate_move_the_image_as_documented():
+    base = dict(flip=torch.tensor([False]), angle=torch.tensor([0.0]), off_y=torch.tensor([6]))
+    slope1, centre1 = _slope_and_centre(AugParams(off_x=torch.tensor([6]), **base))
+    slope2, _ = _slope_and_centre(AugParams(off_x=torch.tensor([6]), zoom=torch.tensor([1.25]), **base))
+    assert slope2 == pytest.approx(slope1 / 1.25, rel=1e-4)  # zooming in by 1.25 spreads the ramp
+    _, centre3 = _slope_and_centre(AugParams(off_x=torch.tensor([6.0 + 2.5]), **base))
+    assert centre3 - centre1 == pytest.approx(2.5 * 8 / 255, rel=1e-3)  # 2.5 px right: +2.5 * 4 grey levels
+    p = sample_params(20000, torch.Generator().manual_seed(4), scale=0.1, translate=0.05)
+    assert p.zoom.min() >= 0.9 and p.zoom.max() <= 1.1 and _ks_uniform(p.zoom.numpy(), 0.9, 1.1) < 0.015
+    shift = p.off_x - p.off_x.round()  # the continuous part of the offset
+    assert shift.abs().max() > 0 and p.off_x.min() >= -2.4 and p.off_x.max() <= 14.4
+
+
+def test_random_erasing_sets_a_rectangle_to_grey():
+    n = 4000
+    p = sample_params(n, torch.Generator().manual_seed(5), erase_p=0.5)
+    erased = p.erase[:, 2] > 0
+    assert abs(erased.float().mean().item() - 0.5) < 0.03
+    area = (p.erase[erased, 2] * p.erase[erased, 3]).float() / 48 ** 2
+    assert area.min() >= 0.01 and area.max() <= 0.3  # 2-25% before rounding to whole pixels
+    assert (p.erase[:, 0] + p.erase[:, 2]).max() <= 48 and (p.erase[:, 1] + p.erase[:, 3]).max() <= 48
+    imgs = torch.full((8, 48, 48), 255, dtype=torch.uint8)
+    q = AugParams(torch.zeros(8, dtype=torch.bool), torch.zeros(8), torch.full((8,), 6), torch.full((8,), 6),
+                  erase=torch.tensor([[10, 5, 7, 20]] + [[0, 0, 0, 0]] * 7))
+    out = augment(imgs, q)[:, 0]
+    plain = augment(imgs, AugParams(q.flip, q.angle, q.off_x, q.off_y))[:, 0]
+    assert (out[0, 10:17, 5:25] == 0).all() and (out[0] == 0).sum() == 7 * 20
+    assert torch.equal(out[1:], plain[1:])

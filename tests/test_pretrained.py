@@ -7,12 +7,17 @@ from ferkit.cli import main
 from synth import make_image_folders
 
 
-def test_pack_then_eval_reproduces_the_card(tmp_path):
+def _tiny_run(tmp_path):
     data = make_image_folders(tmp_path / "fer", {s: {c: 4 for c in ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]}
                                                  for s in ("train", "val", "test")})
     runs = tmp_path / "runs"
     assert main(["train", "--data_root", str(data), "--epochs", "1", "--batch_size", "8", "--exp", "r",
                  "--runs_dir", str(runs)]) == 0
+    return runs
+
+
+def test_pack_then_eval_reproduces_the_card(tmp_path):
+    runs = _tiny_run(tmp_path)
     out = tmp_path / "pretrained" / "m.pt"
     assert main(["pack", str(runs / "r" / "best.pt"), "--out", str(out)]) == 0
     ckpt = torch.load(out, weights_only=False)
@@ -24,6 +29,21 @@ def test_pack_then_eval_reproduces_the_card(tmp_path):
     assert main(["eval", str(out), "--out", str(tmp_path / "ev")]) == 0
     again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert again["macro_f1"] == card["test"]["macro_f1"] and again["accuracy"] == card["test"]["accuracy"]
+
+
+def test_pack_chooses_tta_on_val_and_eval_uses_it(tmp_path):
+    runs = _tiny_run(tmp_path)
+    out = tmp_path / "m.pt"
+    assert main(["pack", str(runs / "r" / "best.pt"), "--out", str(out), "--tta", "auto"]) == 0
+    ckpt = torch.load(out, weights_only=False)
+    scores = ckpt["tta_selection"]
+    assert set(scores) == {"none", "flip", "crops"}
+    assert scores[ckpt["config"]["tta"]] == max(scores.values())
+    card = json.loads((tmp_path / "m.pt.metrics.json").read_text())
+    assert card["config"]["tta"] == ckpt["config"]["tta"] and "--tta auto" in (tmp_path / "m.md").read_text()
+    assert main(["eval", str(out), "--out", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["tta"] == ckpt["config"]["tta"] and again["macro_f1"] == card["test"]["macro_f1"]
 
 
 def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip):

@@ -42,7 +42,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight_decay", type=float)
     p.add_argument("--seed", type=int, help="random seed (42)")
     _bool_flag(p, "--amp", "mixed precision: bfloat16 autocast on a CPU that supports it, bf16/fp16 on CUDA")
-    _bool_flag(p, "--tta", "average predictions over the horizontal flip at evaluation")
+    p.add_argument("--tta", nargs="?", const="flip", choices=["none", "flip", "crops"],
+                   help="test-time augmentation at evaluation: flip (the bare flag), or crops (5 crops x flip)")
+    p.add_argument("--scale_jitter", type=float, help="training zoom by a factor in [1 - s, 1 + s] (0 = off)")
+    p.add_argument("--translate", type=float, help="training shift of up to +-t of the image side on top of the crop (0 = off)")
+    p.add_argument("--erase_p", type=float, help="random erasing probability (0 = off)")
     p.add_argument("--arc_s", type=float, help="arcface scale (30)")
     p.add_argument("--arc_m", type=float, help="arcface margin (0.5)")
     p.add_argument("--resume", help="a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
@@ -154,7 +158,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     from ferkit.pretrained import pack
 
-    pack(args.ckpt, args.out, args.data_root, args.title)
+    pack(args.ckpt, args.out, args.data_root, args.title, tta=args.tta)
     return 0
 
 
@@ -194,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/eval-<run>-<ckpt>)")
     p.add_argument("--runs_dir", default="runs")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="default: as the run was")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="default: as the run was")
+    p.add_argument("--tta", nargs="?", const="flip", choices=["none", "flip", "crops"],
+                   help="flip (the bare flag) or crops (5 crops x flip); default: as the run was")
+    p.add_argument("--no-tta", "--no_tta", dest="tta", action="store_const", const="none", help="no test-time augmentation")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
@@ -224,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="e.g. pretrained/ferkit-recommended.pt")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--title", help="model card title")
+    p.add_argument("--tta", choices=["auto", "none", "flip", "crops"],
+                   help="test-time augmentation of the shipped model; auto = the best on val (default: as the run was)")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("models", help="list the architectures with parameters and multiply-adds")

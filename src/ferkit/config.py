@@ -36,6 +36,10 @@ class RunConfig:
     resample_from: int = 1            # epoch from which re-sampling applies (> 1: deferred, DRS)
     mixup: float = 0.0                # mixup alpha (0 = off)
     cutmix: float = 0.0               # cutmix alpha (0 = off)
+    # training augmentation beyond the reference's flip/rotate/crop (all off by default)
+    scale_jitter: float = 0.0         # zoom by a factor uniform in [1 - s, 1 + s]
+    translate: float = 0.0            # extra shift uniform in +-t of the image side
+    erase_p: float = 0.0              # random erasing probability
     # optimisation
     epochs: int = 30
     batch_size: int = 256
@@ -48,7 +52,7 @@ class RunConfig:
     seed: int = 42
     amp: bool = False
     device: str = "auto"
-    tta: bool = False                 # flip test-time augmentation at evaluation
+    tta: bool | str = False           # test-time augmentation: False/"none", True/"flip", "crops" (5 crops x flip)
     resume: str | None = None
     preset: str | None = None
 
@@ -134,5 +138,9 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
     if cfg.reweight_from < 1 or cfg.resample_from < 1 or cfg.warmup_epochs < 0:
         raise ConfigError("reweight_from and resample_from are 1-based epochs (1 = from the start); warmup_epochs >= 0")
+    if not (0 <= cfg.scale_jitter < 1 and 0 <= cfg.translate < 0.5 and 0 <= cfg.erase_p <= 1):
+        raise ConfigError("scale_jitter must be in [0, 1), translate in [0, 0.5) and erase_p in [0, 1]")
+    if cfg.tta not in (True, False, "none", "flip", "crops"):
+        raise ConfigError(f"unknown tta {cfg.tta!r}: choose none, flip or crops")
     if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")

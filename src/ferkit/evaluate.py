@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ferkit.data.augment import AugParams, augment
 from ferkit.device import autocast
 from ferkit.models import to_input
 
@@ -60,21 +61,55 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+def tta_mode(tta: bool | str | None) -> str:
+    """Normalise a TTA setting: False/None/"none" -> "none", True/"flip" -> "flip", "crops" -> "crops"."""
+    mode = {None: "none", False: "none", True: "flip"}.get(tta, tta)
+    if mode not in ("none", "flip", "crops"):
+        raise ValueError(f"unknown tta {tta!r}: choose none, flip or crops")
+    return mode
+
+
+def crop_views() -> list[AugParams]:
+    """The "crops" TTA views: 5 crops of 44 px (centre, and shifted 4 px to each corner) of the image
+    padded by 4 px, resized to 48 as in training, each as is and mirrored: 10 views."""
+    views = []
+    for flip in (False, True):
+        for ox, oy in [(6, 6), (2, 2), (10, 2), (2, 10), (10, 10)]:
+            views.append(AugParams(flip=torch.tensor([flip]), angle=torch.zeros(1),
+                                   off_x=torch.tensor([ox]), off_y=torch.tensor([oy])))
+    return views
+
+
+def _tta_inputs(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The model inputs whose softmax outputs are averaged, for a batch of uint8 images."""
+    x = to_input(images)
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(3)]
+    n = len(images)
+    views = []
+    for v in crop_views():
+        params = AugParams(flip=v.flip.expand(n), angle=v.angle.expand(n), off_x=v.off_x.expand(n), off_y=v.off_y.expand(n))
+        views.append(augment(images, params))
+    return views
+
+
 @torch.inference_mode()
 def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
-                  amp: bool = False, tta: bool = False, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Class probabilities (N, C) for uint8 images (N, 48, 48); `tta` averages over the horizontal flip."""
+                  amp: bool = False, tta: bool | str = False, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 images (N, 48, 48), averaged over the TTA views (`tta_mode`)."""
+    mode = tta_mode(tta)
     model.eval()
     model = fold_batchnorm(model).to(memory_format=torch.channels_last)
     device = torch.device(device)
     images = torch.as_tensor(images)
     out = []
     for i in range(0, len(images), batch_size):
-        x = to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+        views = _tta_inputs(images[i:i + batch_size].to(device), mode)
         with autocast(device, amp):
-            probs = model(x).float().softmax(1)
-            if tta:
-                probs = (probs + model(x.flip(3)).float().softmax(1)) / 2
+            probs = sum(model(v.contiguous(memory_format=torch.channels_last)).float().softmax(1) for v in views)
+        probs = probs / len(views)
         out.append(probs.cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 

@@ -2,7 +2,9 @@
 
 `pack(run_checkpoint, out)` keeps only what inference needs, stores the weights in float16
 (half the size), then evaluates *the packed file itself* on val and test, so that
-`ferkit eval out` reproduces the card's numbers exactly.
+`ferkit eval out` reproduces the card's numbers exactly. With `tta="auto"` the test-time
+augmentation is chosen on val (the highest val macro-F1; the cheaper mode on a tie) before test is
+ever evaluated, and saved in the file's config so that `ferkit eval` uses it.
 """
 from __future__ import annotations
 
@@ -43,9 +45,28 @@ def _command(cfg: dict) -> str:
     return " ".join(parts)
 
 
+TTA_MODES = ("none", "flip", "crops")  # cheapest first: a tie keeps the cheaper one
+
+
+def choose_tta(ckpt_path: Path, data, amp: bool) -> tuple[str, dict[str, float]]:
+    """The TTA mode with the highest val macro-F1, and the val macro-F1 of every mode (test is not looked at)."""
+    from ferkit.evaluate import compute_metrics, predict_proba
+    from ferkit.train import match_classes
+
+    model, info = load_model(ckpt_path)
+    val = match_classes(data, info["class_names"]).splits["val"]
+    scores = {m: compute_metrics(val.labels, predict_proba(model, val.images, "cpu", amp, m).argmax(1),
+                                 info["class_names"])["macro_f1"] for m in TTA_MODES}
+    return max(TTA_MODES, key=lambda m: (scores[m], -TTA_MODES.index(m))), scores
+
+
 def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, title: str | None = None,
-         log=print) -> dict:
-    """Write `out` (float16 checkpoint), `out`.md (model card) and `out`.metrics.json; return test metrics."""
+         log=print, tta: str | None = None) -> dict:
+    """Write `out` (float16 checkpoint), `out`.md (model card) and `out`.metrics.json; return test metrics.
+
+    tta: "none", "flip" or "crops" sets the shipped model's test-time augmentation, "auto" picks it on
+    val; None keeps the run's.
+    """
     ckpt = read_checkpoint(ckpt_path)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +79,16 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
     keep["training"] = {"seconds": seconds, "machine": _machine(), "source": str(ckpt_path)}
     save_atomic(keep, out)
 
-    cfg = ckpt.get("config", {})
+    cfg = dict(ckpt.get("config", {}))
     data = load_data(data_root or cfg.get("data_root"), log=log)
+    if tta is not None:
+        scores = None
+        if tta == "auto":
+            tta, scores = choose_tta(out, data, cfg.get("amp", False))
+            log("TTA chosen on val: " + ", ".join(f"{m} {f:.4f}" for m, f in scores.items()) + f" -> {tta}")
+        cfg["tta"] = tta
+        keep["config"], keep["tta_selection"] = cfg, scores
+        save_atomic(keep, out)
     eval_dir = out.parent / f"{out.stem}-eval"
     test = evaluate_run(out, data, eval_dir, cfg.get("amp", False), cfg.get("tta", False), log=log)
     val = json.loads((eval_dir / "metrics_val.json").read_text())
@@ -69,7 +98,7 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
                "test": {k: test[k] for k in ("accuracy", "macro_f1")} | {"per_class_f1": dict(zip(test["class_names"], test["per_class_f1"]))},
                "parameters": count_parameters(base), "macs_per_image": count_macs(base),
                "file_bytes": out.stat().st_size, "training": keep["training"], "config": cfg,
-               "posthoc": ckpt.get("posthoc")}
+               "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection")}
     Path(str(out) + ".metrics.json").write_text(json.dumps(summary, indent=2))
     Path(str(out.with_suffix("")) + ".md").write_text(model_card(out, summary, title))
     log(f"packed {out} ({out.stat().st_size / 1e6:.1f} MB), card {out.with_suffix('.md')}")
@@ -82,6 +111,9 @@ def model_card(path: Path, s: dict, title: str | None) -> str:
     rows = "\n".join(f"| {c} | {s['val']['per_class_f1'][c]:.3f} | {s['test']['per_class_f1'][c]:.3f} |" for c in names)
     minutes = f"{tr['seconds'] / 60:.1f} minutes" if tr["seconds"] else "unknown"
     ph = f"\nPost-hoc adjustment (tuned on val): `{s['posthoc']['method']}` {s['posthoc']}.\n" if s.get("posthoc") else ""
+    if s.get("tta_selection"):
+        ph += ("\nTTA chosen on val macro-F1: " + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())
+               + f" -> `{cfg.get('tta')}`.\n")
     return f"""# {title or path.stem}
 
 `{path.name}`: {cfg.get('arch')} with a {cfg.get('head')} head, {s['parameters']:,} parameters,
@@ -93,8 +125,8 @@ loss `{cfg.get('loss')}`, sampler `{cfg.get('sampler')}` (q {cfg.get('sample_q')
 amp {cfg.get('amp')}, TTA {cfg.get('tta')}. Checkpoint: best val macro-F1 (epoch chosen on val only).
 {ph}
 ```bash
-{_command(cfg)}
-ferkit pack runs/{cfg.get('exp')}/best.pt --out {path}
+{_command({k: v for k, v in cfg.items() if not (k == 'tta' and s.get('tta_selection'))})}
+ferkit pack {cfg.get('runs_dir', 'runs')}/{cfg.get('exp')}/best.pt --out {path}{' --tta auto' if s.get('tta_selection') else ''}
 ```
 Training time: {minutes} on {tr['machine']}.
 

@@ -156,6 +156,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.epochs, cfg.schedule, cfg.warmup_epochs)
     mix_fn = partial(mix_batch, generator=gen, mixup=cfg.mixup, cutmix=cfg.cutmix) if cfg.mixup or cfg.cutmix else None
+    aug = {"scale": cfg.scale_jitter, "translate": cfg.translate, "erase_p": cfg.erase_p}
     use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
@@ -182,7 +183,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch))
+        batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug)
         loss_fn = loss_for_epoch(cfg, data, epoch).to(device)
         stats = train_one_epoch(model, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
                                 progress=f"epoch {epoch}/{cfg.epochs}" if progress else None, mix_fn=mix_fn)

@@ -6,6 +6,12 @@ angle uniform in [-15, 15] degrees (zero fill), then a random 44x44 crop of the 
 so their composition is one affine map per image; `grid_sample` applies all of them to a whole
 batch in one call. The transforms are drawn from the same distribution; the only difference is
 that the pixels are resampled once (bilinear) instead of twice.
+
+Three further options, off by default (and then drawing nothing from the generator, so a run
+without them is unchanged): scale jitter (zoom by a factor uniform in [1 - s, 1 + s]),
+translate jitter (an extra shift uniform in +-t of the image side, on top of the crop offset),
+both folded into the same affine map, and random erasing (Zhong et al. 2020: with probability p,
+a rectangle of 2-25% of the image with aspect ratio in [0.3, 3.3] is set to grey, 0).
 """
 from __future__ import annotations
 
@@ -25,19 +31,48 @@ class AugParams:
 
     flip: torch.Tensor     # bool
     angle: torch.Tensor    # degrees, uniform in [-MAX_ANGLE, MAX_ANGLE]
-    off_x: torch.Tensor    # crop offset in the padded image, integer uniform in [0, 2 * PAD + SIZE - CROP]
+    off_x: torch.Tensor    # crop offset in the padded image, uniform in [0, 2 * PAD + SIZE - CROP] (+ translate jitter)
     off_y: torch.Tensor
+    zoom: torch.Tensor | None = None   # > 1 zooms in; None = 1
+    erase: torch.Tensor | None = None  # (N, 4) int rectangles (y0, x0, h, w); h = 0: nothing erased
 
 
-def sample_params(n: int, generator: torch.Generator, max_angle: float = MAX_ANGLE) -> AugParams:
-    """Draw the transforms for `n` images from `generator` (kept on the CPU, so CPU and GPU runs agree)."""
+def sample_params(n: int, generator: torch.Generator, max_angle: float = MAX_ANGLE, scale: float = 0.0,
+                  translate: float = 0.0, erase_p: float = 0.0) -> AugParams:
+    """Draw the transforms for `n` images from `generator` (kept on the CPU, so CPU and GPU runs agree).
+
+    scale, translate, erase_p: the optional jitters (module docstring); 0 draws nothing for them.
+    """
     hi = 2 * PAD + SIZE - CROP  # 12: offsets 0..12, as a random crop of 44 out of 56 pixels
-    return AugParams(
+    p = AugParams(
         flip=torch.rand(n, generator=generator) < 0.5,
         angle=(torch.rand(n, generator=generator) * 2 - 1) * max_angle,
         off_x=torch.randint(0, hi + 1, (n,), generator=generator),
         off_y=torch.randint(0, hi + 1, (n,), generator=generator),
     )
+    if scale > 0:
+        p.zoom = 1 + (torch.rand(n, generator=generator) * 2 - 1) * scale
+    if translate > 0:
+        shift = (torch.rand(2, n, generator=generator) * 2 - 1) * (translate * SIZE)
+        p.off_x, p.off_y = p.off_x + shift[0], p.off_y + shift[1]
+    if erase_p > 0:
+        p.erase = sample_erase(n, generator, erase_p)
+    return p
+
+
+def sample_erase(n: int, generator: torch.Generator, prob: float, area: tuple[float, float] = (0.02, 0.25),
+                 log_ratio: tuple[float, float] = (math.log(0.3), math.log(3.3))) -> torch.Tensor:
+    """(N, 4) erasing rectangles (y0, x0, h, w) in pixels; h = w = 0 for the images left alone."""
+    u = torch.rand(5, n, generator=generator)
+    a = (area[0] + u[0] * (area[1] - area[0])) * SIZE * SIZE
+    r = torch.exp(log_ratio[0] + u[1] * (log_ratio[1] - log_ratio[0]))
+    h = torch.sqrt(a * r).round().clamp(1, SIZE)
+    w = torch.sqrt(a / r).round().clamp(1, SIZE)
+    y0 = (u[2] * (SIZE - h + 1)).floor()
+    x0 = (u[3] * (SIZE - w + 1)).floor()
+    keep = u[4] >= prob
+    h, w = h.masked_fill(keep, 0), w.masked_fill(keep, 0)
+    return torch.stack([y0, x0, h, w], 1).long()
 
 
 def affine_matrices(p: AugParams) -> torch.Tensor:
@@ -59,7 +94,8 @@ def affine_matrices(p: AugParams) -> torch.Tensor:
     sign = torch.where(p.flip, -1.0, 1.0)
     flip = torch.diag_embed(torch.stack([sign, torch.ones_like(sign)], 1))
     m = flip @ rinv
-    return torch.cat([m * scale, (m @ t.unsqueeze(2))], 2)
+    linear = m * scale if p.zoom is None else m * (scale / p.zoom.float()).view(-1, 1, 1)  # zoom in = see less
+    return torch.cat([linear, (m @ t.unsqueeze(2))], 2)
 
 
 def augment(images: torch.Tensor, params: AugParams) -> torch.Tensor:
@@ -68,4 +104,16 @@ def augment(images: torch.Tensor, params: AugParams) -> torch.Tensor:
     theta = affine_matrices(params).to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return x.mul_(2.0).sub_(1.0)
+    x = x.mul_(2.0).sub_(1.0)
+    if params.erase is not None:
+        x = x.masked_fill(erase_mask(params.erase.to(x.device)), 0.0)
+    return x
+
+
+def erase_mask(rects: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 48, 48) bool mask of the (y0, x0, h, w) rectangles, built by broadcasting (no loop)."""
+    pos = torch.arange(SIZE, device=rects.device)
+    y0, x0, h, w = (rects[:, i].view(-1, 1) for i in range(4))
+    rows = (pos >= y0) & (pos < y0 + h)  # (N, 48)
+    cols = (pos >= x0) & (pos < x0 + w)
+    return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
