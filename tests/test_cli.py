@@ -127,9 +127,25 @@ def test_every_bad_dataset_gives_one_line_and_exit_2(tmp_path, capsys, kind, wor
     assert not (tmp_path / "store" / "ferkit_store.npz").exists()
 
 
-def test_quickstart_prepares_trains_e5_and_says_where_outputs_are(tmp_path, folders, capsys):
-    assert main(["quickstart", str(folders), "--epochs", "1", "--runs_dir", str(tmp_path / "runs")]) == 0
+def test_quickstart_evaluates_the_shipped_models_then_trains(tmp_path, folders, capsys, monkeypatch):
+    import ferkit.pretrained
+    runs = tmp_path / "runs"
+    assert main(["train", "--data_root", str(folders), "--epochs", "1", "--batch_size", "16", "--exp", "m",
+                 "--runs_dir", str(runs)]) == 0
+    assert main(["pack", str(runs / "m" / "best.pt"), "--out", str(tmp_path / "pretrained" / "tiny.pt")]) == 0
+    monkeypatch.setattr(ferkit.pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
+    capsys.readouterr()
+    assert main(["quickstart", str(folders), "--train", "--epochs", "1", "--runs_dir", str(runs)]) == 0
     out = capsys.readouterr().out
-    run = tmp_path / "runs" / "E5_seed42"
-    assert "disgust" in out and f"{run}/metrics.json" in out and "E5 on test" in out
+    assert "disgust" in out and "tiny.pt: test accuracy" in out and "reproduced" in out
+    assert (runs / "shipped" / "tiny" / "metrics.json").is_file()
+    run = runs / "E5_seed42"
+    assert f"{run}/metrics.json" in out and "E5 on test" in out
     assert json.loads((run / "config.json").read_text())["sampler"] == "balanced"
+    # A card that no longer matches its model is reported and fails the job.
+    card = tmp_path / "pretrained" / "tiny.pt.metrics.json"
+    c = json.loads(card.read_text())
+    c["test"]["macro_f1"] += 0.01
+    card.write_text(json.dumps(c))
+    assert main(["quickstart", str(folders), "--runs_dir", str(runs)]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out

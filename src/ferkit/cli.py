@@ -107,20 +107,27 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """The main job: ingest the dataset, train the reference's final recipe (E5), evaluate it on test."""
+    """The main job: ingest the dataset and evaluate the shipped models on it; with --train, also train."""
     from ferkit.data import format_counts, load_data
+    from ferkit.pretrained import evaluate_shipped, shipped_models
     from ferkit.train import fit
 
     data = load_data(args.data)
     print(format_counts(data))
-    cfg = make_config({"data_root": args.data, "preset": "E5", "amp": True, "epochs": args.epochs,
-                       "seed": args.seed, "runs_dir": args.runs_dir})
-    m = fit(cfg, data)
-    run = Path(cfg.runs_dir) / cfg.exp
-    print(f"\nE5 on test: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
-    print(f"outputs: {run}/metrics.json, predictions.csv, confusion_matrix.png, epochs.csv, best.pt "
-          f"(TensorBoard: tensorboard --logdir {cfg.runs_dir})")
-    return 0
+    out = Path(args.runs_dir) / "shipped"
+    if not shipped_models():
+        raise ConfigError("no shipped model under pretrained/: this is not a full ferkit checkout")
+    print(f"\nThe shipped models on test (PrivateTest), evaluated as their cards say (outputs in {out}/):")
+    rows = evaluate_shipped(data, out)
+    if args.train:
+        cfg = make_config({"data_root": args.data, "preset": args.preset, "amp": True, "epochs": args.epochs,
+                           "batch_size": args.batch_size, "seed": args.seed, "runs_dir": args.runs_dir})
+        m = fit(cfg, data)
+        run = Path(cfg.runs_dir) / cfg.exp
+        print(f"\n{args.preset} on test: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+        print(f"outputs: {run}/metrics.json, predictions.csv, confusion_matrix.png, epochs.csv, best.pt "
+              f"(TensorBoard: tensorboard --logdir {cfg.runs_dir})")
+    return 0 if all(r["matches_card"] for r in rows) else 1
 
 
 def cmd_posthoc(args: argparse.Namespace) -> int:
@@ -204,9 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("quickstart", help="the main job: prepare the data, train E5, evaluate on test")
+    p = sub.add_parser("quickstart", help="the main job: prepare the data, evaluate the shipped models on test")
     p.add_argument("data", help="FER-2013 zip, folder or fer2013.csv")
+    p.add_argument("--train", action="store_true", help="also train --preset and evaluate it on test")
+    p.add_argument("--preset", default="E5", choices=sorted(PRESETS))
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--runs_dir", default="runs")
     p.set_defaults(func=cmd_quickstart)

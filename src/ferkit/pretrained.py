@@ -143,3 +143,34 @@ Training time: {minutes} on {tr['machine']}.
 
 Reproduce: `ferkit eval {path} --data_root /path/to/fer2013.zip`.
 """
+
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"  # the repository's pretrained/ folder
+
+
+def shipped_models(folder: Path | None = None) -> list[Path]:
+    """The shipped checkpoints: every pretrained/*.pt that has its card (*.pt.metrics.json)."""
+    folder = Path(folder or PRETRAINED_DIR)
+    return sorted(p for p in folder.glob("*.pt") if Path(str(p) + ".metrics.json").is_file())
+
+
+def evaluate_shipped(data, out_dir: Path, folder: Path | None = None, log=print) -> list[dict]:
+    """Evaluate every shipped model on val and test as its card says (same precision and TTA).
+
+    Writes each model's metrics, predictions and confusion matrices under `out_dir/<name>/` and
+    returns one row per model: its test metrics next to the card's, and whether they agree to 3 decimals.
+    """
+    rows = []
+    for path in shipped_models(folder):
+        card = json.loads(Path(str(path) + ".metrics.json").read_text())
+        cfg = card["config"]
+        m = evaluate_run(path, data, Path(out_dir) / path.stem, cfg.get("amp", False), cfg.get("tta", False),
+                         log=lambda s: None)
+        agree = all(abs(m[k] - card["test"][k]) < 5e-4 for k in ("accuracy", "macro_f1"))
+        rows.append({"model": path.name, "tta": cfg.get("tta"), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "per_class_f1": dict(zip(m["class_names"], m["per_class_f1"])),
+                     "card_accuracy": card["test"]["accuracy"], "card_macro_f1": card["test"]["macro_f1"],
+                     "matches_card": agree})
+        log(f"{path.name}: test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
+            f"(card {card['test']['accuracy']:.4f} / {card['test']['macro_f1']:.4f}: {'reproduced' if agree else 'DIFFERENT'})")
+    return rows
