@@ -155,7 +155,7 @@ def detector_sweep(faces: list[np.ndarray], settings: list[tuple[float, int]]) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", help="checkpoint (default: the shipped model, else a random seed-cnn)")
-    ap.add_argument("--batch", type=int, default=256, help="crops per forward pass (256)")
+    ap.add_argument("--batch", type=int, default=64, help="crops per forward pass (64, the Predictor default)")
     ap.add_argument("--n-batched", type=int, default=2048)
     ap.add_argument("--n-single", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)

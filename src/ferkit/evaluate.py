@@ -6,7 +6,6 @@ turns labels into numbers (scikit-learn underneath); `evaluate_split` does both 
 """
 from __future__ import annotations
 
-import copy
 import csv
 import json
 from pathlib import Path
@@ -14,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ferkit.data.augment import AugParams, augment
 from ferkit.device import autocast
-from ferkit.models import to_input
+from ferkit.models import fold_batchnorm, to_input
 
 # Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
 # 2-core CPU, 64-image batches predict ~1.5x (fp32) to ~2.5x (bf16) more images/s (bench/README.md).
@@ -43,22 +40,6 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
     }
     m |= {f"f1_{c}": float(v) for c, v in zip(class_names, f1)}
     return m
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An inference copy of an eval-mode `model` in which each Conv2d -> BatchNorm2d pair of an
-    nn.Sequential is one Conv2d (the BatchNorm's affine map folded into the weights and bias).
-
-    The same function (identical up to float rounding), one pass over the activations fewer:
-    BatchNorm was a quarter of the evaluation time on the CPU. `model` itself is not changed.
-    """
-    folded = copy.deepcopy(model)
-    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            conv, bn = seq[i], seq[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None:
-                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
-    return folded
 
 
 def tta_mode(tta: bool | str | None) -> str:

@@ -8,8 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
 from .resnet import FerResNet
@@ -158,3 +161,19 @@ def describe_models(num_classes: int = 7) -> str:
         m = build_model(name, "softmax", num_classes)
         lines.append(f"{name:<16}{count_parameters(m):>12,}{count_macs(m) / 1e6:>12.1f}")
     return "\n".join(lines)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy of an eval-mode `model` in which each Conv2d -> BatchNorm2d pair of an
+    nn.Sequential is one Conv2d (the BatchNorm's affine map folded into the weights and bias).
+
+    The same function (identical up to float rounding), one pass over the activations fewer:
+    BatchNorm was a quarter of the evaluation time on the CPU. `model` itself is not changed.
+    """
+    folded = copy.deepcopy(model)
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None:
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return folded
