@@ -53,8 +53,11 @@ def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip):
     from ferkit.data import load_data
     from ferkit.train import evaluate_run
 
-    shipped = sorted((Path(__file__).resolve().parents[1] / "pretrained").glob("*.pt"))
+    root = Path(__file__).resolve().parents[1]
+    shipped = sorted((root / "pretrained").glob("*.pt"))
     assert shipped, "no shipped model under pretrained/"
+    readme = readme_model_table((root / "README.md").read_text())
+    assert {f"pretrained/{p.name}" for p in shipped} <= set(readme), "a shipped model is missing from the README table"
     data = load_data(real_zip)
     for path in shipped:
         card = json.loads(Path(str(path) + ".metrics.json").read_text())
@@ -66,3 +69,21 @@ def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip):
         assert abs(m["accuracy"] - card["test"]["accuracy"]) < 5e-4, path.name
         for c, f1 in card["test"]["per_class_f1"].items():
             assert abs(m[f"f1_{c}"] - f1) < 5e-4, (path.name, c)
+        # ... and the README quotes them to three decimals.
+        row = readme[f"pretrained/{path.name}"]
+        for column, value in [("test accuracy", m["accuracy"]), ("test macro-F1", m["macro_f1"]),
+                              ("disgust F1", m["f1_disgust"]), ("fear F1", m["f1_fear"])]:
+            assert abs(float(row[column]) - value) < 5e-4 + 1e-9, (path.name, column, row[column], value)
+
+
+def readme_model_table(text: str) -> dict[str, dict[str, str]]:
+    """The README's table of shipped models (the one after `<!-- shipped-models -->`): {model path: {column: cell}}."""
+    lines = text.split("<!-- shipped-models -->", 1)[1].strip().splitlines()
+    cells = [[c.strip().strip("`") for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    header, rows = cells[0], cells[2:]
+    return {r[0]: dict(zip(header, r)) for r in rows}
+
+
+def test_readme_model_table_parser():
+    text = "x\n<!-- shipped-models -->\n| model | test accuracy |\n|---|---|\n| `pretrained/a.pt` | 0.612 |\n\nafter"
+    assert readme_model_table(text) == {"pretrained/a.pt": {"model": "pretrained/a.pt", "test accuracy": "0.612"}}
