@@ -362,3 +362,15 @@ def test_figures_command(runs_root, tmp_path, capsys):
     assert_png(out / "per_class_f1.png")
     with pytest.raises(ReportError, match="at least two"):
         commands.run_figures(_parse(commands.add_figures_args, [str(runs_root / "single"), "--out", str(out)]))
+
+
+def test_summary_reports_val_choice_column_and_per_class_recall(tmp_path):
+    for seed in (1, 2):
+        run = make_run(tmp_path / f"A_seed{seed}", *fake_labels(200, 0.6, seed))
+        (run / "metrics_val.json").write_text(json.dumps(compute_metrics(*fake_labels(100, 0.5 + 0.1 * seed, seed), CLASSES)))
+    rows = summary.summarize([tmp_path / "A_seed1", tmp_path / "A_seed2"], tmp_path / "out", n_boot=50)
+    vals = [compute_metrics(*fake_labels(100, 0.5 + 0.1 * s, s), CLASSES)["macro_f1"] for s in (1, 2)]
+    assert rows[0]["val_macro_f1_mean"] == pytest.approx(np.mean(vals))
+    recall_happy = [compute_metrics(*fake_labels(200, 0.6, s), CLASSES)["per_class_recall"][3] for s in (1, 2)]
+    assert rows[0]["recall_happy_mean"] == pytest.approx(np.mean(recall_happy))
+    assert "val macro-F1" in (tmp_path / "out" / "summary.md").read_text()

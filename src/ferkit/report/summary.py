@@ -52,7 +52,7 @@ def split_seed(run_dir: Path | str) -> tuple[str, int | None]:
 def load_run(run_dir: Path | str) -> dict:
     """metrics.json and predictions.csv of one run, with labels as class indices.
 
-    Returns dir, name, seed, metrics, class_names, names (image names), y_true, y_pred (int64)
+    Returns dir, name, seed, metrics, val_metrics (metrics_val.json, or None), class_names, names (image names), y_true, y_pred (int64)
     and probs ((N, C) float, or None when the p_<class> columns are absent).
     """
     run_dir = Path(run_dir)
@@ -72,9 +72,10 @@ def load_run(run_dir: Path | str) -> dict:
     prob_cols = [f"p_{c}" for c in class_names]
     probs = (np.array([[float(r[c]) for c in prob_cols] for r in rows])
              if all(c in header for c in prob_cols) else None)
+    val_path = run_dir / "metrics_val.json"  # written by `ferkit train`: the numbers a choice may use
     run = {
         "dir": run_dir, "name": run_dir.name, "seed": split_seed(run_dir)[1],
-        "metrics": metrics, "class_names": class_names, "names": [r["name"] for r in rows],
+        "metrics": metrics, "val_metrics": json.loads(val_path.read_text(encoding="utf-8")) if val_path.is_file() else None, "class_names": class_names, "names": [r["name"] for r in rows],
         "y_true": as_indices([r["true"] for r in rows], class_names),
         "y_pred": as_indices([r["pred"] for r in rows], class_names),
         "probs": probs,
@@ -152,6 +153,13 @@ def group_row(name: str, runs: list[dict], n_boot: int = 1000, seed: int = 0) ->
     per_class = np.array([r["metrics"]["per_class_f1"] for r in runs], dtype=np.float64)
     for c, column in zip(class_names, per_class.T):
         row |= _mean_std_cols(f"f1_{c}", column)
+    if all("per_class_recall" in r["metrics"] for r in runs):  # per-class accuracy: what a strategy costs a class
+        recall = np.array([r["metrics"]["per_class_recall"] for r in runs], dtype=np.float64)
+        for c, column in zip(class_names, recall.T):
+            row |= _mean_std_cols(f"recall_{c}", column)
+    if all(r.get("val_metrics") for r in runs):  # val: the split on which a strategy may be chosen
+        row |= _mean_std_cols("val_macro_f1", [r["val_metrics"]["macro_f1"] for r in runs])
+        row |= _mean_std_cols("val_accuracy", [r["val_metrics"]["accuracy"] for r in runs])
     for metric in ("macro_f1", "accuracy"):
         cis = np.array([bootstrap_ci(r["y_true"], r["y_pred"], class_names, metric, n_boot, seed) for r in runs])
         row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = (float(v) for v in cis.mean(axis=0))
@@ -281,13 +289,16 @@ def _p(value: float) -> str:
 def summary_table(rows: list[dict], class_names: list[str], baseline: str | None,
                   n_boot: int) -> tuple[list[str], list[list[str]], str]:
     """(headers, cells, caption) shared by the Markdown and LaTeX writers."""
-    headers = ["group", "seeds", "accuracy", "macro-F1", "macro-F1 95% CI (per-seed avg)",
-               "accuracy 95% CI (per-seed avg)"] + [f"F1 {c}" for c in class_names]
+    with_val = all("val_macro_f1_mean" in r for r in rows)
+    headers = ["group", "seeds"] + (["val macro-F1"] if with_val else []) + [
+        "accuracy", "macro-F1", "macro-F1 95% CI (per-seed avg)", "accuracy 95% CI (per-seed avg)"] + [
+        f"F1 {c}" for c in class_names]
     if baseline is not None:
         headers += [f"Δ macro-F1 vs {baseline} [95% CI]", "McNemar p (max)"]
     cells = []
     for r in rows:
-        line = [r["group"], str(r["n_seeds"]),
+        line = [r["group"], str(r["n_seeds"])] + ([f"{r['val_macro_f1_mean']:.3f} ± {r['val_macro_f1_std']:.3f}"]
+                                                   if with_val else []) + [
                 f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
                 f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
                 f"[{r['macro_f1_ci95_low']:.3f}, {r['macro_f1_ci95_high']:.3f}]",
@@ -301,7 +312,8 @@ def summary_table(rows: list[dict], class_names: list[str], baseline: str | None
             else:
                 line += ["baseline", "-"]
         cells.append(line)
-    caption = (f"Test set. Mean ± std over seeds (sample std; 0 for one seed). 95% CI: percentile bootstrap "
+    caption = (("val macro-F1: PublicTest, the split a strategy is chosen on; every other column: " if with_val else "")
+               + f"Test set. Mean ± std over seeds (sample std; 0 for one seed). 95% CI: percentile bootstrap "
                f"over test images ({n_boot} resamples), computed per seed, then averaged over seeds.")
     if baseline is not None:
         caption += (f" Δ: paired-bootstrap macro-F1 difference against {baseline}, mean over seed pairs "
