@@ -46,6 +46,16 @@ def test_pack_chooses_tta_on_val_and_eval_uses_it(tmp_path):
     assert again["tta"] == ckpt["config"]["tta"] and again["macro_f1"] == card["test"]["macro_f1"]
 
 
+def test_card_of_a_posthoc_model_gives_every_command(tmp_path):
+    runs = _tiny_run(tmp_path)
+    adjusted = runs / "r" / "la.pt"
+    assert main(["posthoc", str(runs / "r" / "best.pt"), "--method", "la", "--out", str(adjusted)]) == 0
+    assert main(["pack", str(adjusted), "--out", str(tmp_path / "m.pt")]) == 0
+    text = (tmp_path / "m.md").read_text()
+    assert f"ferkit posthoc {runs}/r/best.pt --method la --out {adjusted}" in text
+    assert f"ferkit pack {adjusted} --out {tmp_path / 'm.pt'}" in text and "Post-hoc adjustment, tuned on val only: `la`" in text
+
+
 def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip):
     """Every pretrained/*.pt evaluated on the real PrivateTest split gives its card's numbers."""
     from pathlib import Path

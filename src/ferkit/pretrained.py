@@ -105,12 +105,29 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
     return test
 
 
+def _commands(path: Path, s: dict) -> str:
+    """The commands that rebuild a shipped model: train, post-hoc adjustment (if any), pack."""
+    cfg = s["config"]
+    best = f"{cfg.get('runs_dir', 'runs')}/{cfg.get('exp')}/best.pt"
+    lines = [_command({k: v for k, v in cfg.items() if not (k == "tta" and s.get("tta_selection"))})]
+    source = best
+    if s.get("posthoc"):
+        source = s["training"].get("source") or f"{best[:-len('best.pt')]}{s['posthoc']['method']}.pt"
+        lines.append(f"ferkit posthoc {best} --method {s['posthoc']['method']} --out {source}")
+    lines.append(f"ferkit pack {source} --out {path}" + (" --tta auto" if s.get("tta_selection") else ""))
+    return "\n".join(lines)
+
+
 def model_card(path: Path, s: dict, title: str | None) -> str:
     cfg, tr = s["config"], s["training"]
     names = list(s["test"]["per_class_f1"])
     rows = "\n".join(f"| {c} | {s['val']['per_class_f1'][c]:.3f} | {s['test']['per_class_f1'][c]:.3f} |" for c in names)
     minutes = f"{tr['seconds'] / 60:.1f} minutes" if tr["seconds"] else "unknown"
-    ph = f"\nPost-hoc adjustment (tuned on val): `{s['posthoc']['method']}` {s['posthoc']}.\n" if s.get("posthoc") else ""
+    ph = ""
+    if s.get("posthoc"):
+        p = s["posthoc"]
+        ph = (f"\nPost-hoc adjustment, tuned on val only: `{p['method']}`" + (f" (tau {p['tau']})" if "tau" in p else "")
+              + f", val macro-F1 {p['val_macro_f1']:.4f} before TTA (the search is in `{path.name}.metrics.json`).\n")
     if s.get("tta_selection"):
         ph += ("\nTTA chosen on val macro-F1: " + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())
                + f" -> `{cfg.get('tta')}`.\n")
@@ -125,8 +142,7 @@ loss `{cfg.get('loss')}`, sampler `{cfg.get('sampler')}` (q {cfg.get('sample_q')
 amp {cfg.get('amp')}, TTA {cfg.get('tta')}. Checkpoint: best val macro-F1 (epoch chosen on val only).
 {ph}
 ```bash
-{_command({k: v for k, v in cfg.items() if not (k == 'tta' and s.get('tta_selection'))})}
-ferkit pack {cfg.get('runs_dir', 'runs')}/{cfg.get('exp')}/best.pt --out {path}{' --tta auto' if s.get('tta_selection') else ''}
+{_commands(path, s)}
 ```
 Training time: {minutes} on {tr['machine']}.
 
