@@ -374,3 +374,15 @@ def test_summary_reports_val_choice_column_and_per_class_recall(tmp_path):
     recall_happy = [compute_metrics(*fake_labels(200, 0.6, s), CLASSES)["per_class_recall"][3] for s in (1, 2)]
     assert rows[0]["recall_happy_mean"] == pytest.approx(np.mean(recall_happy))
     assert "val macro-F1" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_summary_reads_gzipped_predictions(tmp_path):
+    import gzip
+    import shutil
+    run = make_run(tmp_path / "A_seed1", *fake_labels(100, 0.6, 1))
+    with open(run / "predictions.csv", "rb") as f, gzip.open(run / "predictions.csv.gz", "wb") as g:
+        shutil.copyfileobj(f, g)
+    plain = summary.load_run(run)
+    (run / "predictions.csv").unlink()
+    packed = summary.load_run(run)
+    assert packed["names"] == plain["names"] and np.array_equal(packed["y_pred"], plain["y_pred"])

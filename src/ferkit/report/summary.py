@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import gzip
 import json
 import re
 from pathlib import Path
@@ -59,9 +60,12 @@ def load_run(run_dir: Path | str) -> dict:
     metrics = read_metrics(run_dir)
     class_names = list(metrics["class_names"])
     path = run_dir / "predictions.csv"
+    if not path.is_file() and (run_dir / "predictions.csv.gz").is_file():
+        path = run_dir / "predictions.csv.gz"  # as committed under results/ (a third of the size)
     if not path.is_file():
         raise ReportError(f"no predictions.csv in {run_dir}: re-run `ferkit evaluate` on it to write one")
-    with open(path, newline="", encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         header = reader.fieldnames or []
