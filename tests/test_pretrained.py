@@ -88,12 +88,16 @@ def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip):
 
 def readme_model_table(text: str) -> dict[str, dict[str, str]]:
     """The README's table of shipped models (the one after `<!-- shipped-models -->`): {model path: {column: cell}}."""
-    lines = text.split("<!-- shipped-models -->", 1)[1].strip().splitlines()
-    cells = [[c.strip().strip("`") for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
-    header, rows = cells[0], cells[2:]
+    table = []
+    for line in text.split("<!-- shipped-models -->", 1)[1].strip().splitlines():
+        if not line.startswith("|"):
+            break  # the table ends at its first non-table line
+        table.append([c.strip().strip("`") for c in line.strip().strip("|").split("|")])
+    header, rows = table[0], table[2:]
     return {r[0]: dict(zip(header, r)) for r in rows}
 
 
 def test_readme_model_table_parser():
-    text = "x\n<!-- shipped-models -->\n| model | test accuracy |\n|---|---|\n| `pretrained/a.pt` | 0.612 |\n\nafter"
+    text = ("x\n<!-- shipped-models -->\n| model | test accuracy |\n|---|---|\n| `pretrained/a.pt` | 0.612 |\n\nafter\n"
+            "| `pretrained/a.pt` | another table |")
     assert readme_model_table(text) == {"pretrained/a.pt": {"model": "pretrained/a.pt", "test accuracy": "0.612"}}
