@@ -34,7 +34,7 @@ def _machine() -> str:
 
 def _command(cfg: dict) -> str:
     """The `ferkit train` command line that reproduces a run configuration."""
-    skip = {"resume", "runs_dir", "device", "preset"}
+    skip = {"resume", "device", "preset"}
     from ferkit.config import RunConfig
     defaults = RunConfig().to_dict()
     parts = ["ferkit train"]
