@@ -217,19 +217,18 @@ def test_mix_batch():
 
 
 def test_crop_tta_averages_ten_views():
-    from ferkit.data.augment import AugParams, augment
+    from ferkit.data.augment import augment
     from ferkit.evaluate import crop_views, predict_proba, tta_mode
 
     assert [tta_mode(t) for t in (False, None, "none", True, "flip", "crops")] == ["none"] * 3 + ["flip"] * 2 + ["crops"]
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
     imgs = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
-    views = crop_views()
-    assert len(views) == 10 and sum(bool(v.flip) for v in views) == 5
+    views = crop_views(5)
+    assert len(views) == 10 and sum(bool(v.flip[0]) for v in views) == 5
     want = torch.zeros(5, 7)
     for v in views:
-        p = AugParams(v.flip.expand(5), v.angle.expand(5), v.off_x.expand(5), v.off_y.expand(5))
-        want += model(augment(imgs, p)).softmax(1) / 10
+        want += model(augment(imgs, v)).softmax(1) / 10
     got = predict_proba(model, imgs.numpy(), tta="crops")
     np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-5)
     assert not np.allclose(got, predict_proba(model, imgs.numpy(), tta="flip"), atol=1e-3)

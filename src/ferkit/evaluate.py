@@ -50,30 +50,22 @@ def tta_mode(tta: bool | str | None) -> str:
     return mode
 
 
-def crop_views() -> list[AugParams]:
-    """The "crops" TTA views: 5 crops of 44 px (centre, and shifted 4 px to each corner) of the image
-    padded by 4 px, resized to 48 as in training, each as is and mirrored: 10 views."""
-    views = []
-    for flip in (False, True):
-        for ox, oy in [(6, 6), (2, 2), (10, 2), (2, 10), (10, 10)]:
-            views.append(AugParams(flip=torch.tensor([flip]), angle=torch.zeros(1),
-                                   off_x=torch.tensor([ox]), off_y=torch.tensor([oy])))
-    return views
+CROP_OFFSETS = [(6, 6), (2, 2), (10, 2), (2, 10), (10, 10)]  # centre, and 4 px towards each corner
+
+
+def crop_views(n: int) -> list[AugParams]:
+    """The "crops" TTA views of a batch of n images: 5 crops of 44 px of the image padded by 4 px
+    (`CROP_OFFSETS`), resized to 48 as in training, each as is and mirrored: 10 views."""
+    return [AugParams(flip=torch.full((n,), flip), angle=torch.zeros(n), off_x=torch.full((n,), ox),
+                      off_y=torch.full((n,), oy)) for flip in (False, True) for ox, oy in CROP_OFFSETS]
 
 
 def _tta_inputs(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
     """The model inputs whose softmax outputs are averaged, for a batch of uint8 images."""
+    if mode == "crops":
+        return [augment(images, view) for view in crop_views(len(images))]
     x = to_input(images)
-    if mode == "none":
-        return [x]
-    if mode == "flip":
-        return [x, x.flip(3)]
-    n = len(images)
-    views = []
-    for v in crop_views():
-        params = AugParams(flip=v.flip.expand(n), angle=v.angle.expand(n), off_x=v.off_x.expand(n), off_y=v.off_y.expand(n))
-        views.append(augment(images, params))
-    return views
+    return [x, x.flip(3)] if mode == "flip" else [x]
 
 
 @torch.inference_mode()

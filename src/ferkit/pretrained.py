@@ -112,7 +112,7 @@ def _commands(path: Path, s: dict) -> str:
     lines = [_command({k: v for k, v in cfg.items() if not (k == "tta" and s.get("tta_selection"))})]
     source = best
     if s.get("posthoc"):
-        source = s["training"].get("source") or f"{best[:-len('best.pt')]}{s['posthoc']['method']}.pt"
+        source = s["training"]["source"]  # the adjusted checkpoint that was packed
         lines.append(f"ferkit posthoc {best} --method {s['posthoc']['method']} --out {source}")
     lines.append(f"ferkit pack {source} --out {path}" + (" --tta auto" if s.get("tta_selection") else ""))
     return "\n".join(lines)
