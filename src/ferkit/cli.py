@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ferkit.config import PRESETS, ConfigError, make_config, read_config_file
+from ferkit.config import PRESETS, TTA_MODES, ConfigError, make_config, read_config_file
 
 
 def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
@@ -42,7 +42,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight_decay", type=float)
     p.add_argument("--seed", type=int, help="random seed (42)")
     _bool_flag(p, "--amp", "mixed precision: bfloat16 autocast on a CPU that supports it, bf16/fp16 on CUDA")
-    p.add_argument("--tta", nargs="?", const="flip", choices=["none", "flip", "crops"],
+    p.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
                    help="test-time augmentation at evaluation: flip (the bare flag), or crops (5 crops x flip)")
     p.add_argument("--scale_jitter", type=float, help="training zoom by a factor in [1 - s, 1 + s] (0 = off)")
     p.add_argument("--translate", type=float, help="training shift of up to +-t of the image side on top of the crop (0 = off)")
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/eval-<run>-<ckpt>)")
     p.add_argument("--runs_dir", default="runs")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="default: as the run was")
-    p.add_argument("--tta", nargs="?", const="flip", choices=["none", "flip", "crops"],
+    p.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
                    help="flip (the bare flag) or crops (5 crops x flip); default: as the run was")
     p.add_argument("--no-tta", "--no_tta", dest="tta", action="store_const", const="none", help="no test-time augmentation")
     p.add_argument("--device", default="auto")
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="e.g. pretrained/ferkit-recommended.pt")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--title", help="model card title")
-    p.add_argument("--tta", choices=["auto", "none", "flip", "crops"],
+    p.add_argument("--tta", choices=["auto", *TTA_MODES],
                    help="test-time augmentation of the shipped model; auto = the best on val (default: as the run was)")
     p.set_defaults(func=cmd_pack)
 

@@ -75,6 +75,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Test-time augmentation modes, cheapest first (`ferkit.evaluate.predict_proba` runs them).
+TTA_MODES = ("none", "flip", "crops")
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be run."""
 
@@ -140,7 +144,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("reweight_from and resample_from are 1-based epochs (1 = from the start); warmup_epochs >= 0")
     if not (0 <= cfg.scale_jitter < 1 and 0 <= cfg.translate < 0.5 and 0 <= cfg.erase_p <= 1):
         raise ConfigError("scale_jitter must be in [0, 1), translate in [0, 0.5) and erase_p in [0, 1]")
-    if cfg.tta not in (True, False, "none", "flip", "crops"):
+    if cfg.tta not in (True, False, *TTA_MODES):
         raise ConfigError(f"unknown tta {cfg.tta!r}: choose none, flip or crops")
     if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")

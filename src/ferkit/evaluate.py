@@ -15,6 +15,7 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ferkit.data.augment import AugParams, augment
+from ferkit.config import TTA_MODES
 from ferkit.device import autocast
 from ferkit.models import fold_batchnorm, to_input
 
@@ -45,7 +46,7 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
 def tta_mode(tta: bool | str | None) -> str:
     """Normalise a TTA setting: False/None/"none" -> "none", True/"flip" -> "flip", "crops" -> "crops"."""
     mode = {None: "none", False: "none", True: "flip"}.get(tta, tta)
-    if mode not in ("none", "flip", "crops"):
+    if mode not in TTA_MODES:
         raise ValueError(f"unknown tta {tta!r}: choose none, flip or crops")
     return mode
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ferkit.config import TTA_MODES
 from ferkit.data import load_data
 from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint
 from ferkit.train import evaluate_run, save_atomic
@@ -45,7 +46,6 @@ def _command(cfg: dict) -> str:
     return " ".join(parts)
 
 
-TTA_MODES = ("none", "flip", "crops")  # cheapest first: a tie keeps the cheaper one
 
 
 def choose_tta(ckpt_path: Path, data, amp: bool) -> tuple[str, dict[str, float]]:
@@ -57,6 +57,7 @@ def choose_tta(ckpt_path: Path, data, amp: bool) -> tuple[str, dict[str, float]]
     val = match_classes(data, info["class_names"]).splits["val"]
     scores = {m: compute_metrics(val.labels, predict_proba(model, val.images, "cpu", amp, m).argmax(1),
                                  info["class_names"])["macro_f1"] for m in TTA_MODES}
+    # TTA_MODES is cheapest first: a tie keeps the cheaper mode.
     return max(TTA_MODES, key=lambda m: (scores[m], -TTA_MODES.index(m))), scores
 
 
