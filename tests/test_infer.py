@@ -168,6 +168,20 @@ def test_tta_averages_the_mirror(ckpt):
     np.testing.assert_allclose(Predictor(ckpt, tta=True, bf16=False).predict_crops(crops), want, atol=1e-5)
 
 
+def test_crop_tta_is_the_evaluation_tta(ckpt):
+    """Predictor's "crops" views are ferkit eval's: the same probabilities as predict_proba."""
+    from ferkit.evaluate import predict_proba
+
+    crops = np.random.default_rng(3).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    model, _ = load_model(ckpt)
+    want = predict_proba(model, crops, tta="crops")
+    got = Predictor(ckpt, tta="crops", bf16=False).predict_crops(crops)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, Predictor(ckpt, tta="flip", bf16=False).predict_crops(crops), atol=1e-4)
+    with pytest.raises(ValueError, match="choose none, flip or crops"):
+        Predictor(ckpt, tta="rotate")
+
+
 def test_bf16_auto_follows_the_cpu_and_stays_close(ckpt):
     crops = np.random.default_rng(4).integers(0, 256, (16, 48, 48), dtype=np.uint8)
     auto = Predictor(ckpt)

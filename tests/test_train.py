@@ -218,7 +218,8 @@ def test_mix_batch():
 
 def test_crop_tta_averages_ten_views():
     from ferkit.data.augment import augment
-    from ferkit.evaluate import crop_views, predict_proba, tta_mode
+    from ferkit.evaluate import predict_proba
+    from ferkit.tta import crop_views, tta_mode
 
     assert [tta_mode(t) for t in (False, None, "none", True, "flip", "crops")] == ["none"] * 3 + ["flip"] * 2 + ["crops"]
     torch.manual_seed(0)

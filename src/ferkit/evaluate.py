@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ferkit.data.augment import AugParams, augment
-from ferkit.config import TTA_MODES
 from ferkit.device import autocast
-from ferkit.models import fold_batchnorm, to_input
+from ferkit.models import fold_batchnorm
+from ferkit.tta import tta_inputs, tta_mode
 
 # Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
 # 2-core CPU, 64-image batches predict ~1.5x (fp32) to ~2.5x (bf16) more images/s (bench/README.md).
@@ -43,32 +42,6 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
     return m
 
 
-def tta_mode(tta: bool | str | None) -> str:
-    """Normalise a TTA setting: False/None/"none" -> "none", True/"flip" -> "flip", "crops" -> "crops"."""
-    mode = {None: "none", False: "none", True: "flip"}.get(tta, tta)
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown tta {tta!r}: choose none, flip or crops")
-    return mode
-
-
-CROP_OFFSETS = [(6, 6), (2, 2), (10, 2), (2, 10), (10, 10)]  # centre, and 4 px towards each corner
-
-
-def crop_views(n: int) -> list[AugParams]:
-    """The "crops" TTA views of a batch of n images: 5 crops of 44 px of the image padded by 4 px
-    (`CROP_OFFSETS`), resized to 48 as in training, each as is and mirrored: 10 views."""
-    return [AugParams(flip=torch.full((n,), flip), angle=torch.zeros(n), off_x=torch.full((n,), ox),
-                      off_y=torch.full((n,), oy)) for flip in (False, True) for ox, oy in CROP_OFFSETS]
-
-
-def _tta_inputs(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """The model inputs whose softmax outputs are averaged, for a batch of uint8 images."""
-    if mode == "crops":
-        return [augment(images, view) for view in crop_views(len(images))]
-    x = to_input(images)
-    return [x, x.flip(3)] if mode == "flip" else [x]
-
-
 @torch.inference_mode()
 def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                   amp: bool = False, tta: bool | str = False, batch_size: int = EVAL_BATCH) -> np.ndarray:
@@ -80,7 +53,7 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
     images = torch.as_tensor(images)
     out = []
     for i in range(0, len(images), batch_size):
-        views = _tta_inputs(images[i:i + batch_size].to(device), mode)
+        views = tta_inputs(images[i:i + batch_size].to(device), mode)
         with autocast(device, amp):
             probs = sum(model(v.contiguous(memory_format=torch.channels_last)).float().softmax(1) for v in views)
         probs = probs / len(views)

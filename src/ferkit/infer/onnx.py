@@ -84,6 +84,6 @@ class OnnxRunner:
         self.class_names = json.loads(meta["class_names"])
         self.info = self.info or {"class_names": self.class_names, "arch": meta.get("arch"), "head": meta.get("head")}
 
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        x = (crops.astype(np.float32) / np.float32(127.5) - np.float32(1.0))[:, None]
-        return self.session.run(["probs"], {"input": x})[0]
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        """Model inputs (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C)."""
+        return self.session.run(["probs"], {"input": x.float().numpy()})[0]

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ferkit.tta import tta_inputs, tta_mode
+
 from .faces import Box, FaceDetector, crop_face, resize_face
 from .io import load_image, to_gray
 
@@ -69,7 +71,7 @@ def set_threads(threads: int) -> None:
 
 
 class TorchRunner:
-    """A checkpoint's model in PyTorch: uint8 crops (N,48,48) -> probabilities (N,C)."""
+    """A checkpoint's model in PyTorch: model inputs (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
 
     def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto"):
         from ferkit.models import fold_batchnorm, load_model
@@ -84,10 +86,8 @@ class TorchRunner:
             raise ValueError(f"bf16 must be 'auto', True or False (got {bf16!r})")
         self.bf16 = bf16_available(self.device.type) if bf16 == "auto" else bool(bf16)
 
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        from ferkit.models import to_input
-
-        x = to_input(torch.from_numpy(crops)).to(self.device, memory_format=torch.channels_last)
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        x = x.to(self.device, memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
@@ -100,7 +100,9 @@ class Predictor:
         None = the shipped model (`default_checkpoint()`).
     backend: "torch" or "onnx" (onnxruntime; a .pt is exported on the fly).
     detect: False treats each image as an already-cropped face.
-    tta: average the probabilities of the face and its horizontal mirror.
+    tta: test-time augmentation, as `ferkit eval --tta`: "none" (or False), "flip" (or True:
+        the face and its mirror) or "crops" (5 crops x mirror = 10 views, 10x the compute; what
+        the shipped models' cards were measured with, see `ferkit.tta`).
     bf16: "auto" = bfloat16 autocast where the device runs it natively (torch backend only).
     margin, scale_factor, min_face, min_neighbors, max_side: see `FaceDetector`, `crop_face`.
     batch_size: faces per forward pass (64: measured faster per face than 256 on a 2-core CPU, bench/README.md).
@@ -111,7 +113,7 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "torch",
-                 detect: bool = True, tta: bool = False, device: str = "cpu", bf16: bool | str = "auto",
+                 detect: bool = True, tta: bool | str = False, device: str = "cpu", bf16: bool | str = "auto",
                  margin: float = DEFAULT_MARGIN, scale_factor: float = 1.2, min_face: int = 48,
                  min_neighbors: int = 5, max_side: int = 1024, batch_size: int = 64,
                  threads: int | None = None):
@@ -134,7 +136,7 @@ class Predictor:
         self.backend = backend
         self.class_names: list[str] = self.runner.class_names
         self.detect = detect
-        self.tta = tta
+        self.tta = tta_mode(tta)
         self.margin = margin
         self.batch_size = max(1, batch_size)
         self.detector = FaceDetector(scale_factor, min_neighbors, min_face, max_side)
@@ -146,12 +148,10 @@ class Predictor:
             raise ValueError(f"expected uint8 crops of shape (N, 48, 48), got {crops.shape}")
         out = np.empty((len(crops), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
-            batch = crops[start:start + self.batch_size]
-            if self.tta:  # mirror in the same forward pass, then average the softmax outputs
-                probs = self.runner(np.concatenate([batch, batch[:, :, ::-1]]))
-                out[start:start + len(batch)] = (probs[:len(batch)] + probs[len(batch):]) / 2
-            else:
-                out[start:start + len(batch)] = self.runner(batch)
+            batch = torch.from_numpy(crops[start:start + self.batch_size])
+            views = tta_inputs(batch, self.tta)  # all views in one forward pass, then the mean softmax
+            probs = self.runner(torch.cat(views) if len(views) > 1 else views[0])
+            out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
         return out
 
     def find_faces(self, image: np.ndarray) -> tuple[list[Box], np.ndarray]:
