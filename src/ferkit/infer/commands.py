@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
+from ferkit.config import TTA_MODES
+
 CHUNK = 32  # images (or video frames) classified together
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", help="checkpoint (.pt) or, with --backend onnx, a .onnx (default: the shipped model)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--tta", nargs="?", const="flip", default="none", choices=["none", "flip", "crops"],
+    p.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES,
                    help="test-time augmentation: flip (the bare flag) averages the face and its mirror; "
                         "crops averages 10 views (10x slower), as the shipped models' cards")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
