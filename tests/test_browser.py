@@ -78,6 +78,7 @@ def test_upload_draws_faces_and_bars(browser, page_url, tmp_path):
     widths = [float(b.get_attribute("style").split("width:")[1].split("%")[0]) for b in bars]
     assert sum(widths) == pytest.approx(100, abs=1)
     assert "1 face found" in browser.find_element(By.ID, "status").text
+    assert "TTA" not in browser.find_element(By.ID, "model").text  # the service runs without TTA
     size = browser.execute_script("const c = document.getElementById('photo'); return [c.width, c.height];")
     assert size == [512, 600]
     # the box is drawn in the colour of its label: a pixel on its left edge has that colour

@@ -183,7 +183,7 @@ function stopWebcam() {
 // ---- which model answers (file name only)
 fetch("/health").then((r) => r.json()).then((h) => {
   const file = String(h.checkpoint).split(/[\\/]/).pop();
-  $("model").textContent = `Model: ${file} · ${h.backend}${h.tta ? " + flip TTA" : ""} · classes: ${h.class_names.join(", ")}`;
+  $("model").textContent = `Model: ${file} · ${h.backend}${h.tta && h.tta !== "none" ? ` + ${h.tta} TTA` : ""} · classes: ${h.class_names.join(", ")}`;
 }).catch(() => {});
 
 // ---- an empty canvas says what to do
