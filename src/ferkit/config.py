@@ -75,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Test-time augmentation modes, cheapest first (`ferkit.evaluate.predict_proba` runs them).
+# Test-time augmentation modes, cheapest first (`ferkit.tta` builds their views for eval and Predictor).
 TTA_MODES = ("none", "flip", "crops")
 
 
