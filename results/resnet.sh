@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fer-resnet trained for the full budget (issue 4): E5 (CE + 1/sqrt(n_c) sampler), the recipe that
 # won at long budgets on seed-cnn, and the E0 baseline on the same architecture with the same budget.
-# 30 epochs at batch 128 (batch 128 runs fer-resnet at 350 img/s here against 260 at batch 64),
+# 30 epochs at batch 128 (a first timing favoured 128 over 64 for speed; `python bench/train_step.py`
+# later found no reliable difference on this noisy machine: 337 vs 336 and 255 vs 280 img/s),
 # AdamW (weight decay 0.05), one warm-up epoch then cosine. About 45-55 min each (this machine's speed varies) on the 2-core CPU;
 # run them one after the other, never side by side, so the training times are honest.
 # Usage: results/resnet.sh [DATA]   (DATA defaults to ../shared/data/fer2013.zip)

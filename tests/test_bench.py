@@ -98,3 +98,15 @@ def test_eval_is_timed_after_a_warm_up_pass():
     assert tp.eval_sizes({"quick": True, "batch_size": 256, "steps": 8}, 3589) == (256, 2048)
     assert tp.eval_sizes({"quick": True, "batch_size": 256, "steps": 8}, 100) == (100, 100)
     assert tp.eval_sizes({"quick": False, "batch_size": 256, "steps": 8}, 3589) == (3589, 3589)
+
+
+def test_train_step_bench_times_every_arch(capsys, monkeypatch):
+    """bench/train_step.py runs a real optimiser step per arch and batch and prints a row each."""
+    spec = importlib.util.spec_from_file_location("train_step", BENCH / "train_step.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    assert ts.images_per_s("seed-cnn", 4, False, steps=1, repeats=1) > 0
+    monkeypatch.setattr(sys, "argv", ["train_step.py", "--batch", "2", "--steps", "1", "--repeats", "1"])
+    ts.main()
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[:2] for r in rows] == [["seed-cnn", "2"], ["fer-resnet", "2"]]

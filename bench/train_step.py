@@ -1,0 +1,62 @@
+"""Training-step speed per architecture and batch size (synthetic inputs, no data loading).
+
+    python bench/train_step.py                          # every arch at batch 64 and 128, eager
+    python bench/train_step.py --arch fer-resnet --batch 128 --compile
+
+One optimiser step = forward under bfloat16 autocast (where the CPU runs it) + backward + Adam,
+channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks.
+This is how results/resnet.sh chose its batch size; speed does not depend on the data.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ferkit.models import ARCHS, build_model
+
+
+def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int) -> float:
+    model = build_model(arch, "softmax", 7).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    run = torch.compile(step) if compile_ else step
+    for _ in range(3):  # warm-up (and compilation)
+        run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            run()
+        best = min(best, time.perf_counter() - start)
+    return steps * batch / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    ap.add_argument("--batch", nargs="+", type=int, default=[64, 128])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the step (needs a C++ compiler)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    print(f"{'arch':<12}{'batch':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'})")
+    for arch in args.arch:
+        for batch in args.batch:
+            ips = images_per_s(arch, batch, args.compile, args.steps, args.repeats)
+            print(f"{arch:<12}{batch:>6}{ips:>8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
