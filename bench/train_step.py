@@ -2,6 +2,7 @@
 
     python bench/train_step.py                          # every arch at batch 64 and 128, eager
     python bench/train_step.py --arch fer-resnet --batch 128 --compile
+    python bench/train_step.py --arch fer-resnet --batch 128 --profile   # where a step's time goes
 
 One optimiser step = forward under bfloat16 autocast (where the CPU runs it) + backward + Adam,
 channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks.
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from ferkit.models import ARCHS, build_model
 
 
-def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int) -> float:
+def make_step(arch: str, batch: int, compile_: bool):
+    """One optimiser step of `arch` on a fixed synthetic batch, as a function of no arguments."""
     model = build_model(arch, "softmax", 7).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
@@ -31,7 +33,11 @@ def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int
         loss.backward()
         opt.step()
 
-    run = torch.compile(step) if compile_ else step
+    return torch.compile(step) if compile_ else step
+
+
+def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int) -> float:
+    run = make_step(arch, batch, compile_)
     for _ in range(3):  # warm-up (and compilation)
         run()
     best = float("inf")
@@ -43,19 +49,45 @@ def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int
     return steps * batch / best
 
 
+def profile(arch: str, batch: int, steps: int, top: int = 12) -> str:
+    """The `top` operators by own CPU time per step, with their input shapes (torch.profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    run = make_step(arch, batch, False)
+    for _ in range(3):
+        run()
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            run()
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    lines = [f"{arch}, batch {batch}: {total / steps / 1000:.0f} ms of operator time per step"]
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        shape = e.input_shapes[0] if e.input_shapes else []
+        lines.append(f"  {100 * e.self_cpu_time_total / total:5.1f}%  {e.key:<34}{str(shape)}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     ap.add_argument("--batch", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--compile", action="store_true", help="torch.compile the step (needs a C++ compiler)")
+    ap.add_argument("--profile", action="store_true", help="print where a step's time goes instead of img/s")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    print(f"{'arch':<12}{'batch':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'})")
+    if args.profile:
+        for arch in args.arch:
+            for batch in args.batch:
+                print(profile(arch, batch, args.steps), flush=True)
+        return
+    print(f"{'arch':<16}{'batch':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'})")
     for arch in args.arch:
         for batch in args.batch:
             ips = images_per_s(arch, batch, args.compile, args.steps, args.repeats)
-            print(f"{arch:<12}{batch:>6}{ips:>8.0f}", flush=True)
+            print(f"{arch:<16}{batch:>6}{ips:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

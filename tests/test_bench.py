@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ferkit.models import ARCHS
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))  # throughput.py imports reference_pipeline from its own folder
 
@@ -109,4 +111,22 @@ def test_train_step_bench_times_every_arch(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--batch", "2", "--steps", "1", "--repeats", "1"])
     ts.main()
     rows = capsys.readouterr().out.splitlines()[1:]
-    assert [r.split()[:2] for r in rows] == [["seed-cnn", "2"], ["fer-resnet", "2"]]
+    assert [r.split()[:2] for r in rows] == [[arch, "2"] for arch in ARCHS]
+    monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "fer-resnet", "--batch", "2", "--steps", "1", "--profile"])
+    ts.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fer-resnet, batch 2:") and len(lines) == 13
+    assert any("convolution_backward" in line for line in lines[1:])
+
+
+def test_predict_bench_times_functions_in_turns():
+    """bench/predict.py's best_of_each calls its functions in turns and keeps each one's fastest time."""
+    spec = importlib.util.spec_from_file_location("predict_bench", BENCH / "predict.py")
+    pb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pb)
+    calls = []
+    best, rounds = pb.best_of_each([lambda: calls.append("a"), lambda: calls.append("b")], repeats=3)
+    assert calls == ["a", "b"] * 4  # one warm-up call each, then three rounds taking turns
+    assert len(rounds) == 3 and all(len(r) == 2 for r in rounds)
+    assert best == [min(r[0] for r in rounds), min(r[1] for r in rounds)]
+    assert pb.best_of(lambda: None, 2) >= 0

@@ -77,7 +77,7 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         load_model(tmp_path / "shape.pt")
 
 
-@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet"])
+@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet", "fer-resnet-fast"])
 @pytest.mark.parametrize("head", ["softmax", "cosine", "arcface"])
 def test_every_registered_arch_and_head(arch, head):
     from ferkit.models import ARCHS
@@ -89,3 +89,18 @@ def test_every_registered_arch_and_head(arch, head):
     assert out.shape == (4, 7)
     out.sum().backward()
     assert all(p.grad is not None for p in m.parameters())
+
+
+def test_fer_resnet_fast_skips_the_48_pixel_stage():
+    """fer-resnet-fast's first block already works at 24x24, so its cost is lower than fer-resnet's."""
+    from ferkit.models import count_macs
+    from ferkit.models.resnet import BasicBlock
+
+    fast, full = build_model("fer-resnet-fast", "softmax", 7), build_model("fer-resnet", "softmax", 7)
+    first = next(m for m in fast.backbone.modules() if isinstance(m, BasicBlock))
+    assert first.conv1[0].stride == (2, 2) and first.conv1[0].out_channels == 64
+    assert count_macs(fast) < 0.75 * count_macs(full)
+    seen = []
+    fast.backbone.features.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    fast.eval()(torch.zeros(1, 1, 48, 48))
+    assert seen == [torch.Size([1, 256, 6, 6])]

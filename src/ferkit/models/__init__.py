@@ -15,12 +15,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
-from .resnet import FerResNet
+from .resnet import FerResNet, fer_resnet_fast
 from .seedcnn import SeedCNN
 
 ARCHS: dict[str, Callable[[], nn.Module]] = {
     "seed-cnn": SeedCNN,      # the reference project's CNN
     "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
+    "fer-resnet-fast": fer_resnet_fast,  # fer-resnet without its 48-pixel stage: 1.6x faster to train
 }
 HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,

@@ -31,18 +31,34 @@ class BasicBlock(nn.Module):
 
 
 class FerResNet(nn.Module):
-    """stem (3x3, 32) -> blocks 32@48, 64@24, 128@12, 256@6 -> global average pool -> 256-d feature."""
+    """stem (3x3, 32) -> blocks 32@48, 64@24, 128@12, 256@6 -> global average pool -> 256-d feature.
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3):
+    `first_stride=2` makes the first block halve the resolution, so the stages run at 24, 12, 6
+    and 3 pixels (use three widths to stop at 6): see `fer_resnet_fast`.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3,
+                 stem: int = 32, first_stride: int = 1):
         super().__init__()
         self.feature_dim = widths[-1]
-        layers: list[nn.Module] = [conv_bn(1, widths[0]), nn.ReLU(inplace=True)]
-        c = widths[0]
+        layers: list[nn.Module] = [conv_bn(1, stem), nn.ReLU(inplace=True)]
+        c = stem
         for i, w in enumerate(widths):
-            layers.append(BasicBlock(c, w, stride=1 if i == 0 else 2))
+            layers.append(BasicBlock(c, w, stride=first_stride if i == 0 else 2))
             c = w
         self.features = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x))
+
+
+def fer_resnet_fast() -> FerResNet:
+    """fer-resnet without its 48x48 block: the stem's 32 channels go straight into 64@24.
+
+    That block held 30% of the multiply-adds but more of the training time on a CPU (about 37%):
+    its BatchNorm, ReLU and residual add stream 128x32x48x48 activations through memory several
+    times per step (`bench/train_step.py --profile`). Without it a training step is about 1.6x
+    faster (`bench/results/train_step.txt`), for the fast recipe's fixed time budget.
+    """
+    return FerResNet((64, 128, 256), first_stride=2)
