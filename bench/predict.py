@@ -50,20 +50,31 @@ def checkpoint(arg: str | None) -> str:
     return str(path)
 
 
-def best_of(fn, repeats: int) -> float:
-    """Fastest of `repeats` calls, in seconds (after one warm-up call).
+def best_of_each(fns: list, repeats: int) -> tuple[list[float], list[list[float]]]:
+    """Time each of `fns` `repeats` times, taking turns (after one warm-up call each).
 
-    The minimum, as `timeit` recommends: on this shared 2-core machine the same call varies up to
-    2x from one repeat to the next (other processes), and the slow repeats measure them, not ferkit.
-    Every figure, batched and one-at-a-time alike, is taken the same way.
+    Returns the fastest time of each, in seconds, as `timeit` recommends: on this shared 2-core
+    machine the same call varies up to 2x from one repeat to the next (other processes, the host),
+    and the slow repeats measure them, not ferkit. Taking turns puts every function in the same
+    quiet and busy moments, so a ratio of two of them is not a ratio of two different moments.
+    Also returns every time, one list per round.
     """
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    rounds = []
+    for _ in range(repeats):
+        times = []
+        for fn in fns:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        rounds.append(times)
+    return [min(r[i] for r in rounds) for i in range(len(fns))], rounds
+
+
+def best_of(fn, repeats: int) -> float:
+    """Fastest of `repeats` calls of `fn`, in seconds (see `best_of_each`)."""
+    return best_of_each([fn], repeats)[0][0]
 
 
 def fer_faces(n: int) -> list[np.ndarray]:
@@ -112,9 +123,12 @@ def canvas_jpeg(face: np.ndarray) -> bytes:
 def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> dict:
     p = Predictor(ckpt, backend=backend, bf16=bf16, batch_size=args.batch, threads=args.threads)
     crops = np.random.default_rng(0).integers(0, 256, (args.n_batched, 48, 48), dtype=np.uint8)
-    batched = args.n_batched / best_of(lambda: p.predict_crops(crops), args.repeats)
     singles = crops[:args.n_single]
-    one = args.n_single / best_of(lambda: [p.predict_crops(c[None]) for c in singles], args.repeats)
+    (t_batched, t_one), rounds = best_of_each(
+        [lambda: p.predict_crops(crops), lambda: [p.predict_crops(c[None]) for c in singles]], 2 * args.repeats)
+    batched, one = args.n_batched / t_batched, args.n_single / t_one
+    # the same ratio within each round (batched and single timed back to back), as a check on the above
+    paired = [(args.n_batched / b) / (args.n_single / o) for b, o in rounds]
     data = photo_jpeg()
     image = decode_image(data)
     gray = to_gray(image)
@@ -123,6 +137,7 @@ def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> 
     return {
         "backend": backend, "bf16": bool(getattr(p.runner, "bf16", False)),
         "batched_faces_per_s": batched, "single_faces_per_s": one, "batched_over_single": batched / one,
+        "batched_over_single_per_round": {"median": float(np.median(paired)), "min": min(paired), "max": max(paired)},
         "canvas_ms": 1000 * best_of(lambda: p.predict([decode_image(canvas)]), args.repeats * 5) if canvas else None,
         "photo_ms": 1000 * best_of(lambda: p.predict([decode_image(data)]), args.repeats * 5),
         "decode_ms": 1000 * best_of(lambda: to_gray(decode_image(data)), args.repeats * 5),
@@ -182,15 +197,16 @@ def main() -> None:
     if runs[0]["bf16"]:
         runs.append(bench_backend(ckpt, "torch", False, args, canvas))
     runs.append(bench_backend(ckpt, "onnx", False, args, canvas))
-    print("\nfaces/s: 48x48 crops in batches of {} and one at a time; ms per 640x480 JPEG end to end: "
-          "a FER face on a gray canvas, and a real portrait (decode, detect, classify)".format(args.batch))
-    print(f"{'backend':<12}{'batched f/s':>12}{'single f/s':>11}{'ratio':>7}{'canvas ms':>10}{'photo ms':>9}"
+    print("\nfaces/s: 48x48 crops in batches of {} and one at a time, timed in turns (ratio: of the fastest of each; "
+          "median: of the ratios within each turn); ms per 640x480 JPEG end to end: a FER face on a gray canvas, "
+          "and a real portrait (decode, detect, classify)".format(args.batch))
+    print(f"{'backend':<12}{'batched f/s':>12}{'single f/s':>11}{'ratio':>7}{'(median)':>9}{'canvas ms':>10}{'photo ms':>9}"
           f"{'decode':>8}{'detect':>8}{'classify':>9}")
     for r in runs:
         name = r["backend"] + (" bf16" if r["bf16"] else " fp32" if r["backend"] == "torch" else "")
         canvas_ms = f"{r['canvas_ms']:>10.1f}" if r["canvas_ms"] is not None else f"{'-':>10}"
         print(f"{name:<12}{r['batched_faces_per_s']:>12.0f}{r['single_faces_per_s']:>11.0f}"
-              f"{r['batched_over_single']:>7.1f}{canvas_ms}{r['photo_ms']:>9.1f}{r['decode_ms']:>8.1f}"
+              f"{r['batched_over_single']:>7.1f}{r['batched_over_single_per_round']['median']:>9.1f}{canvas_ms}{r['photo_ms']:>9.1f}{r['decode_ms']:>8.1f}"
               f"{r['detect_ms']:>8.1f}{r['classify_ms']:>9.1f}")
 
     sweep = detector_sweep(faces, [(1.2, 48), (1.1, 30), (1.1, 48), (1.3, 48)]) if args.sweep_faces and faces else []
