@@ -20,7 +20,8 @@ from ferkit.models import ARCHS, build_model
 
 
 def make_step(arch: str, batch: int, compile_: bool):
-    """One optimiser step of `arch` on a fixed synthetic batch, as a function of no arguments."""
+    """One optimiser step of `arch` on a fixed synthetic batch, as a function of no arguments,
+    already run three times (warm-up, and compilation with `compile_`)."""
     model = build_model(arch, "softmax", 7).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
@@ -33,13 +34,14 @@ def make_step(arch: str, batch: int, compile_: bool):
         loss.backward()
         opt.step()
 
-    return torch.compile(step) if compile_ else step
+    run = torch.compile(step) if compile_ else step
+    for _ in range(3):
+        run()
+    return run
 
 
 def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int) -> float:
     run = make_step(arch, batch, compile_)
-    for _ in range(3):  # warm-up (and compilation)
-        run()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -55,8 +57,6 @@ def profile(arch: str, batch: int, steps: int, top: int = 12) -> str:
     from torch.profiler import profile as torch_profile
 
     run = make_step(arch, batch, False)
-    for _ in range(3):
-        run()
     with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             run()
