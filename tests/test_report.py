@@ -334,13 +334,16 @@ def _parse(add_args, argv):
 
 
 def test_summary_command_on_a_parent_folder(runs_root, tmp_path, capsys):
-    (runs_root / "crashed_seed9").mkdir()  # no metrics.json: reported, not summarised
+    (runs_root / "crashed_seed9").mkdir()  # config.json but no metrics.json: reported, not summarised
+    (runs_root / "crashed_seed9" / "config.json").write_text("{}")
+    (runs_root / "summary").mkdir()  # an earlier summary's output: not a run at all
     out = tmp_path / "out"
     args = _parse(commands.add_summary_args, [str(runs_root), str(runs_root / "single"), "--out", str(out),
                                               "--group", "ce_all=ce*", "--baseline", "ce_all", "--n-boot", "50"])
     assert commands.run_summary(args) == 0
     printed = capsys.readouterr().out
-    assert "skipping" in printed and "crashed_seed9" in printed
+    assert "crashed_seed9: no metrics.json (unfinished run?)" in printed
+    assert "summary: no metrics.json (not a run dir)" in printed
     assert "| ce_all | 4 |" in printed  # ce and cecopy; single counted once
     assert (out / "paired.csv").exists() and (out / "summary.tex").exists()
 

@@ -27,8 +27,9 @@ def find_run_dirs(paths: list[str | Path], log=print) -> list[Path]:
         if not runs:
             raise ReportError(f"no metrics.json in {p} or its subfolders: pass run dirs written by `ferkit train`")
         for d in subdirs:
-            if d not in runs:
-                log(f"note: skipping {d}: no metrics.json (unfinished run?)")
+            if d not in runs:  # a run writes config.json first and metrics.json last
+                why = "unfinished run?" if (d / "config.json").is_file() else "not a run dir"
+                log(f"note: skipping {d}: no metrics.json ({why})")
         found += runs
     unique: dict[Path, Path] = {}
     for d in found:  # a dir named twice (itself and via its parent) counts once
