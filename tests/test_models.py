@@ -77,7 +77,7 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         load_model(tmp_path / "shape.pt")
 
 
-@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet", "fer-resnet-fast"])
+@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet", "fer-resnet-fast", "fer-resnet-fast16"])
 @pytest.mark.parametrize("head", ["softmax", "cosine", "arcface"])
 def test_every_registered_arch_and_head(arch, head):
     from ferkit.models import ARCHS
@@ -104,3 +104,15 @@ def test_fer_resnet_fast_skips_the_48_pixel_stage():
     fast.backbone.features.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     fast.eval()(torch.zeros(1, 1, 48, 48))
     assert seen == [torch.Size([1, 256, 6, 6])]
+
+
+def test_fer_resnet_fast16_halves_only_the_stem():
+    """fer-resnet-fast16 is fer-resnet-fast with 16 stem channels: same stages, fewer MACs at 48x48."""
+    from ferkit.models import count_macs
+
+    fast, fast16 = build_model("fer-resnet-fast", "softmax", 7), build_model("fer-resnet-fast16", "softmax", 7)
+    stem, stem16 = fast.backbone.features[0][0], fast16.backbone.features[0][0]
+    assert (stem.out_channels, stem16.out_channels) == (32, 16)
+    assert stem16.stride == (1, 1)
+    assert count_macs(fast16) < count_macs(fast)
+    assert fast16.eval()(torch.zeros(2, 1, 48, 48)).shape == (2, 7)

@@ -15,13 +15,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
-from .resnet import FerResNet, fer_resnet_fast
+from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16
 from .seedcnn import SeedCNN
 
 ARCHS: dict[str, Callable[[], nn.Module]] = {
     "seed-cnn": SeedCNN,      # the reference project's CNN
     "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
     "fer-resnet-fast": fer_resnet_fast,  # fer-resnet without its 48-pixel stage: 1.6x faster to train
+    "fer-resnet-fast16": fer_resnet_fast16,  # fer-resnet-fast with a 16-channel stem: 1.1x faster again
 }
 HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,
@@ -157,10 +158,11 @@ def count_macs(model: nn.Module, size: int = 48) -> int:
 
 def describe_models(num_classes: int = 7) -> str:
     """A table of the registered architectures: parameters and multiply-adds per 48x48 image."""
-    lines = [f"{'arch':<16}{'params':>12}{'MMACs/img':>12}"]
+    width = max(map(len, ARCHS)) + 2
+    lines = [f"{'arch':<{width}}{'params':>12}{'MMACs/img':>12}"]
     for name in ARCHS:
         m = build_model(name, "softmax", num_classes)
-        lines.append(f"{name:<16}{count_parameters(m):>12,}{count_macs(m) / 1e6:>12.1f}")
+        lines.append(f"{name:<{width}}{count_parameters(m):>12,}{count_macs(m) / 1e6:>12.1f}")
     return "\n".join(lines)
 
 
