@@ -3,13 +3,9 @@
     python bench/train_step.py                          # every arch at batch 64 and 128, eager
     python bench/train_step.py --arch fer-resnet --batch 128 --compile
     python bench/train_step.py --arch fer-resnet --batch 128 --profile   # where a step's time goes
-    python bench/train_step.py --procs 1 2 --threads 1 2                # processes x threads, as --procs
 
 One optimiser step = forward under bfloat16 autocast (where the CPU runs it) + backward + Adam,
 channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks.
-With --procs N the step is that of `ferkit train --procs N`: N processes of one thread each, each
-on batch/N images, averaging gradients with DistributedDataParallel (gloo); images/s counts the
-whole batch.
 This is how results/resnet.sh chose its batch size; speed does not depend on the data.
 """
 from __future__ import annotations
@@ -20,19 +16,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ferkit import parallel
 from ferkit.models import ARCHS, build_model
 
 
 def make_step(arch: str, batch: int, compile_: bool):
     """One optimiser step of `arch` on a fixed synthetic batch, as a function of no arguments,
     already run three times (warm-up, and compilation with `compile_`)."""
-    torch.manual_seed(0)
     model = build_model(arch, "softmax", 7).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    if parallel.world() > 1:  # one rank's share of the batch, gradients averaged over the ranks
-        model = torch.nn.parallel.DistributedDataParallel(model)
-        batch = len(torch.empty(batch).tensor_split(parallel.world())[parallel.rank()])
     x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (batch,))
 
@@ -60,14 +51,6 @@ def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int
     return steps * batch / best
 
 
-def images_per_s_procs(procs: int, arch: str, batch: int, steps: int, repeats: int) -> float:
-    """images_per_s of `procs` data-parallel processes of one thread each (rank 0 times them all)."""
-    if procs == 1:
-        return images_per_s(arch, batch, False, steps, repeats)
-    with parallel.cpu_processes(procs, images_per_s, (arch, batch, False, steps, repeats)):
-        return images_per_s(arch, batch, False, steps, repeats)
-
-
 def profile(arch: str, batch: int, steps: int, top: int = 12) -> str:
     """The `top` operators by own CPU time per step, with their input shapes (torch.profiler)."""
     from torch.profiler import ProfilerActivity
@@ -92,9 +75,6 @@ def main() -> None:
     ap.add_argument("--batch", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--compile", action="store_true", help="torch.compile the step (needs a C++ compiler)")
     ap.add_argument("--profile", action="store_true", help="print where a step's time goes instead of img/s")
-    ap.add_argument("--procs", nargs="+", type=int, help="data-parallel processes of one thread each "
-                    "(as `ferkit train --procs`); with --threads, 1 process of each thread count for comparison")
-    ap.add_argument("--threads", nargs="+", type=int, default=[], help="with --procs: one-process thread counts")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -103,36 +83,11 @@ def main() -> None:
             for batch in args.batch:
                 print(profile(arch, batch, args.steps), flush=True)
         return
-    if args.procs:
-        compare_procs(args)
-        return
     print(f"{'arch':<16}{'batch':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'})")
     for arch in args.arch:
         for batch in args.batch:
             ips = images_per_s(arch, batch, args.compile, args.steps, args.repeats)
             print(f"{arch:<16}{batch:>6}{ips:>8.0f}", flush=True)
-
-
-def compare_procs(args: argparse.Namespace) -> None:
-    """One row per layout (threads in one process, or processes of one thread), per arch and batch,
-    measured in turns (`args.repeats` rounds, the best of each kept) so that a change in the
-    machine's speed hits every layout alike."""
-    layouts = [("threads", t) for t in args.threads] + [("procs", p) for p in args.procs]
-    default = torch.get_num_threads()
-    print(f"{'arch':<20}{'batch':>6}  {'layout':<22}{'img/s':>8}")
-    for arch in args.arch:
-        for batch in args.batch:
-            best = {lay: 0.0 for lay in layouts}
-            for _ in range(args.repeats):
-                for kind, n in layouts:
-                    torch.set_num_threads(n if kind == "threads" else 1)
-                    ips = (images_per_s(arch, batch, False, args.steps, 1) if kind == "threads"
-                           else images_per_s_procs(n, arch, batch, args.steps, 1))
-                    best[(kind, n)] = max(best[(kind, n)], ips)
-            torch.set_num_threads(default)
-            for kind, n in layouts:
-                name = f"1 process x {n} thread(s)" if kind == "threads" else f"{n} process(es) x 1 thread"
-                print(f"{arch:<20}{batch:>6}  {name:<22}{best[(kind, n)]:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

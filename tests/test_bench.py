@@ -119,18 +119,6 @@ def test_train_step_bench_times_every_arch(capsys, monkeypatch):
     assert any("convolution_backward" in line for line in lines[1:])
 
 
-def test_train_step_bench_compares_processes_and_threads(capsys, monkeypatch):
-    """--procs runs the data-parallel step of `ferkit train --procs` in spawned processes."""
-    import train_step  # a plain import (bench/ is on sys.path), so that spawned processes can find it
-
-    monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "seed-cnn", "--batch", "4", "--procs", "2",
-                                      "--threads", "1", "--steps", "1", "--repeats", "1"])
-    train_step.main()
-    rows = capsys.readouterr().out.splitlines()[1:]
-    assert [r.split()[2:4] for r in rows] == [["1", "process"], ["2", "process(es)"]]
-    assert all(float(r.split()[-1]) > 0 for r in rows)
-
-
 def test_predict_bench_times_functions_in_turns():
     """bench/predict.py's best_of_each calls its functions in turns and keeps each one's fastest time."""
     spec = importlib.util.spec_from_file_location("predict_bench", BENCH / "predict.py")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ferkit import train as train_mod
-from ferkit.config import ConfigError, make_config
+from ferkit.config import make_config
 from ferkit.data import FerData, Split
 from ferkit.evaluate import metrics_from_predictions
 from ferkit.train import evaluate_run, fit
@@ -233,25 +233,3 @@ def test_crop_tta_averages_ten_views():
     got = predict_proba(model, imgs.numpy(), tta="crops")
     np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-5)
     assert not np.allclose(got, predict_proba(model, imgs.numpy(), tta="flip"), atol=1e-3)
-
-
-def test_data_parallel_run_is_repeatable_and_writes_every_output(tmp_path):
-    """--procs 2: two processes train shares of each batch; rank 0 writes the run as usual."""
-    data = tiny_data()
-    runs = [fit(cfg_for(tmp_path, exp=exp, preset="E5", procs=2), data, log=lambda s: None, progress=False)
-            for exp in ("a", "b")]
-    assert runs[0]["confusion_matrix"] == runs[1]["confusion_matrix"]
-    a, b = (torch.load(tmp_path / "runs" / exp / "last.pt", weights_only=False) for exp in ("a", "b"))
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert a["config"]["procs"] == 2 and a["epoch"] == 2
-    rows = list(csv.DictReader(open(tmp_path / "runs" / "a" / "epochs.csv")))
-    n = len(data.splits["train"].labels)  # every image counted once, whichever rank trained it
-    assert all(abs(float(r["train_acc"]) * n - round(float(r["train_acc"]) * n)) < 1e-3 for r in rows)
-    assert torch.get_num_threads() >= 1 and not torch.distributed.is_initialized()
-
-
-def test_data_parallel_is_for_the_cpu():
-    with pytest.raises(ConfigError, match="only for training on the CPU"):
-        make_config({"procs": 2, "device": "cuda"})
-    with pytest.raises(ConfigError, match="procs 0"):
-        make_config({"procs": 0})

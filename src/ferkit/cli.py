@@ -51,8 +51,6 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arc_m", type=float, help="arcface margin (0.5)")
     p.add_argument("--resume", help="a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
     p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--procs", type=int, help="train on the CPU in N data-parallel processes of one thread each "
-                   "(1; 2 on a 2-core CPU is about 1.x faster than 2 threads in one process)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -52,7 +52,6 @@ class RunConfig:
     seed: int = 42
     amp: bool = False
     device: str = "auto"
-    procs: int = 1                    # data-parallel CPU processes of one thread each (ferkit.parallel)
     tta: bool | str = False           # test-time augmentation: False/"none", True/"flip", "crops" (5 crops x flip)
     resume: str | None = None
     preset: str | None = None
@@ -147,7 +146,5 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("scale_jitter must be in [0, 1), translate in [0, 0.5) and erase_p in [0, 1]")
     if cfg.tta not in (True, False, *TTA_MODES):
         raise ConfigError(f"unknown tta {cfg.tta!r}: choose none, flip or crops")
-    if cfg.procs < 1 or (cfg.procs > 1 and cfg.device not in ("auto", "cpu")):
-        raise ConfigError(f"procs {cfg.procs}: use 1, or more than 1 only for training on the CPU (--device cpu)")
     if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ferkit import parallel
 from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.batches import EpochBatches
@@ -72,9 +71,7 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
     bar = tqdm(total=len(batches.labels), desc=progress, unit="img", leave=False, disable=progress is None)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        bar.update(len(y))
         x, y, y_b, lam = mix_fn(x, y) if mix_fn else (x, y, y, 1.0)
-        (x, y, y_b), counted = parallel.shard(x, y, y_b)  # this process's share (all of it in one process)
         with autocast(device, amp):
             logits = model(x, y)
         loss = loss_fn(logits.float(), y)
@@ -91,12 +88,12 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
-        if counted:
-            total_loss += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+        n = len(y)
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        bar.update(n)
     bar.close()
-    total_loss, correct, seen = parallel.all_sum([total_loss, correct, seen])
     secs = time.perf_counter() - t0
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "train_img_per_s": seen / secs}
 
@@ -134,8 +131,7 @@ def _logger(run_dir: Path, log: Log) -> Log:
 def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True) -> dict:
     """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint on test.
 
-    Returns the test metrics. Everything is written to `runs_dir/exp/`. With `cfg.procs` > 1 the
-    training runs in that many processes (`ferkit.parallel`); this one validates and writes.
+    Returns the test metrics. Everything is written to `runs_dir/exp/`.
     """
     set_threads()
     device = pick_device(cfg.device)
@@ -148,36 +144,16 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         # A resumed run is the same run: its saved configuration wins, except where the data now lives.
         saved.data_root, saved.resume, saved.device = cfg.data_root or saved.data_root, cfg.resume, cfg.device
         cfg = saved
-    if cfg.procs > 1 and device.type != "cpu":
-        raise ConfigError(f"procs {cfg.procs} is for training on the CPU, and this run would use {device}: add --device cpu or --procs 1")
     run_dir = Path(cfg.runs_dir) / cfg.exp
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _logger(run_dir, log)
     data = data or load_data(cfg.data_root, log=log)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    if cfg.procs > 1:
-        with parallel.cpu_processes(cfg.procs, train_loop, (cfg, data, device, None, _silent, False, resume_ckpt)):
-            train_loop(cfg, data, device, run_dir, log, progress, resume_ckpt)
-    else:
-        train_loop(cfg, data, device, run_dir, log, progress, resume_ckpt)
-    if not (run_dir / "best.pt").exists():
-        raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
-    return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log)
 
-
-def _silent(msg: str) -> None:
-    """The log of the ranks that only train."""
-
-
-def train_loop(cfg: RunConfig, data: FerData, device: torch.device, run_dir: Path | None, log: Log,
-               progress: bool, resume_ckpt: dict | None) -> None:
-    """The epochs of a run. Rank 0 (`run_dir` given) validates, checkpoints and logs after each one;
-    in a data-parallel run the other ranks (`run_dir` None) train their share and wait for it."""
-    main = run_dir is not None
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net, _, _, head_kwargs = build_for_run(cfg, data, device)
-    optimizer = make_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.weight_decay)
+    model, _, _, head_kwargs = build_for_run(cfg, data, device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.epochs, cfg.schedule, cfg.warmup_epochs)
     mix_fn = partial(mix_batch, generator=gen, mixup=cfg.mixup, cutmix=cfg.cutmix) if cfg.mixup or cfg.cutmix else None
     aug = {"scale": cfg.scale_jitter, "translate": cfg.translate, "erase_p": cfg.erase_p}
@@ -192,23 +168,18 @@ def train_loop(cfg: RunConfig, data: FerData, device: torch.device, run_dir: Pat
 
     start, history, best_f1 = 0, [], -1.0
     if resume_ckpt is not None:
-        net.load_state_dict(resume_ckpt["model"])
+        model.load_state_dict(resume_ckpt["model"])
         optimizer.load_state_dict(resume_ckpt["optimizer"])
         scheduler.load_state_dict(resume_ckpt["scheduler"])
         _set_rng_state(gen, resume_ckpt["rng"])
         start, history, best_f1 = resume_ckpt["epoch"], resume_ckpt["history"], resume_ckpt["best_val_macro_f1"]
         log(f"resuming {cfg.exp} after epoch {start} of {cfg.epochs}")
-    # Several processes: each step averages the gradients of every rank's share of the batch.
-    model = torch.nn.parallel.DistributedDataParallel(net) if parallel.world() > 1 else net
 
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
-        writer = SummaryWriter(str(run_dir), purge_step=start + 1)
+    from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
+    writer = SummaryWriter(str(run_dir), purge_step=start + 1)
     log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
         f"{cfg.resample_from}), weights {cfg.weight_mode} (from epoch {cfg.reweight_from}), {cfg.optimizer}, "
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}"
-        + (f", {cfg.procs} processes" if cfg.procs > 1 else ""))
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}")
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -217,32 +188,32 @@ def train_loop(cfg: RunConfig, data: FerData, device: torch.device, run_dir: Pat
         stats = train_one_epoch(model, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
                                 progress=f"epoch {epoch}/{cfg.epochs}" if progress else None, mix_fn=mix_fn)
         scheduler.step()
-        if main:  # validate, log, checkpoint
-            probs = predict_proba(net, val.images, device, cfg.amp)
-            vm = compute_metrics(val.labels, probs.argmax(1), data.class_names)
-            row = {"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}, "val_acc": round(vm["accuracy"], 6),
-                   "val_macro_f1": round(vm["macro_f1"], 6)}
-            row |= {f"val_f1_{c}": round(vm[f"f1_{c}"], 6) for c in data.class_names}
-            row |= {"lr": lr, "seconds": round(time.perf_counter() - t0, 2)}
-            history.append(row)
-            for k, v in row.items():
-                if k != "epoch":
-                    writer.add_scalar(k.replace("val_f1_", "val_f1/"), v, epoch)  # per-class F1 grouped in one panel
-            writer.flush()
-            _write_epochs_csv(run_dir / "epochs.csv", history)
-            improved = vm["macro_f1"] > best_f1
-            if improved:
-                best_f1 = vm["macro_f1"]
-                save_atomic(base | {"model": net.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
-            save_atomic(base | {"model": net.state_dict(), "epoch": epoch, "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
-                                "best_val_macro_f1": best_f1}, run_dir / "last.pt")
-            log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
-                f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
-                f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
-        parallel.barrier()  # the other ranks wait while rank 0 validates and saves
-    if writer is not None:
-        writer.close()
+        probs = predict_proba(model, val.images, device, cfg.amp)
+        vm = compute_metrics(val.labels, probs.argmax(1), data.class_names)
+        row = {"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}, "val_acc": round(vm["accuracy"], 6),
+               "val_macro_f1": round(vm["macro_f1"], 6)}
+        row |= {f"val_f1_{c}": round(vm[f"f1_{c}"], 6) for c in data.class_names}
+        row |= {"lr": lr, "seconds": round(time.perf_counter() - t0, 2)}
+        history.append(row)
+        for k, v in row.items():
+            if k != "epoch":
+                writer.add_scalar(k.replace("val_f1_", "val_f1/"), v, epoch)  # per-class F1 grouped in one panel
+        writer.flush()
+        _write_epochs_csv(run_dir / "epochs.csv", history)
+        improved = vm["macro_f1"] > best_f1
+        if improved:
+            best_f1 = vm["macro_f1"]
+            save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
+        save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
+                            "best_val_macro_f1": best_f1}, run_dir / "last.pt")
+        log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
+            f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
+            f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+    writer.close()
+    if not (run_dir / "best.pt").exists():
+        raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
+    return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log)
 
 
 def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool,
