@@ -119,3 +119,20 @@ def test_random_erasing_sets_a_rectangle_to_grey():
     plain = augment(imgs, AugParams(q.flip, q.angle, q.off_x, q.off_y))[:, 0]
     assert (out[0, 10:17, 5:25] == 0).all() and (out[0] == 0).sum() == 7 * 20
     assert torch.equal(out[1:], plain[1:])
+
+
+def test_a_smaller_size_samples_the_same_image_on_a_coarser_grid():
+    """Progressive resizing: on a linear ramp (which bilinear sampling reproduces exactly), size 24 of a
+    centred, unrotated crop equals the 48-pixel one averaged over 2x2 blocks; erasing scales with it."""
+    i = torch.arange(48)
+    imgs = (2 * i[:, None] + 3 * i[None, :]).to(torch.uint8).expand(3, 48, 48)
+    p = AugParams(flip=torch.zeros(3, dtype=torch.bool), angle=torch.zeros(3), off_x=torch.full((3,), 6),
+                  off_y=torch.full((3,), 6))
+    big, small = augment(imgs, p), augment(imgs, p, size=24)
+    assert small.shape == (3, 1, 24, 24)
+    assert torch.allclose(small, F.avg_pool2d(big, 2), atol=1e-4)
+    from ferkit.data.augment import erase_mask
+    mask = erase_mask(torch.tensor([[4, 8, 10, 20]]), size=24)[0, 0]  # rows 4..13, columns 8..27 at 48 px
+    rows, cols = mask.any(1).nonzero().flatten().tolist(), mask.any(0).nonzero().flatten().tolist()
+    assert rows == list(range(2, 7)) and cols == list(range(4, 14))  # the 24-px pixels whose centres fall inside
+    assert torch.equal(erase_mask(torch.tensor([[4, 8, 10, 20]]))[0, 0].nonzero()[0], torch.tensor([4, 8]))

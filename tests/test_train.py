@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ferkit import train as train_mod
-from ferkit.config import make_config
+from ferkit.config import ConfigError, make_config
 from ferkit.data import FerData, Split
 from ferkit.evaluate import metrics_from_predictions
 from ferkit.train import evaluate_run, fit
@@ -233,3 +233,21 @@ def test_crop_tta_averages_ten_views():
     got = predict_proba(model, imgs.numpy(), tta="crops")
     np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-5)
     assert not np.allclose(got, predict_proba(model, imgs.numpy(), tta="flip"), atol=1e-3)
+
+
+def test_progressive_resizing_trains_its_first_epochs_on_smaller_images(tmp_path, monkeypatch):
+    sizes = []
+    real = train_mod.train_one_epoch
+
+    def record(model, loss_fn, optimizer, batches, *a, **k):
+        sizes.append(next(iter(batches))[0].shape[-1])
+        return real(model, loss_fn, optimizer, batches, *a, **k)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", record)
+    m = fit(cfg_for(tmp_path, arch="fer-resnet-fast", epochs=3, small_epochs=2, small_size=32), tiny_data(),
+            log=lambda s: None, progress=False)
+    assert sizes == [32, 32, 48] and np.isfinite(m["macro_f1"])
+    with pytest.raises(ConfigError, match="small_size in"):
+        make_config({"arch": "fer-resnet", "small_epochs": 2, "small_size": 64})
+    with pytest.raises(ConfigError, match="seed-cnn takes only 48x48"):
+        make_config({"small_epochs": 2})

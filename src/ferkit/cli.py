@@ -47,6 +47,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale_jitter", type=float, help="training zoom by a factor in [1 - s, 1 + s] (0 = off)")
     p.add_argument("--translate", type=float, help="training shift of up to +-t of the image side on top of the crop (0 = off)")
     p.add_argument("--erase_p", type=float, help="random erasing probability (0 = off)")
+    p.add_argument("--small_epochs", type=int, help="progressive resizing: train the first N epochs on smaller images (0)")
+    p.add_argument("--small_size", type=int, help="side in pixels of those smaller images (40)")
     p.add_argument("--arc_s", type=float, help="arcface scale (30)")
     p.add_argument("--arc_m", type=float, help="arcface margin (0.5)")
     p.add_argument("--resume", help="a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")

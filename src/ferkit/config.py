@@ -40,6 +40,10 @@ class RunConfig:
     scale_jitter: float = 0.0         # zoom by a factor uniform in [1 - s, 1 + s]
     translate: float = 0.0            # extra shift uniform in +-t of the image side
     erase_p: float = 0.0              # random erasing probability
+    # progressive resizing: the first small_epochs epochs train on small_size-pixel images (cheaper
+    # steps), the rest at 48; the network is fully convolutional, so it takes either size
+    small_epochs: int = 0
+    small_size: int = 40
     # optimisation
     epochs: int = 30
     batch_size: int = 256
@@ -126,7 +130,7 @@ def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = N
 
 
 def validate(cfg: RunConfig) -> None:
-    from ferkit.models import ARCHS, HEADS
+    from ferkit.models import ARCHS, FIXED_SIZE_ARCHS, HEADS
     from ferkit.optim import OPTIMIZERS, SCHEDULES
     from ferkit.strategies import LOSSES, WEIGHT_MODES
     from ferkit.strategies.sampling import SAMPLER_Q
@@ -144,6 +148,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("reweight_from and resample_from are 1-based epochs (1 = from the start); warmup_epochs >= 0")
     if not (0 <= cfg.scale_jitter < 1 and 0 <= cfg.translate < 0.5 and 0 <= cfg.erase_p <= 1):
         raise ConfigError("scale_jitter must be in [0, 1), translate in [0, 0.5) and erase_p in [0, 1]")
+    if cfg.small_epochs < 0 or not 16 <= cfg.small_size <= 48:
+        raise ConfigError(f"small_epochs must be >= 0 and small_size in [16, 48] pixels (got {cfg.small_epochs}, {cfg.small_size})")
+    if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:
+        raise ConfigError(f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
+                          f"(small_epochs) needs a fully convolutional arch such as fer-resnet")
     if cfg.tta not in (True, False, *TTA_MODES):
         raise ConfigError(f"unknown tta {cfg.tta!r}: choose none, flip or crops")
     if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:

@@ -179,11 +179,14 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     writer = SummaryWriter(str(run_dir), purge_step=start + 1)
     log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
         f"{cfg.resample_from}), weights {cfg.weight_mode} (from epoch {cfg.reweight_from}), {cfg.optimizer}, "
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}")
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}"
+        + (f", the first {cfg.small_epochs} at {cfg.small_size} px" if cfg.small_epochs else ""))
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug)
+        size = cfg.small_size if epoch <= cfg.small_epochs else 48  # progressive resizing
+        batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug,
+                               size=size)
         loss_fn = loss_for_epoch(cfg, data, epoch).to(device)
         stats = train_one_epoch(model, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
                                 progress=f"epoch {epoch}/{cfg.epochs}" if progress else None, mix_fn=mix_fn)

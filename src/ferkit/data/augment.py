@@ -98,22 +98,28 @@ def affine_matrices(p: AugParams) -> torch.Tensor:
     return torch.cat([linear, (m @ t.unsqueeze(2))], 2)
 
 
-def augment(images: torch.Tensor, params: AugParams) -> torch.Tensor:
-    """uint8 (N, 48, 48) -> augmented float (N, 1, 48, 48) in [-1, 1] (zero fill = black = -1)."""
+def augment(images: torch.Tensor, params: AugParams, size: int = SIZE) -> torch.Tensor:
+    """uint8 (N, 48, 48) -> augmented float (N, 1, size, size) in [-1, 1] (zero fill = black = -1).
+
+    `size` < 48 samples the same transformed image on a coarser grid (progressive resizing: the
+    affine grid is in normalised coordinates, so the content is the same, with fewer pixels).
+    """
     x = images.unsqueeze(1).float().div_(255.0)
     theta = affine_matrices(params).to(x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta, [len(x), 1, size, size], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     x = x.mul_(2.0).sub_(1.0)
     if params.erase is not None:
-        x = x.masked_fill(erase_mask(params.erase.to(x.device)), 0.0)
+        x = x.masked_fill(erase_mask(params.erase.to(x.device), size), 0.0)
     return x
 
 
-def erase_mask(rects: torch.Tensor) -> torch.Tensor:
-    """(N, 1, 48, 48) bool mask of the (y0, x0, h, w) rectangles, built by broadcasting (no loop)."""
-    pos = torch.arange(SIZE, device=rects.device)
+def erase_mask(rects: torch.Tensor, size: int = SIZE) -> torch.Tensor:
+    """(N, 1, size, size) bool mask of the (y0, x0, h, w) rectangles (in 48-pixel units), built by
+    broadcasting (no loop); at another size a pixel is erased when its centre is in a rectangle."""
+    pos = torch.arange(SIZE, device=rects.device) if size == SIZE else \
+        (torch.arange(size, device=rects.device) + 0.5) * (SIZE / size)
     y0, x0, h, w = (rects[:, i].view(-1, 1) for i in range(4))
-    rows = (pos >= y0) & (pos < y0 + h)  # (N, 48)
+    rows = (pos >= y0) & (pos < y0 + h)  # (N, size)
     cols = (pos >= x0) & (pos < x0 + w)
     return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)

@@ -20,17 +20,20 @@ class EpochBatches:
 
     `weights` (per image) switches from shuffling to weighted sampling with replacement,
     drawing as many images as the split holds, like torch's WeightedRandomSampler.
-    `aug` turns on the optional jitters of `sample_params` (scale, translate, erase_p).
+    `aug` turns on the optional jitters of `sample_params` (scale, translate, erase_p); `size`
+    below 48 makes the augmented images smaller (progressive resizing; needs `train_augment`).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
-                 weights: np.ndarray | None = None, train_augment: bool = True, aug: dict | None = None):
+                 weights: np.ndarray | None = None, train_augment: bool = True, aug: dict | None = None,
+                 size: int = 48):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.generator = generator
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.train_augment = train_augment
         self.aug = aug or {}  # keyword arguments of sample_params: scale, translate, erase_p
+        self.size = size  # side of the augmented images (< 48: progressive resizing)
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -47,7 +50,7 @@ class EpochBatches:
             idx = order[i:i + self.batch_size]
             imgs = self.images[idx]
             if self.train_augment:
-                x = augment(imgs, sample_params(len(idx), self.generator, **self.aug))
+                x = augment(imgs, sample_params(len(idx), self.generator, **self.aug), self.size)
             else:
                 x = to_input(imgs)
             yield x.contiguous(memory_format=torch.channels_last), self.labels[idx]

@@ -24,6 +24,7 @@ ARCHS: dict[str, Callable[[], nn.Module]] = {
     "fer-resnet-fast": fer_resnet_fast,  # fer-resnet without its 48-pixel stage: 1.6x faster to train
     "fer-resnet-fast16": fer_resnet_fast16,  # fer-resnet-fast with a 16-channel stem: 1.1x faster again
 }
+FIXED_SIZE_ARCHS = {"seed-cnn"}  # a fully connected layer fixes their input at 48x48; the others pool globally
 HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,
     "linear": SoftmaxHead,  # the issue-4 name for the same head
