@@ -1,11 +1,14 @@
 """Training-step speed per architecture and batch size (synthetic inputs, no data loading).
 
     python bench/train_step.py                          # every arch at batch 64 and 128, eager
+    python bench/train_step.py --arch fer-resnet-fast16 --batch 128 --size 48 40   # progressive resizing
     python bench/train_step.py --arch fer-resnet --batch 128 --compile
     python bench/train_step.py --arch fer-resnet --batch 128 --profile   # where a step's time goes
 
 One optimiser step = forward under bfloat16 autocast (where the CPU runs it) + backward + Adam,
 channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks.
+The archs and image sizes of one batch size are timed in turns (a block of each, --repeats
+rounds), so that a change in this shared machine's speed hits all of them alike.
 This is how results/resnet.sh chose its batch size; speed does not depend on the data.
 """
 from __future__ import annotations
@@ -19,12 +22,12 @@ import torch.nn.functional as F
 from ferkit.models import ARCHS, build_model
 
 
-def make_step(arch: str, batch: int, compile_: bool):
-    """One optimiser step of `arch` on a fixed synthetic batch, as a function of no arguments,
-    already run three times (warm-up, and compilation with `compile_`)."""
+def make_step(arch: str, batch: int, compile_: bool, size: int = 48):
+    """One optimiser step of `arch` on a fixed synthetic batch of size x size images, as a function
+    of no arguments, already run three times (warm-up, and compilation with `compile_`)."""
     model = build_model(arch, "softmax", 7).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (batch,))
 
     def step() -> None:
@@ -41,14 +44,20 @@ def make_step(arch: str, batch: int, compile_: bool):
 
 
 def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int) -> float:
-    run = make_step(arch, batch, compile_)
-    best = float("inf")
+    return images_per_s_in_turns({arch: make_step(arch, batch, compile_)}, batch, steps, repeats)[arch]
+
+
+def images_per_s_in_turns(runs: dict, batch: int, steps: int, repeats: int) -> dict:
+    """{name: images/s} of step functions timed in turns: `repeats` rounds of a block of `steps`
+    steps of each, the fastest block of each kept."""
+    best = {name: float("inf") for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            run()
-        best = min(best, time.perf_counter() - start)
-    return steps * batch / best
+        for name, run in runs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: steps * batch / t for name, t in best.items()}
 
 
 def profile(arch: str, batch: int, steps: int, top: int = 12) -> str:
@@ -73,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     ap.add_argument("--batch", nargs="+", type=int, default=[64, 128])
+    ap.add_argument("--size", nargs="+", type=int, default=[48], help="image sides (48; smaller: progressive resizing)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the step (needs a C++ compiler)")
     ap.add_argument("--profile", action="store_true", help="print where a step's time goes instead of img/s")
     ap.add_argument("--steps", type=int, default=10)
@@ -83,11 +93,12 @@ def main() -> None:
             for batch in args.batch:
                 print(profile(arch, batch, args.steps), flush=True)
         return
-    print(f"{'arch':<16}{'batch':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'})")
-    for arch in args.arch:
-        for batch in args.batch:
-            ips = images_per_s(arch, batch, args.compile, args.steps, args.repeats)
-            print(f"{arch:<16}{batch:>6}{ips:>8.0f}", flush=True)
+    print(f"{'arch':<20}{'batch':>6}{'size':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, "
+          f"{'compiled' if args.compile else 'eager'}, {args.repeats} rounds in turns)")
+    for batch in args.batch:
+        runs = {(arch, size): make_step(arch, batch, args.compile, size) for arch in args.arch for size in args.size}
+        for (arch, size), ips in images_per_s_in_turns(runs, batch, args.steps, args.repeats).items():
+            print(f"{arch:<20}{batch:>6}{size:>6}{ips:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":
