@@ -3,25 +3,40 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _row(readme: str, first_cell: str) -> list[str]:
-    for line in readme.splitlines():
+def _row(readme: str, first_cell: str, after: str) -> list[str]:
+    """The cells of the first table row starting with `first_cell` below the first line holding `after`."""
+    lines = readme.splitlines()
+    start = next((i for i, line in enumerate(lines) if after in line), None)
+    assert start is not None, f"no README line holds {after!r}"
+    for line in lines[start:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells and cells[0] == first_cell:
             return cells
     raise AssertionError(f"no README table row starting with {first_cell!r}")
 
 
-def test_readme_fast_recipe_table_matches_results():
+TABLES = {  # the line above each table -> {first cell of a row: the run folder it quotes}
+    "The first fast recipe (`results/fast.sh`)": {
+        "42": "results/fast/fast_seed42", "1": "results/fast/fast_seed1", "2": "results/fast/fast_seed2",
+        "42, an identical earlier run (`results/fast_probe_seed42/`)": "results/fast_probe_seed42"},
+    "The fast recipe (`results/fast_progressive.sh`)": {
+        "42": "results/fast_progressive/fast_seed42", "1": "results/fast_progressive/fast_seed1",
+        "2": "results/fast_progressive/fast_seed2"},
+}
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_readme_fast_recipe_table_matches_results(table):
     readme = (ROOT / "README.md").read_text()
-    runs = {"42": "results/fast/fast_seed42", "1": "results/fast/fast_seed1", "2": "results/fast/fast_seed2",
-            "42, an identical earlier run (`results/fast_probe_seed42/`)": "results/fast_probe_seed42"}
-    for first_cell, folder in runs.items():
+    for first_cell, folder in TABLES[table].items():
         test = json.loads((ROOT / folder / "metrics.json").read_text())
         val = json.loads((ROOT / folder / "metrics_val.json").read_text())
-        cells = _row(readme, first_cell)
+        cells = _row(readme, first_cell, table)
         quoted = [float(c) for c in cells[1:6]]
         measured = [val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]]
         assert quoted == [round(m, 3) for m in measured], folder
@@ -30,3 +45,20 @@ def test_readme_fast_recipe_table_matches_results():
         assert cells[6].startswith(f"{seconds:.0f} s"), folder
         wall = re.search(r"(\d+) s", (ROOT / folder / "wall_clock.txt").read_text()).group(1)
         assert cells[7] == f"{wall} s", folder
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_readme_fast_recipe_means_match_results(table):
+    """The mean ± std row: over the seeds' folders (sample std, as `ferkit summary`)."""
+    import numpy as np
+
+    readme = (ROOT / "README.md").read_text()
+    folders = [f for cell, f in TABLES[table].items() if cell in ("42", "1", "2")]
+    per_run = []
+    for folder in folders:
+        test = json.loads((ROOT / folder / "metrics.json").read_text())
+        val = json.loads((ROOT / folder / "metrics_val.json").read_text())
+        per_run.append([val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]])
+    values = np.array(per_run)
+    expected = [f"{m:.3f} ± {s:.3f}" for m, s in zip(values.mean(0), values.std(0, ddof=1))]
+    assert _row(readme, "mean ± std over seeds 42, 1, 2", table)[1:6] == expected
