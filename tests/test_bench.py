@@ -111,7 +111,12 @@ def test_train_step_bench_times_every_arch(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--batch", "2", "--steps", "1", "--repeats", "1"])
     ts.main()
     rows = capsys.readouterr().out.splitlines()[1:]
-    assert [r.split()[:2] for r in rows] == [[arch, "2"] for arch in ARCHS]
+    assert [r.split()[:3] for r in rows] == [[arch, "2", "48"] for arch in ARCHS]
+    monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "fer-resnet-fast16", "--batch", "2", "--size", "48", "40",
+                                      "--steps", "1", "--repeats", "1"])
+    ts.main()
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[:3] for r in rows] == [["fer-resnet-fast16", "2", "48"], ["fer-resnet-fast16", "2", "40"]]
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "fer-resnet", "--batch", "2", "--steps", "1", "--profile"])
     ts.main()
     lines = capsys.readouterr().out.splitlines()
