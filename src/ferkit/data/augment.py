@@ -116,9 +116,8 @@ def augment(images: torch.Tensor, params: AugParams, size: int = SIZE) -> torch.
 
 def erase_mask(rects: torch.Tensor, size: int = SIZE) -> torch.Tensor:
     """(N, 1, size, size) bool mask of the (y0, x0, h, w) rectangles (in 48-pixel units), built by
-    broadcasting (no loop); at another size a pixel is erased when its centre is in a rectangle."""
-    pos = torch.arange(SIZE, device=rects.device) if size == SIZE else \
-        (torch.arange(size, device=rects.device) + 0.5) * (SIZE / size)
+    broadcasting (no loop): a pixel is erased when its centre, in 48-pixel units, is inside."""
+    pos = (torch.arange(size, device=rects.device) + 0.5) * (SIZE / size)
     y0, x0, h, w = (rects[:, i].view(-1, 1) for i in range(4))
     rows = (pos >= y0) & (pos < y0 + h)  # (N, size)
     cols = (pos >= x0) & (pos < x0 + w)
