@@ -20,6 +20,13 @@ def _row(readme: str, first_cell: str, after: str) -> list[str]:
     raise AssertionError(f"no README table row starting with {first_cell!r}")
 
 
+def _quoted_metrics(folder: str) -> list[float]:
+    """A run folder's five quoted figures: val macro-F1, test accuracy, macro-F1, disgust F1, fear F1."""
+    test = json.loads((ROOT / folder / "metrics.json").read_text())
+    val = json.loads((ROOT / folder / "metrics_val.json").read_text())
+    return [val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]]
+
+
 TABLES = {  # the line above each table -> {first cell of a row: the run folder it quotes}
     "The first fast recipe (`results/fast.sh`)": {
         "42": "results/fast/fast_seed42", "1": "results/fast/fast_seed1", "2": "results/fast/fast_seed2",
@@ -34,12 +41,9 @@ TABLES = {  # the line above each table -> {first cell of a row: the run folder 
 def test_readme_fast_recipe_table_matches_results(table):
     readme = (ROOT / "README.md").read_text()
     for first_cell, folder in TABLES[table].items():
-        test = json.loads((ROOT / folder / "metrics.json").read_text())
-        val = json.loads((ROOT / folder / "metrics_val.json").read_text())
         cells = _row(readme, first_cell, table)
         quoted = [float(c) for c in cells[1:6]]
-        measured = [val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]]
-        assert quoted == [round(m, 3) for m in measured], folder
+        assert quoted == [round(m, 3) for m in _quoted_metrics(folder)], folder
         epochs = (ROOT / folder / "epochs.csv").read_text().splitlines()
         seconds = sum(float(line.split(",")[-1]) for line in epochs[1:])
         assert cells[6].startswith(f"{seconds:.0f} s"), folder
@@ -53,12 +57,6 @@ def test_readme_fast_recipe_means_match_results(table):
     import numpy as np
 
     readme = (ROOT / "README.md").read_text()
-    folders = [f for cell, f in TABLES[table].items() if cell in ("42", "1", "2")]
-    per_run = []
-    for folder in folders:
-        test = json.loads((ROOT / folder / "metrics.json").read_text())
-        val = json.loads((ROOT / folder / "metrics_val.json").read_text())
-        per_run.append([val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]])
-    values = np.array(per_run)
+    values = np.array([_quoted_metrics(f) for cell, f in TABLES[table].items() if cell in ("42", "1", "2")])
     expected = [f"{m:.3f} ± {s:.3f}" for m, s in zip(values.mean(0), values.std(0, ddof=1))]
     assert _row(readme, "mean ± std over seeds 42, 1, 2", table)[1:6] == expected
