@@ -19,12 +19,15 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ferkit.device import keep_freed_memory
 from ferkit.models import ARCHS, build_model
 
 
 def make_step(arch: str, batch: int, compile_: bool, size: int = 48):
     """One optimiser step of `arch` on a fixed synthetic batch of size x size images, as a function
-    of no arguments, already run three times (warm-up, and compilation with `compile_`)."""
+    of no arguments, already run three times (warm-up, and compilation with `compile_`).
+    glibc keeps freed memory, as in `ferkit train` (`bench/malloc.py` compares the two)."""
+    keep_freed_memory()
     model = build_model(arch, "softmax", 7).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)

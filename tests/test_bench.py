@@ -135,3 +135,20 @@ def test_predict_bench_times_functions_in_turns():
     assert len(rounds) == 3 and all(len(r) == 2 for r in rounds)
     assert best == [min(r[0] for r in rounds), min(r[1] for r in rounds)]
     assert pb.best_of(lambda: None, 2) >= 0
+
+
+def test_malloc_bench_compares_the_two_settings_in_fresh_processes(tmp_path):
+    """bench/malloc.py runs each setting in its own process; kept freed memory means fewer page faults."""
+    import json
+    import subprocess
+
+    out = tmp_path / "malloc.json"
+    subprocess.run([sys.executable, str(BENCH / "malloc.py"), "--rounds", "1", "--quick", "--workloads", "predict",
+                    "--out", str(out)], check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["setting_applied"] is True
+    (row,) = result["rounds"]
+    assert row["default"]["kept"] is False and row["kept"]["kept"] is True
+    assert row["kept"]["batched_faults_per_512"] < row["default"]["batched_faults_per_512"] / 10
+    assert set(result["summary"]) == {"batched_faces_per_s", "batched_faults_per_512", "single_faces_per_s",
+                                      "single_faults_per_50"}

@@ -275,6 +275,9 @@ def known_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ferkit.device import keep_freed_memory
+
+    keep_freed_memory()  # every subcommand moves activation-sized tensors: see its docstring
     try:
         return int(args.func(args) or 0)
     except known_errors() as e:

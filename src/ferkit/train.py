@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.batches import EpochBatches
-from ferkit.device import autocast, pick_device, set_threads
+from ferkit.device import autocast, keep_freed_memory, pick_device, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
 from ferkit.models import build_model, load_model, read_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
@@ -134,6 +134,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     Returns the test metrics. Everything is written to `runs_dir/exp/`.
     """
     set_threads()
+    keep_freed_memory()
     device = pick_device(cfg.device)
     resume_ckpt = None
     if cfg.resume:

@@ -74,8 +74,10 @@ class TorchRunner:
     """A checkpoint's model in PyTorch: model inputs (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
 
     def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto"):
+        from ferkit.device import keep_freed_memory
         from ferkit.models import fold_batchnorm, load_model
 
+        keep_freed_memory()
         self.device = torch.device(device)
         model, self.info = load_model(checkpoint, map_location="cpu")
         # BatchNorm folded into the convolutions (one pass over the activations fewer), and
