@@ -8,13 +8,14 @@
 # time (data loading, training, val every epoch, val and test with the TTA) is written next to its
 # outputs, which are copied to results/fast_progressive/fast_seed<N>/ without checkpoints.
 # Usage: results/fast_progressive.sh [DATA] [SEED...]   (defaults: ../shared/data/fer2013.zip; 42 1 2;
-# the summary at the end needs seeds 42, 1 and 2 of both recipes)
+# the summary at the end needs seeds 42, 1 and 2 of both recipes). RUNS and OUT change the run and
+# result folders (a second timing of the same recipe: results/fast_progressive_rerun/).
 set -euo pipefail
 data=${1:-../shared/data/fer2013.zip}
 shift || true
 seeds=${*:-42 1 2}
-runs=runs/fast_progressive
-out=results/fast_progressive
+runs=${RUNS:-runs/fast_progressive}
+out=${OUT:-results/fast_progressive}
 for seed in $seeds; do
   exp=fast_seed$seed
   if [ ! -f $runs/$exp/metrics.json ]; then

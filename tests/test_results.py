@@ -33,7 +33,9 @@ TABLES = {  # the line above each table -> {first cell of a row: the run folder 
         "42, an identical earlier run (`results/fast_probe_seed42/`)": "results/fast_probe_seed42"},
     "The fast recipe (`results/fast_progressive.sh`)": {
         "42": "results/fast_progressive/fast_seed42", "1": "results/fast_progressive/fast_seed1",
-        "2": "results/fast_progressive/fast_seed2"},
+        "2": "results/fast_progressive/fast_seed2",
+        "42, again (`results/fast_progressive_rerun/`)": "results/fast_progressive_rerun/fast_seed42",
+        "1, again": "results/fast_progressive_rerun/fast_seed1", "2, again": "results/fast_progressive_rerun/fast_seed2"},
 }
 
 
@@ -60,3 +62,23 @@ def test_readme_fast_recipe_means_match_results(table):
     values = np.array([_quoted_metrics(f) for cell, f in TABLES[table].items() if cell in ("42", "1", "2")])
     expected = [f"{m:.3f} ± {s:.3f}" for m, s in zip(values.mean(0), values.std(0, ddof=1))]
     assert _row(readme, "mean ± std over seeds 42, 1, 2", table)[1:6] == expected
+
+
+def _without_timings(epochs_csv: Path) -> list[list[str]]:
+    """epochs.csv without its two timing columns (train_img_per_s, seconds)."""
+    rows = [line.split(",") for line in epochs_csv.read_text().splitlines()]
+    timing = [rows[0].index("train_img_per_s"), rows[0].index("seconds")]
+    return [[c for i, c in enumerate(row) if i not in timing] for row in rows]
+
+
+@pytest.mark.parametrize("seed", ["42", "1", "2"])
+def test_fast_recipe_rerun_repeats_the_first_run_but_for_its_times(seed):
+    """results/fast_progressive_rerun/ ran the same script again on a later commit (glibc keeping
+    freed memory): every metric, per-epoch figure and prediction is the same; only times differ."""
+    import gzip
+
+    first, again = f"results/fast_progressive/fast_seed{seed}", f"results/fast_progressive_rerun/fast_seed{seed}"
+    assert _quoted_metrics(first) == _quoted_metrics(again)
+    assert _without_timings(ROOT / first / "epochs.csv") == _without_timings(ROOT / again / "epochs.csv")
+    assert gzip.decompress((ROOT / first / "predictions.csv.gz").read_bytes()) == \
+        gzip.decompress((ROOT / again / "predictions.csv.gz").read_bytes())
