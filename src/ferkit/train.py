@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
+from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
 from ferkit.device import autocast, keep_freed_memory, pick_device, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
@@ -185,7 +186,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        size = cfg.small_size if epoch <= cfg.small_epochs else 48  # progressive resizing
+        size = cfg.small_size if epoch <= cfg.small_epochs else SIZE  # progressive resizing
         batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug,
                                size=size)
         loss_fn = loss_for_epoch(cfg, data, epoch).to(device)

@@ -12,7 +12,7 @@ import torch
 
 from ferkit.models import to_input
 
-from .augment import augment, sample_params
+from .augment import SIZE, augment, sample_params
 
 
 class EpochBatches:
@@ -26,7 +26,7 @@ class EpochBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
                  weights: np.ndarray | None = None, train_augment: bool = True, aug: dict | None = None,
-                 size: int = 48):
+                 size: int = SIZE):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.generator = generator
