@@ -77,7 +77,8 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         load_model(tmp_path / "shape.pt")
 
 
-@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet", "fer-resnet-fast", "fer-resnet-fast16"])
+@pytest.mark.parametrize("arch", ["seed-cnn", "fer-resnet", "fer-resnet-fast", "fer-resnet-fast16",
+                                  "fer-resnet-slim"])
 @pytest.mark.parametrize("head", ["softmax", "cosine", "arcface"])
 def test_every_registered_arch_and_head(arch, head):
     from ferkit.models import ARCHS
@@ -116,3 +117,16 @@ def test_fer_resnet_fast16_halves_only_the_stem():
     assert stem16.stride == (1, 1)
     assert count_macs(fast16) < count_macs(fast)
     assert fast16.eval()(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_fer_resnet_slim_narrows_only_the_24_pixel_block():
+    """fer-resnet-slim is fer-resnet-fast16 with 48 instead of 64 channels in its 24x24 block."""
+    from ferkit.models import count_macs
+
+    fast16, slim = build_model("fer-resnet-fast16", "softmax", 7), build_model("fer-resnet-slim", "softmax", 7)
+    widths = [[m.out_channels for m in b.modules() if isinstance(m, torch.nn.Conv2d)]
+              for b in (fast16.backbone.features, slim.backbone.features)]
+    assert widths[0][0] == widths[1][0] == 16  # the same stem
+    assert widths[0][1:4] == [64, 64, 64] and widths[1][1:4] == [48, 48, 48]  # conv1, conv2, shortcut
+    assert widths[0][4:] == widths[1][4:]  # the same 12x12 and 6x6 stages
+    assert count_macs(slim) < 0.9 * count_macs(fast16)
