@@ -6,14 +6,17 @@
     python bench/train_step.py --arch fer-resnet --batch 128 --profile   # where a step's time goes
 
 One optimiser step = forward under bfloat16 autocast (where the CPU runs it) + backward + Adam,
-channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks.
-The archs and image sizes of one batch size are timed in turns (a block of each, --repeats
-rounds), so that a change in this shared machine's speed hits all of them alike.
+channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks,
+and "x first": the speed-up over the first row, the median over rounds of the ratio of their
+blocks. The archs and image sizes of one batch size are timed in turns (a block of each,
+--repeats rounds, every other one in reverse order), so that a change in this shared machine's
+speed hits all of them alike; compare rows by "x first", which pairs blocks run side by side.
 This is how results/resnet.sh chose its batch size; speed does not depend on the data.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -47,20 +50,29 @@ def make_step(arch: str, batch: int, compile_: bool, size: int = 48):
 
 
 def images_per_s(arch: str, batch: int, compile_: bool, steps: int, repeats: int) -> float:
-    return images_per_s_in_turns({arch: make_step(arch, batch, compile_)}, batch, steps, repeats)[arch]
+    times = block_times_in_turns({arch: make_step(arch, batch, compile_)}, steps, repeats)[arch]
+    return steps * batch / min(times)
 
 
-def images_per_s_in_turns(runs: dict, batch: int, steps: int, repeats: int) -> dict:
-    """{name: images/s} of step functions timed in turns: `repeats` rounds of a block of `steps`
-    steps of each, the fastest block of each kept."""
-    best = {name: float("inf") for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+def block_times_in_turns(runs: dict, steps: int, repeats: int) -> dict:
+    """{name: [seconds of each round's block]} of step functions timed in turns: `repeats` rounds
+    of a block of `steps` steps of each, every other round in reverse order (A B, B A, ...), so
+    that a steady drift of the machine's speed favours no one."""
+    times: dict = {name: [] for name in runs}
+    for r in range(repeats):
+        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
             start = time.perf_counter()
             for _ in range(steps):
-                run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: steps * batch / t for name, t in best.items()}
+                runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def speedups(times: dict) -> dict:
+    """{name: median over rounds of (first run's block time / this run's)}: a ratio of blocks run
+    next to each other, steadier on a machine whose speed drifts than a ratio of the fastest blocks."""
+    first = next(iter(times.values()))
+    return {name: statistics.median(a / b for a, b in zip(first, t)) for name, t in times.items()}
 
 
 def profile(arch: str, batch: int, steps: int, top: int = 12) -> str:
@@ -96,12 +108,14 @@ def main() -> None:
             for batch in args.batch:
                 print(profile(arch, batch, args.steps), flush=True)
         return
-    print(f"{'arch':<20}{'batch':>6}{'size':>6}{'img/s':>8}  ({torch.get_num_threads()} threads, "
+    print(f"{'arch':<20}{'batch':>6}{'size':>6}{'img/s':>8}{'x first':>9}  ({torch.get_num_threads()} threads, "
           f"{'compiled' if args.compile else 'eager'}, {args.repeats} rounds in turns)")
     for batch in args.batch:
         runs = {(arch, size): make_step(arch, batch, args.compile, size) for arch in args.arch for size in args.size}
-        for (arch, size), ips in images_per_s_in_turns(runs, batch, args.steps, args.repeats).items():
-            print(f"{arch:<20}{batch:>6}{size:>6}{ips:>8.0f}", flush=True)
+        times = block_times_in_turns(runs, args.steps, args.repeats)
+        for (arch, size), ratio in speedups(times).items():
+            ips = args.steps * batch / min(times[arch, size])
+            print(f"{arch:<20}{batch:>6}{size:>6}{ips:>8.0f}{ratio:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def test_train_step_bench_times_every_arch(capsys, monkeypatch):
     ts.main()
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split()[:3] for r in rows] == [["fer-resnet-fast16", "2", "48"], ["fer-resnet-fast16", "2", "40"]]
+    assert rows[0].split()[4] == "1.00"  # the first row's speed-up over itself
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "fer-resnet", "--batch", "2", "--steps", "1", "--profile"])
     ts.main()
     lines = capsys.readouterr().out.splitlines()
@@ -152,3 +153,15 @@ def test_malloc_bench_compares_the_two_settings_in_fresh_processes(tmp_path):
     assert row["kept"]["batched_faults_per_512"] < row["default"]["batched_faults_per_512"] / 10
     assert set(result["summary"]) == {"batched_faces_per_s", "batched_faults_per_512", "single_faces_per_s",
                                       "single_faults_per_50"}
+
+
+def test_train_step_bench_pairs_blocks_in_alternating_order():
+    """Rounds run A B, then B A, ...; "x first" is the median over rounds of the paired block ratio."""
+    spec = importlib.util.spec_from_file_location("train_step", BENCH / "train_step.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    order = []
+    times = ts.block_times_in_turns({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 2, 3)
+    assert order == list("aabb" "bbaa" "aabb") and [len(t) for t in times.values()] == [3, 3]
+    ratios = ts.speedups({"a": [2.0, 4.0, 3.0], "b": [1.0, 4.0, 1.0], "c": [2.0, 2.0, 30.0]})
+    assert ratios == {"a": 1.0, "b": 2.0, "c": 1.0}  # medians of (2, 1, 3) and (1, 2, 0.1)
