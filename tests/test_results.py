@@ -32,6 +32,10 @@ TABLES = {  # the line above each table -> {first cell of a row: the run folder 
         "42": "results/fast/fast_seed42", "1": "results/fast/fast_seed1", "2": "results/fast/fast_seed2",
         "42, an identical earlier run (`results/fast_probe_seed42/`)": "results/fast_probe_seed42"},
     "The fast recipe (`results/fast_progressive.sh`)": {
+        "42": "results/fast_slim/fast_seed42", "1": "results/fast_slim/fast_seed1", "2": "results/fast_slim/fast_seed2",
+        "42, again (`results/fast_slim_rerun/`)": "results/fast_slim_rerun/fast_seed42",
+        "1, again": "results/fast_slim_rerun/fast_seed1", "2, again": "results/fast_slim_rerun/fast_seed2"},
+    "The second fast recipe (": {
         "42": "results/fast_progressive/fast_seed42", "1": "results/fast_progressive/fast_seed1",
         "2": "results/fast_progressive/fast_seed2",
         "42, again (`results/fast_progressive_rerun/`)": "results/fast_progressive_rerun/fast_seed42",
@@ -72,12 +76,14 @@ def _without_timings(epochs_csv: Path) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("seed", ["42", "1", "2"])
-def test_fast_recipe_rerun_repeats_the_first_run_but_for_its_times(seed):
-    """results/fast_progressive_rerun/ ran the same script again on a later commit (glibc keeping
-    freed memory): every metric, per-epoch figure and prediction is the same; only times differ."""
+@pytest.mark.parametrize("first", ["results/fast_progressive", "results/fast_slim"])
+def test_fast_recipe_rerun_repeats_the_first_run_but_for_its_times(first, seed):
+    """Each fast recipe's `<folder>_rerun/` ran the same script again later (fast_progressive's on a
+    commit that made glibc keep freed memory): every metric, per-epoch figure and prediction is the
+    same; only times differ."""
     import gzip
 
-    first, again = f"results/fast_progressive/fast_seed{seed}", f"results/fast_progressive_rerun/fast_seed{seed}"
+    first, again = f"{first}/fast_seed{seed}", f"{first}_rerun/fast_seed{seed}"
     assert _quoted_metrics(first) == _quoted_metrics(again)
     assert _without_timings(ROOT / first / "epochs.csv") == _without_timings(ROOT / again / "epochs.csv")
     assert gzip.decompress((ROOT / first / "predictions.csv.gz").read_bytes()) == \
