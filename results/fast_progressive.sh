@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fast recipe (issue 4): test macro-F1 >= 0.576 in at most 12 minutes of training on a 2-core CPU.
-# fer-resnet-slim (fer-resnet-fast16 with a 48-channel 24x24 block: about 1.15x faster per step)
+# fer-resnet-slim (fer-resnet-fast16 with a 48-channel 24x24 block: about 1.1x faster per step)
 # for 12 epochs, the first 6 on 40-pixel images (progressive resizing: about 1.25x faster steps),
 # otherwise as results/fast.sh: E5 (CE + 1/sqrt(n_c) sampler), AdamW wd 0.05, one warm-up epoch
 # then cosine, batch 128, bfloat16 autocast, evaluated with the crop TTA.
