@@ -1,5 +1,6 @@
-"""ferkit.device.keep_freed_memory: glibc keeps freed activation-sized blocks instead of faulting
-them in again. Each case runs in a fresh interpreter, since the setting is process-wide."""
+"""ferkit.device: glibc keeps freed activation-sized blocks instead of faulting them in again (each
+case in a fresh interpreter, since the setting is process-wide); --amp without native bf16; the CPU
+description."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
 
 # fer-resnet's forward pass on a batch of 64: its activations (up to 19 MB) are freed and
 # allocated again at every layer; glibc's default faults their pages in again every time.
@@ -36,6 +37,8 @@ def run(**env: str) -> tuple[bool, int]:
     return out[0] == "True", int(out[1])
 
 
+@glibc_only
+@pytest.mark.slow
 def test_keeping_freed_memory_removes_the_page_faults():
     applied, kept = run()
     not_applied, default = run(FERKIT_MALLOC="default")
@@ -44,6 +47,41 @@ def test_keeping_freed_memory_removes_the_page_faults():
     assert kept < default / 10, f"{kept} page faults per forward pass with freed memory kept (default: {default})"
 
 
+@glibc_only
+@pytest.mark.slow
 def test_the_users_own_malloc_settings_win():
     assert run(MALLOC_TRIM_THRESHOLD_="1000000")[0] is False
     assert run(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=100000")[0] is False
+
+
+def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, monkeypatch, capsys):
+    """FERKIT_CPU_BF16=0 makes ferkit treat the CPU as having no bf16 (as on an AVX2-only CPU): --amp
+    then trains in float32, says so once, and config.json records the precision used."""
+    import json
+
+    from ferkit import device
+    from ferkit.cli import main
+    from synth import make_image_folders
+
+    monkeypatch.setenv("FERKIT_CPU_BF16", "0")
+    device.cpu_supports_bf16.cache_clear()
+    try:
+        assert device.amp_dtype(device.torch.device("cpu")) is None and device.precision("cpu", True) == "float32"
+        data = make_image_folders(tmp_path / "fer", {s: {c: 2 for c in ["angry", "disgust", "fear", "happy", "neutral",
+                                                                          "sad", "surprise"]} for s in ("train", "val", "test")})
+        assert main(["train", "--data_root", str(data), "--epochs", "1", "--batch_size", "8", "--exp", "a",
+                     "--runs_dir", str(tmp_path / "runs"), "--amp"]) == 0
+    finally:
+        device.cpu_supports_bf16.cache_clear()
+    out = capsys.readouterr().out
+    assert out.count("this CPU has no native bfloat16") == 1
+    saved = json.loads((tmp_path / "runs" / "a" / "config.json").read_text())
+    assert saved["amp"] is True and saved["run"]["precision"] == "float32"
+
+
+def test_cpu_info_names_the_cpu_and_its_flags():
+    from ferkit.device import CPU_FLAGS, cpu_info, describe_cpu
+
+    info = cpu_info()
+    assert set(info["cpu_flags"]) <= set(CPU_FLAGS) and info["cpu_model"] and info["torch"]
+    assert info["torch_capability"] in describe_cpu()

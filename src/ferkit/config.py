@@ -106,6 +106,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     else:
         raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+    # A run's config.json also records what the run found on its machine ("run": precision, CPU):
+    # information, not a setting, so a config.json can be given back to --config as it is.
+    data = {k: v for k, v in data.items() if not (k == "run" and path.suffix == ".json")}
     unknown = set(data) - field_names()
     if unknown:
         raise ConfigError(f"unknown field(s) in {path}: {', '.join(sorted(unknown))}")

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import platform
+from pathlib import Path
 
 import torch
 
@@ -17,17 +18,62 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # the ones that decide ferkit's speed on x86-64
+
+
+@functools.lru_cache(maxsize=None)
+def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+    """(model name, flags) from Linux's /proc/cpuinfo; ("", ()) where it cannot be read (macOS, Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return "", ()
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if not model and key.strip() in ("model name", "Model", "Hardware"):
+            model = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, tuple(f for f in CPU_FLAGS if f in flags)
+
+
+def cpu_info() -> dict:
+    """What the figures of a benchmark or a model card were measured on: the CPU model, its relevant
+    flags (where the OS tells them), the kernels PyTorch dispatches to, whether bfloat16 runs natively,
+    and the torch version. Works on any OS: without /proc/cpuinfo the model comes from `platform`."""
+    model, flags = _cpuinfo()
+    return {"cpu_model": model or platform.processor() or platform.machine() or "unknown",
+            "cpu_flags": list(flags), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_supports_bf16(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def describe_cpu() -> str:
+    """One line naming the CPU, e.g. 'AMD EPYC [avx2 avx512f avx512_bf16], torch kernels AVX512, 2 threads'."""
+    i = cpu_info()
+    flags = f" [{' '.join(i['cpu_flags'])}]" if i["cpu_flags"] else ""
+    return f"{i['cpu_model']}{flags}, torch kernels {i['torch_capability']}, {i['threads']} threads, torch {i['torch']}"
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_supports_bf16() -> bool:
-    """True when this CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX).
+    """True when this CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX on x86-64).
 
-    Without native support, bf16 autocast on CPU is emulated and slower than float32.
+    Without native support bf16 autocast is emulated, several times slower than float32, so
+    `--amp` runs in float32 there. Asks oneDNN (any OS), which also honours ONEDNN_MAX_CPU_ISA, so
+    that an AMX machine told to use only AVX2 kernels counts as having none; FERKIT_CPU_BF16=0 or 1
+    overrides the answer (to measure or test the other path).
     """
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
+    forced = os.environ.get("FERKIT_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if not torch.backends.mkldnn.is_available():
         return False
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or unusual build: fall back to the CPU's flags
+        return any(f in _cpuinfo()[1] for f in ("avx512_bf16", "amx_bf16"))
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -37,6 +83,23 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and cpu_supports_bf16():
         return torch.bfloat16
     return None
+
+
+def precision(device: torch.device | str, amp: bool) -> str:
+    """The precision a run with `--amp` = amp actually computes in on `device`: "float32", "bfloat16" or "float16"."""
+    dtype = amp_dtype(torch.device(device)) if amp else None
+    return str(dtype).replace("torch.", "") if dtype else "float32"
+
+
+def amp_notice(device: torch.device | str, amp: bool) -> str | None:
+    """The one line to tell a user whose `--amp` cannot take effect here, or None."""
+    device = torch.device(device)
+    if not amp or amp_dtype(device) is not None:
+        return None
+    if device.type == "cpu":
+        return ("--amp: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where emulated bf16 is several "
+                "times slower than float32: running in float32")
+    return f"--amp: no mixed precision on {device.type}: running in float32"
 
 
 def autocast(device: torch.device | str, enabled: bool):

@@ -17,7 +17,7 @@ from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
-from ferkit.device import autocast, keep_freed_memory, pick_device, set_threads
+from ferkit.device import amp_notice, autocast, describe_cpu, keep_freed_memory, pick_device, precision, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
 from ferkit.models import build_model, load_model, read_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
@@ -150,7 +150,12 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _logger(run_dir, log)
     data = data or load_data(cfg.data_root, log=log)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    notice = amp_notice(device, cfg.amp)
+    if notice:
+        log(notice)
+    # What the run computes in and where: with --amp on a CPU without bf16 that is float32.
+    run_info = {"precision": precision(device, cfg.amp), "machine": describe_cpu()}
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict() | {"run": run_info}, indent=2))
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -181,7 +186,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     writer = SummaryWriter(str(run_dir), purge_step=start + 1)
     log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
         f"{cfg.resample_from}), weights {cfg.weight_mode} (from epoch {cfg.reweight_from}), {cfg.optimizer}, "
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, amp {cfg.amp}"
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, {run_info['precision']}"
         + (f", the first {cfg.small_epochs} at {cfg.small_size} px" if cfg.small_epochs else ""))
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -222,7 +227,8 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
 
 
 def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool,
-                 device: torch.device | str = "cpu", log: Log = print, splits: tuple[str, ...] = ("val", "test")) -> dict:
+                 device: torch.device | str = "cpu", log: Log = print, splits: tuple[str, ...] = ("val", "test"),
+                 progress: Callable[[int], object] | None = None) -> dict:
     """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
     model, info = load_model(ckpt_path)
     model.to(device, memory_format=torch.channels_last)
@@ -231,7 +237,8 @@ def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool
     for split in splits:
         suffix = "" if split == "test" else f"_{split}"
         out[split] = evaluate_split(model, data.splits[split], data.class_names, out_dir, split, device, amp, tta,
-                                    extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")}, suffix=suffix)
+                                    extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")}, suffix=suffix,
+                                    progress=progress)
         m = out[split]
         log(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
             + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"])))
