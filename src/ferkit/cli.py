@@ -41,7 +41,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
     p.add_argument("--weight_decay", type=float)
     p.add_argument("--seed", type=int, help="random seed (42)")
-    _bool_flag(p, "--amp", "mixed precision: bfloat16 autocast on a CPU that supports it, bf16/fp16 on CUDA")
+    _bool_flag(p, "--amp", "mixed precision: bfloat16 autocast on a CPU with native bf16 (AVX-512 BF16, AMX), "
+                           "bf16/fp16 on CUDA; float32 elsewhere, and it says so")
     p.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
                    help="test-time augmentation at evaluation: flip (the bare flag), or crops (5 crops x flip)")
     p.add_argument("--scale_jitter", type=float, help="training zoom by a factor in [1 - s, 1 + s] (0 = off)")
@@ -79,14 +80,20 @@ def _data_root(given: str | None, saved_config: dict) -> str:
 def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, amp: bool | None, tta: bool | None,
              device: str = "auto", splits: tuple[str, ...] = ("val", "test")) -> int:
     from ferkit.data import load_data
-    from ferkit.device import pick_device
+    from ferkit.device import amp_notice, pick_device
     from ferkit.models import read_checkpoint
     from ferkit.train import evaluate_run
 
-    saved = read_checkpoint(ckpt).get("config", {})
+    checkpoint = read_checkpoint(ckpt)
+    saved = checkpoint.get("config", {})
     data_root = _data_root(data_root, saved)
-    # By default evaluate exactly as the run did (same precision and TTA), so the numbers reproduce.
-    amp = saved.get("amp", False) if amp is None else amp
+    # By default evaluate as the numbers to reproduce were made: a shipped model as its card (float32),
+    # a run as it trained (same precision and TTA).
+    if amp is None:
+        amp = checkpoint["card_precision"] != "float32" if "card_precision" in checkpoint else saved.get("amp", False)
+    notice = amp_notice(pick_device(device), amp)
+    if notice:
+        print(notice)
     tta = saved.get("tta", False) if tta is None else tta
     path = Path(ckpt)
     out_dir = Path(out) if out else Path(runs_dir) / f"eval-{path.parent.name}-{path.stem}"
@@ -119,7 +126,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     out = Path(args.runs_dir) / "shipped"
     if not shipped_models():
         raise ConfigError("no shipped model under pretrained/: this is not a full ferkit checkout")
-    print(f"\nThe shipped models on test (PrivateTest), evaluated as their cards say (outputs in {out}/):")
+    print(f"\nThe shipped models on test (PrivateTest) only, in float32 with their cards' TTA, as the cards were "
+          f"measured (outputs in {out}/; a progress bar shows the time left):")
     rows = evaluate_shipped(data, out)
     if args.train:
         cfg = make_config({"data_root": args.data, "preset": args.preset, "amp": True, "epochs": args.epochs,
@@ -206,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val", "both"])
     p.add_argument("--out", help="output folder (default runs/eval-<run>-<ckpt>)")
     p.add_argument("--runs_dir", default="runs")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="default: as the run was")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: a shipped model as its card (float32), a run as it trained")
     p.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
                    help="flip (the bare flag) or crops (5 crops x flip); default: as the run was")
     p.add_argument("--no-tta", "--no_tta", dest="tta", action="store_const", const="none", help="no test-time augmentation")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,8 +45,11 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
 
 @torch.inference_mode()
 def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
-                  amp: bool = False, tta: bool | str = False, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Class probabilities (N, C) for uint8 images (N, 48, 48), averaged over the TTA views (`tta_mode`)."""
+                  amp: bool = False, tta: bool | str = False, batch_size: int = EVAL_BATCH,
+                  progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 images (N, 48, 48), averaged over the TTA views (`tta_mode`).
+
+    `progress(n)` is called after each batch with the number of images it held."""
     mode = tta_mode(tta)
     model.eval()
     model = fold_batchnorm(model).to(memory_format=torch.channels_last)
@@ -58,6 +62,8 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
             probs = sum(model(v.contiguous(memory_format=torch.channels_last)).float().softmax(1) for v in views)
         probs = probs / len(views)
         out.append(probs.cpu())
+        if progress is not None:
+            progress(len(probs))
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -86,9 +92,10 @@ def metrics_from_predictions(path: Path) -> dict:
 
 def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_dir: Path | None = None,
                    split_name: str = "test", device: str | torch.device = "cpu", amp: bool = False,
-                   tta: bool = False, extra: dict | None = None, suffix: str = "") -> dict:
+                   tta: bool = False, extra: dict | None = None, suffix: str = "",
+                   progress: Callable[[int], object] | None = None) -> dict:
     """Evaluate on one split; with `out_dir`, write metrics{suffix}.json, predictions and the confusion figure."""
-    probs = predict_proba(model, split.images, device, amp, tta)
+    probs = predict_proba(model, split.images, device, amp, tta, progress=progress)
     m = compute_metrics(split.labels, probs.argmax(1), class_names)
     m |= {"split": split_name, "tta": tta, "amp": amp} | (extra or {})
     if out_dir is not None:

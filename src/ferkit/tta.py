@@ -31,6 +31,11 @@ def crop_views(n: int) -> list[AugParams]:
                       off_y=torch.full((n,), oy)) for flip in (False, True) for ox, oy in CROP_OFFSETS]
 
 
+def view_count(tta: bool | str | None) -> int:
+    """How many views (forward passes per image) a TTA setting costs: 1, 2 or 10."""
+    return {"none": 1, "flip": 2, "crops": 2 * len(CROP_OFFSETS)}[tta_mode(tta)]
+
+
 def tta_inputs(images: torch.Tensor, tta: bool | str) -> list[torch.Tensor]:
     """The model inputs whose softmax outputs are averaged, for a batch of uint8 images (N, 48, 48):
     one (N, 1, 48, 48) tensor per view of `tta_mode(tta)`. `ferkit.infer.Predictor` uses it too."""
