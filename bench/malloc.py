@@ -106,9 +106,10 @@ def main() -> None:
         summary[m] = {"default": d, "kept": k, "kept_over_default_per_round": per_round}
         print(f"{m:<28}{d:>10.0f}{k:>10.0f}{(k / d if d else float('nan')):>8.2f}")
     applied = all(row["kept"]["kept"] and not row["default"]["kept"] for row in rounds)
+    from ferkit.device import cpu_info
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(), "machine": cpu_info(),
         "load_average": os.getloadavg(), "setting_applied": applied, "summary": summary, "rounds": rounds}, indent=2))
     print(f"wrote {args.out}")
 

@@ -216,9 +216,10 @@ def main() -> None:
         for s in sweep:
             print(f"{s['scale_factor']:>6}{s['min_face']:>5}{s['recall']:>8.2f}{s['false_faces']:>7}{s['ms_per_image']:>8.1f}")
 
-    result = {"checkpoint": ckpt, "batch": args.batch, "threads_arg": args.threads, "torch": torch.__version__,
-              "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-              "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "backends": runs,
+    from ferkit.device import cpu_info
+    result = {"machine": cpu_info(), "checkpoint": ckpt, "batch": args.batch, "threads_arg": args.threads,
+              "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+              "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "backends": runs,
               "detector": sweep}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

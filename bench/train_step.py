@@ -5,7 +5,8 @@
     python bench/train_step.py --arch fer-resnet --batch 128 --compile
     python bench/train_step.py --arch fer-resnet --batch 128 --profile   # where a step's time goes
 
-One optimiser step = forward under bfloat16 autocast (where the CPU runs it) + backward + Adam,
+One optimiser step = forward under bfloat16 autocast where the CPU runs it natively, else float32
+(as `ferkit train --amp`: `ferkit.device.amp_dtype`) + backward + Adam,
 channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks,
 and "x first": the speed-up over the first row, the median over rounds of the ratio of their
 blocks. The archs and image sizes of one batch size are timed in turns (a block of each,
@@ -22,7 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ferkit.device import keep_freed_memory
+from ferkit.device import amp_dtype, autocast, describe_cpu, keep_freed_memory
 from ferkit.models import ARCHS, build_model
 
 
@@ -37,7 +38,7 @@ def make_step(arch: str, batch: int, compile_: bool, size: int = 48):
     y = torch.randint(0, 7, (batch,))
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("cpu", True):  # bfloat16 where the CPU runs it natively, else float32 (as --amp)
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -75,18 +76,43 @@ def speedups(times: dict) -> dict:
     return {name: statistics.median(a / b for a, b in zip(first, t)) for name, t in times.items()}
 
 
+def peak_gflops() -> float | None:
+    """The CPU's float32 peak by the usual formula, cores x 2 FMA units x 8 lanes (256-bit AVX2) x 2
+    FLOP x the nominal clock of /proc/cpuinfo; None where the clock is not known. AVX-512 doubles the
+    lanes on Intel; AMD's Zen 4 runs it on the same 256-bit units, so 8 lanes is its peak too."""
+    try:
+        mhz = next(float(l.split(":")[1]) for l in open("/proc/cpuinfo") if l.startswith("cpu MHz"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return torch.get_num_threads() * 2 * 8 * 2 * mhz / 1000
+
+
+def step_flops(arch: str, size: int = 48) -> float:
+    """FLOP of one training image: forward + backward = 3 x the forward multiply-adds, 2 FLOP each."""
+    from ferkit.models import count_macs
+    return 3 * 2 * count_macs(build_model(arch, "softmax", 7), size)
+
+
 def profile(arch: str, batch: int, steps: int, top: int = 12) -> str:
-    """The `top` operators by own CPU time per step, with their input shapes (torch.profiler)."""
+    """The `top` operators by own CPU time per step, with their input shapes (torch.profiler), and the
+    step's arithmetic rate against the CPU's peak."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     run = make_step(arch, batch, False)
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    ips = steps * batch / (time.perf_counter() - start)
+    gflops, peak = ips * step_flops(arch) / 1e9, peak_gflops()
     with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             run()
     events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events)
-    lines = [f"{arch}, batch {batch}: {total / steps / 1000:.0f} ms of operator time per step"]
+    share = f", {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s float32 peak" if peak else ""
+    lines = [f"{arch}, batch {batch}: {total / steps / 1000:.0f} ms of operator time per step; unprofiled "
+             f"{ips:.0f} img/s = {gflops:.0f} GFLOP/s{share} ({'bf16' if amp_dtype(torch.device('cpu')) else 'fp32'})"]
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
         shape = e.input_shapes[0] if e.input_shapes else []
         lines.append(f"  {100 * e.self_cpu_time_total / total:5.1f}%  {e.key:<34}{str(shape)}")
@@ -103,6 +129,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    print(f"cpu: {describe_cpu()}")
     if args.profile:
         for arch in args.arch:
             for batch in args.batch:

@@ -1,5 +1,6 @@
 """The throughput benchmark's --quick code path on tiny synthetic data (bench/throughput.py)."""
 import importlib.util
+import re
 import random
 import sys
 from pathlib import Path
@@ -76,7 +77,8 @@ def test_targets_compare_with_the_right_side():
     t = tp.check_targets(pipes, tp.ratios(pipes), cold_s=20.0)
     assert t["train_ratio_amp"] == {"value": 3.0, "target": ">= 2.5", "met": True}
     assert t["train_ratio_fp32"]["met"] is False and t["train_ratio_fp32"]["value"] == pytest.approx(1.1)
-    assert t["eval_ratio"]["value"] == 6.0 and t["eval_ratio"]["met"] is True
+    assert t["eval_ratio_fp32"]["value"] == 3.0 and t["eval_ratio_fp32"]["met"] is True
+    assert t["eval_ratio_amp"]["value"] == 6.0 and t["eval_ratio_amp"]["met"] is True
     assert t["cold_load_s"]["met"] is False and t["warm_load_s"]["met"] is True
     assert t["peak_rss_mb"]["value"] == 2100 and t["peak_rss_mb"]["met"] is False
 
@@ -110,19 +112,22 @@ def test_train_step_bench_times_every_arch(capsys, monkeypatch):
     assert ts.images_per_s("seed-cnn", 4, False, steps=1, repeats=1) > 0
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--batch", "2", "--steps", "1", "--repeats", "1"])
     ts.main()
-    rows = capsys.readouterr().out.splitlines()[1:]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("cpu: ")  # every run names the CPU it measured
+    rows = out[2:]
     assert [r.split()[:3] for r in rows] == [[arch, "2", "48"] for arch in ARCHS]
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "fer-resnet-fast16", "--batch", "2", "--size", "48", "40",
                                       "--steps", "1", "--repeats", "1"])
     ts.main()
-    rows = capsys.readouterr().out.splitlines()[1:]
+    rows = capsys.readouterr().out.splitlines()[2:]
     assert [r.split()[:3] for r in rows] == [["fer-resnet-fast16", "2", "48"], ["fer-resnet-fast16", "2", "40"]]
     assert rows[0].split()[4] == "1.00"  # the first row's speed-up over itself
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--arch", "fer-resnet", "--batch", "2", "--steps", "1", "--profile"])
     ts.main()
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("fer-resnet, batch 2:") and len(lines) == 13
-    assert any("convolution_backward" in line for line in lines[1:])
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0].startswith("fer-resnet, batch 2:") and "GFLOP/s" in lines[0] and len(lines) == 13
+    # Well-formed rows only: which operators a CPU runs (and their names) depends on its kernels.
+    assert all(re.match(r"^\s+\d+\.\d%\s+\S", line) for line in lines[1:]), lines
 
 
 def test_predict_bench_times_functions_in_turns():
@@ -138,6 +143,7 @@ def test_predict_bench_times_functions_in_turns():
     assert pb.best_of(lambda: None, 2) >= 0
 
 
+@pytest.mark.slow
 def test_malloc_bench_compares_the_two_settings_in_fresh_processes(tmp_path):
     """bench/malloc.py runs each setting in its own process; kept freed memory means fewer page faults."""
     import json
