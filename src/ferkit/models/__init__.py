@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,6 +94,44 @@ def _from_reference(ckpt: dict) -> dict:
             "class_names": list(names), "config": {"source": "reference checkpoint"}, "model": state}
 
 
+def _safe_globals() -> list:
+    """The only Python objects, besides tensors and plain containers and numbers, that a checkpoint may
+    hold: what reference-project checkpoints are known to carry (argparse arguments, numpy scalars and
+    arrays). None of them runs code when it is rebuilt."""
+    import argparse
+
+    import numpy as np
+    allowed: list = [argparse.Namespace, np.dtype, np.ndarray]
+    allowed += [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
+    for name in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x and 2.x spell it differently
+        try:
+            module = __import__(name, fromlist=["scalar", "_reconstruct"])
+            allowed += [module.scalar, module._reconstruct]
+        except (ImportError, AttributeError):
+            pass
+    return allowed
+
+
+def _load_data_only(path: Path, map_location: str) -> Any:
+    """torch.load restricted to data (`weights_only=True` plus `_safe_globals`): a pickle that names any
+    other callable, such as os.system, is refused before anything in it runs."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch names the callable it refused
+        if found:
+            raise CheckpointError(f"refusing to load {path}: it holds a Python object that could run code "
+                                  f"({found.group(1)}), and a checkpoint must be data only; re-save its "
+                                  f"state_dict from code you trust") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {(str(e).splitlines() or [''])[0][:120]}") from None
+    except Exception as e:  # torch raises many types for a corrupt file
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}") from None
+
+
 def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dict:
     """Load a checkpoint file (or take a dict) and return it in ferkit's format."""
     if isinstance(source, dict):
@@ -101,13 +140,15 @@ def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dic
         path = Path(source)
         if not path.is_file():
             raise CheckpointError(f"no checkpoint at {path}: give the path of a best.pt, last.pt or pretrained/*.pt")
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as e:  # torch raises many types for a corrupt file
-            raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:120]}") from None
+        ckpt = _load_data_only(path, map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint holds a {type(ckpt).__name__}, expected a dict (ferkit or reference format)")
     if ckpt.get("format") == "ferkit":
+        missing = [k for k in ("arch", "head", "class_names", "model") if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"ferkit checkpoint lacks {', '.join(missing)}: it is incomplete or not made by ferkit")
+        if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+            raise CheckpointError("ferkit checkpoint's model is not a state dict of tensors")
         return ckpt
     if "backbone" in ckpt and "head" in ckpt:
         return _from_reference(ckpt)
