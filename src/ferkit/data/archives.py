@@ -35,6 +35,15 @@ def hash_stream(f: IO[bytes], h: "hashlib._Hash") -> None:
         h.update(chunk)
 
 
+
+MAX_ENTRY_BYTES = 64 << 20  # an image file of a dataset; a FER-2013 face is about 2 KB
+
+
+def check_entry_size(size: int) -> None:
+    """Refuse to read a file or zip entry larger than any image of a dataset should be (before reading it)."""
+    if size > MAX_ENTRY_BYTES:
+        raise ValueError(f"{size / 2**20:.0f} MiB uncompressed, more than the {MAX_ENTRY_BYTES >> 20} MiB an image file may be")
+
 class DirSource:
     """A folder on disk."""
 
@@ -57,6 +66,7 @@ class DirSource:
 
     def read(self, rel: str) -> bytes:
         with open(self.root / rel, "rb") as f:
+            check_entry_size(os.fstat(f.fileno()).st_size)
             return f.read()
 
     def open(self, rel: str) -> IO[bytes]:
@@ -70,8 +80,12 @@ class DirSource:
         h = hashlib.sha256(b"dir-tree\0")
         cut = len(prefix) + 1 if prefix else 0
         for rel in files:
-            st = os.stat(self.root / rel)
-            h.update(f"{rel[cut:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+            try:
+                st = os.stat(self.root / rel)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:  # a dangling link or an unreadable entry: decoding reports it (or --skip-bad skips it)
+                size = mtime = -1
+            h.update(f"{rel[cut:]}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
         return h.digest()
 
     def file_key(self, rel: str) -> bytes:
@@ -126,6 +140,7 @@ class ZipSource:
         return sorted(self._dirs.get(rel, ())), sorted(self._files.get(rel, ()))
 
     def read(self, rel: str) -> bytes:
+        check_entry_size(self.zf.getinfo(rel).file_size)  # from the zip's directory, before reading
         return self.zf.read(rel)
 
     def open(self, rel: str) -> IO[bytes]:

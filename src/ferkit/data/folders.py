@@ -6,16 +6,15 @@ Two layouts are accepted under the tree root:
 """
 from __future__ import annotations
 
-import io
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
 from .archives import Source, is_image, join
 from .errors import DataError
+from .images import ImageError, open_image, to_8bit
 from .store import IMAGE_SIZE, SPLITS, Split
 
 EXPECTED = "expected train/, val/, test/ (or train/ + test/ with PublicTest_/PrivateTest_ files)"
@@ -138,26 +137,15 @@ def check_same_classes(split_classes: dict[str, dict[str, list[str]]], where: st
 
 # ----------------------------------------------------------------------------- decoding
 
-@contextmanager
-def strict_pil() -> Iterator[None]:
-    """Make PIL raise on truncated files (another library may have set the global to True)."""
-    old = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = old
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Encoded image bytes -> uint8 (48, 48) grayscale (converted and resized bilinearly if needed)."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()  # decode now, so a truncated or corrupt file raises here
-        if im.mode != "L":
-            im = im.convert("L")
-        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Encoded image bytes -> uint8 (48, 48) grayscale (converted, 16-bit scaled, and resized bilinearly
+    if needed); `ImageError` for an empty, unreadable, truncated or oversized file."""
+    im = to_8bit(open_image(data, name))
+    if im.mode != "L":
+        im = im.convert("L")
+    if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+        im = im.resize((IMAGE_SIZE, IMAGE_SIZE), BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def decode_tree(source: Source, plan: TreePlan, skip_bad: bool,
@@ -168,26 +156,28 @@ def decode_tree(source: Source, plan: TreePlan, skip_bad: bool,
     on a busy 2-core machine), inside the 15 s target, so a process pool is not worth its cost."""
     cut = len(plan.prefix) + 1 if plan.prefix else 0
     splits, skipped = {}, []
-    with strict_pil():
-        for name, files in plan.files.items():
-            images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-            keep = np.ones(len(files), dtype=bool)
-            for i, (rel, _) in enumerate(files):
-                try:
-                    images[i] = decode_image(source.read(rel))
-                except Exception as e:  # any failure to decode one file means that file is bad
-                    reason = f"{type(e).__name__}: {e}".splitlines()[0]
-                    if not skip_bad:
-                        raise DataError(f"cannot read image {source.path(rel)} ({reason}): fix or delete "
-                                        f"it, or use skip_bad=True (--skip-bad) to skip bad images") from None
-                    keep[i] = False
-                    skipped.append(f"skipped unreadable image {rel[cut:]} ({reason})")
-                    log(skipped[-1])
-            labels = np.array([label for _, label in files], dtype=np.int64)
-            names = [rel[cut:] for (rel, _), k in zip(files, keep) if k]
-            if not keep.all():
-                images, labels = images[keep], labels[keep]
-            splits[name] = Split(images=images, labels=labels, names=names)
+    for name, files in plan.files.items():
+        images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+        keep = np.ones(len(files), dtype=bool)
+        for i, (rel, _) in enumerate(files):
+            try:
+                images[i] = decode_image(source.read(rel), source.path(rel))
+                continue
+            except ImageError as e:  # says which file and why
+                problem = str(e).splitlines()[0]
+            except (OSError, ValueError) as e:  # unreadable: permissions, a dangling link, an oversized zip entry
+                problem = f"{source.path(rel)}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            if not skip_bad:
+                raise DataError(f"cannot read image {problem}; fix or delete it, or use --skip-bad to skip "
+                                f"unreadable images") from None
+            keep[i] = False
+            skipped.append(f"skipped unreadable image {problem}")
+            log(skipped[-1])
+        labels = np.array([label for _, label in files], dtype=np.int64)
+        names = [rel[cut:] for (rel, _), k in zip(files, keep) if k]
+        if not keep.all():
+            images, labels = images[keep], labels[keep]
+        splits[name] = Split(images=images, labels=labels, names=names)
     notes = [f"skipped {len(skipped)} unreadable image(s) (skip_bad)"] + skipped if skipped else []
     if skipped:
         log(notes[0])

@@ -32,6 +32,19 @@ Log = Callable[[str], None]
 
 def load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False,
               log: Log = print) -> FerData:
+    """Load FER-2013 from `data_root` (`_load_data`); an OS error on the way (a symlink loop, a folder
+    that cannot be listed) is a one-line DataError too."""
+    if data_root is None or str(data_root) == "":
+        raise DataError(f"no data root given: expected {LAYOUTS}")
+    try:
+        return _load_data(data_root, cache_dir, skip_bad, log)
+    except OSError as e:
+        where = e.filename or data_root
+        raise DataError(f"cannot read {where} ({e.strerror or e}): check the path and its permissions") from None
+
+
+def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False,
+               log: Log = print) -> FerData:
     """Load FER-2013 from `data_root` (see the module docstring for the accepted forms).
 
     The first load decodes every image and writes the store to `cache_dir` (default
@@ -90,8 +103,13 @@ def prepare(source: str | Path, out_dir: str | Path, skip_bad: bool = False, log
     `out_dir` (created if needed), so `load_data(out_dir)` reads it directly."""
     data = load_data(source, cache_dir=cache_dir, skip_bad=skip_bad, log=log)
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    save_store(data, out / STORE_NPZ, out / STORE_JSON)
+    if (out / STORE_NPZ).exists():
+        raise DataError(f"{out} already holds a prepared store: choose another --out or delete it first")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_store(data, out / STORE_NPZ, out / STORE_JSON)
+    except OSError as e:
+        raise DataError(f"cannot write the store to {out} ({e.strerror or e}): choose a writable --out folder") from None
     log(f"wrote {out / STORE_NPZ} and {STORE_JSON}")
     return data
 

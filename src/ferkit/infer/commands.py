@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from ferkit.config import TTA_MODES
+from ferkit.data.images import MAX_PIXELS
 
 CHUNK = 32  # images (or video frames) classified together
 
@@ -32,6 +33,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=None, help="crop margin per side, fraction of the face (0.02)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the model and detector (default: one per core; serve: 1)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"refuse images of more pixels than this, read from the header before decoding "
+                        f"(decompression bombs; {MAX_PIXELS:,})")
 
 
 def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
@@ -93,7 +97,7 @@ def run_predict(args: argparse.Namespace) -> int:
     """Predict every input; returns 0 when at least one input was processed, else 1."""
     from tqdm import tqdm
 
-    from .io import ImageReadError, collect_inputs, is_video, load_image
+    from .io import IMAGE_EXTS, VIDEO_EXTS, ImageReadError, collect_inputs, is_video, load_image
 
     if args.every < 1:
         print("ferkit predict: error: --every must be >= 1", file=sys.stderr)
@@ -101,6 +105,10 @@ def run_predict(args: argparse.Namespace) -> int:
     files, missing, skipped = collect_inputs(args.paths)
     if skipped:
         print(f"ferkit predict: ignored {skipped} file(s) in folders that are neither images nor videos", file=sys.stderr)
+    if not files and not missing:
+        print(f"ferkit predict: error: no image or video file in {', '.join(args.paths)} (looked for "
+              f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})", file=sys.stderr)
+        return 2
     try:
         predictor = make_predictor(args, detect=not args.no_detect)
     except ValueError as e:
@@ -120,7 +128,7 @@ def run_predict(args: argparse.Namespace) -> int:
             loaded = []
             for path in images[start:start + CHUNK]:
                 try:
-                    loaded.append((path, load_image(path)))
+                    loaded.append((path, load_image(path, args.max_pixels)))
                 except ImageReadError as e:
                     writer.write({"file": str(path), "error": str(e)})
             results = predictor.predict([im for _, im in loaded]) if loaded else []
@@ -224,5 +232,6 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"ferkit serve: error: {e}", file=sys.stderr)
         return 2
     print(f"ferkit serve: page at http://{args.host}:{args.port}/  API docs at /docs", file=sys.stderr)
-    uvicorn.run(create_app(predictor, max_bytes=args.max_bytes), host=args.host, port=args.port)
+    uvicorn.run(create_app(predictor, max_bytes=args.max_bytes, max_pixels=args.max_pixels), host=args.host,
+                port=args.port)
     return 0

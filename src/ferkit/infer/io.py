@@ -12,51 +12,37 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
+
+from ferkit.data.images import MAX_PIXELS, ImageError, open_image, to_8bit
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv"}
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ImageError):
     """An input that is not a readable image. `kind` is one of:
     missing, empty, not_image, corrupt, too_large, bad_array."""
 
-    def __init__(self, message: str, kind: str):
-        super().__init__(message)
-        self.kind = kind
 
-
-def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Encoded image bytes -> uint8 HxW (grayscale source) or HxWx3 (RGB).
 
-    EXIF orientation is applied (phone photos are stored sideways with a rotate tag).
+    The header is checked first (`ferkit.data.images.open_image`: empty, not an image, over
+    `max_pixels`); EXIF orientation is applied (phone photos are stored sideways with a rotate
+    tag); 16-bit images are scaled to 8 bits.
     """
-    if len(data) == 0:
-        raise ImageReadError(f"{name}: empty file (0 bytes)", "empty")
     try:
-        im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{name}: image too large ({e})", "too_large") from None
-    except (Image.UnidentifiedImageError, OSError, ValueError):
-        raise ImageReadError(f"{name}: not an image file PIL can read (jpg, png, bmp, webp, ...)", "not_image") from None
-    old = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must raise, not decode half gray
-    try:
-        im.load()
-        im = ImageOps.exif_transpose(im)
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{name}: image too large ({e})", "too_large") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(f"{name}: truncated or corrupt {im.format} image ({e})", "corrupt") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = old
+        im = open_image(data, name, max_pixels)
+    except ImageError as e:
+        raise ImageReadError(str(e), e.kind) from None
     return pil_to_array(im)
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:
     """A PIL image -> uint8 HxW for grayscale modes, HxWx3 RGB for the rest (alpha dropped)."""
-    if im.mode in ("L", "1", "I", "I;16", "F"):
+    im = to_8bit(im)  # 16-bit and float modes become "L", scaled
+    if im.mode in ("L", "1"):
         return np.asarray(im.convert("L"), dtype=np.uint8)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
@@ -76,19 +62,19 @@ def check_array(arr: np.ndarray, name: str = "array") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(source: Any) -> np.ndarray:
+def load_image(source: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A path, bytes, PIL image or numpy array -> uint8 HxW or HxWx3 (RGB) array."""
     if isinstance(source, np.ndarray):
         return check_array(source)
     if isinstance(source, Image.Image):
         return pil_to_array(ImageOps.exif_transpose(source))
     if isinstance(source, (bytes, bytearray)):
-        return decode_image(bytes(source))
+        return decode_image(bytes(source), max_pixels=max_pixels)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ImageReadError(f"{path}: no such file", "missing")
-        return decode_image(path.read_bytes(), str(path))
+        return decode_image(path.read_bytes(), str(path), max_pixels)
     raise ImageReadError(f"cannot read an image from a {type(source).__name__}: pass a path, PIL image or numpy array", "bad_array")
 
 
