@@ -31,6 +31,14 @@ def test_reference_commands_run_with_ferkit_train(tmp_path, folders, capsys):
                  "--runs_dir", str(runs)]) == 0
     again = json.loads((runs / "eval-e5-best" / "metrics.json").read_text())
     assert again["per_class_f1"] == metrics["per_class_f1"] and again["accuracy"] == metrics["accuracy"]
+    # The reference project's documented eval command writes runs/E5_eval/metrics.json.
+    assert main(["train", "--data_root", str(folders), "--exp", "E5_eval", "--head", "softmax", "--loss", "ce",
+                 "--sampler", "balanced", "--epochs", "0", "--batch_size", "256", "--lr", "1e-3", "--amp",
+                 "--resume", str(runs / "e5" / "best.pt"), "--runs_dir", str(runs)]) == 0
+    assert json.loads((runs / "E5_eval" / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    # ... but never into a training run's folder.
+    assert main(["train", "--data_root", str(folders), "--exp", "e5", "--epochs", "0",
+                 "--resume", str(runs / "e5" / "best.pt"), "--runs_dir", str(runs)]) == 2
     assert main(["eval", str(runs / "e5" / "best.pt"), "--out", str(tmp_path / "ev")]) == 0  # data_root from the checkpoint
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["macro_f1"] == metrics["macro_f1"]
 
@@ -142,10 +150,10 @@ def test_quickstart_evaluates_the_shipped_models_then_trains(tmp_path, folders, 
     run = runs / "E5_seed42"
     assert f"{run}/metrics.json" in out and "E5 on test" in out
     assert json.loads((run / "config.json").read_text())["sampler"] == "balanced"
-    # A card that no longer matches its model is reported and fails the job.
+    # A card whose predictions no longer match its model's is reported and fails the job.
     card = tmp_path / "pretrained" / "tiny.pt.metrics.json"
     c = json.loads(card.read_text())
-    c["test"]["macro_f1"] += 0.01
+    c["test_predictions"] = "".join(str((int(d) + 1) % 7) for d in c["test_predictions"])
     card.write_text(json.dumps(c))
     assert main(["quickstart", str(folders), "--runs_dir", str(runs)]) == 1
     assert "DIFFERENT" in capsys.readouterr().out

@@ -34,6 +34,7 @@ def cfg_for(tmp_path, **kw):
     return make_config(base | kw)
 
 
+@pytest.mark.slow
 def test_a_run_writes_every_output(tmp_path):
     data = tiny_data()
     m = fit(cfg_for(tmp_path, preset="E5"), data, log=lambda s: None, progress=False)
@@ -57,6 +58,7 @@ def test_a_run_writes_every_output(tmp_path):
     assert json.loads((run / "config.json").read_text())["sampler"] == "balanced"
 
 
+@pytest.mark.slow
 def test_eval_only_reproduces_the_run_and_predictions_reproduce_metrics(tmp_path):
     data = tiny_data()
     m = fit(cfg_for(tmp_path, preset="E0"), data, log=lambda s: None, progress=False)
@@ -76,6 +78,7 @@ def test_eval_only_reproduces_the_run_and_predictions_reproduce_metrics(tmp_path
         assert recomputed[k] == m[k]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     data = tiny_data()
     full = fit(cfg_for(tmp_path, exp="full", epochs=3, preset="E5"), data, log=lambda s: None, progress=False)
@@ -102,6 +105,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["E0", "E1", "E2", "E4", "E5", "E6"])
 def test_every_preset_trains(tmp_path, preset):
     m = fit(cfg_for(tmp_path, preset=preset, epochs=1), tiny_data(), log=lambda s: None, progress=False)
@@ -113,11 +117,13 @@ def test_every_preset_trains(tmp_path, preset):
     {"loss": "ldam", "head": "cosine"}, {"loss": "la"}, {"loss": "bsoftmax"},
     {"sampler": "class_balanced", "head": "cosine"}, {"amp": True, "loss": "ce"},
 ])
+@pytest.mark.slow
 def test_strategy_combinations_train(tmp_path, kw):
     m = fit(cfg_for(tmp_path, epochs=1, **kw), tiny_data(), log=lambda s: None, progress=False)
     assert np.isfinite(m["macro_f1"])
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_task(tmp_path):
     m = fit(cfg_for(tmp_path, epochs=6, lr=3e-3), tiny_data(per_class=(30,) * 7), log=lambda s: None, progress=False)
     assert m["accuracy"] > 0.5  # chance is 1/7
@@ -197,6 +203,7 @@ def test_cosine_schedule_equals_the_reference_scheduler():
 @pytest.mark.parametrize("kw", [{"mixup": 0.2}, {"cutmix": 1.0}, {"mixup": 0.2, "cutmix": 1.0, "head": "arcface"},
                                 {"optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1, "weight_decay": 5e-4},
                                 {"optimizer": "adamw", "weight_decay": 0.05, "label_smoothing": 0.1}])
+@pytest.mark.slow
 def test_recipe_options_train(tmp_path, kw):
     m = fit(cfg_for(tmp_path, epochs=2, **kw), tiny_data(), log=lambda s: None, progress=False)
     assert np.isfinite(m["macro_f1"])
@@ -235,6 +242,7 @@ def test_crop_tta_averages_ten_views():
     assert not np.allclose(got, predict_proba(model, imgs.numpy(), tta="flip"), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_progressive_resizing_trains_its_first_epochs_on_smaller_images(tmp_path, monkeypatch):
     sizes = []
     real = train_mod.train_one_epoch
@@ -251,3 +259,45 @@ def test_progressive_resizing_trains_its_first_epochs_on_smaller_images(tmp_path
         make_config({"arch": "fer-resnet", "small_epochs": 2, "small_size": 64})
     with pytest.raises(ConfigError, match="seed-cnn takes only 48x48"):
         make_config({"small_epochs": 2})
+
+
+def test_a_finished_run_is_never_overwritten_without_asking(tmp_path):
+    """The same --exp again is refused (naming --resume and --overwrite); --overwrite replaces the run
+    whole, so two runs' TensorBoard files never mix; stale .tmp files of a killed write go."""
+    data = tiny_data()
+    cfg = cfg_for(tmp_path, epochs=1)
+    fit(cfg, data, log=lambda s: None, progress=False)
+    run = tmp_path / "runs" / "t"
+    first = (run / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="holds a finished run.*--resume .*last.pt.*--overwrite"):
+        fit(cfg, data, log=lambda s: None, progress=False)
+    assert (run / "metrics.json").read_text() == first
+    (run / "last.pt.tmp").write_bytes(b"half a checkpoint")
+    events = sorted(run.glob("events.out.tfevents.*"))
+    fit(cfg, data, log=lambda s: None, progress=False, overwrite=True)
+    assert not (run / "last.pt.tmp").exists()
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1 and sorted(run.glob("events.out.tfevents.*")) != events
+
+
+def test_a_kill_between_last_and_best_still_resumes_to_the_same_run(tmp_path):
+    """last.pt is written before best.pt: a run killed between the two in an improving epoch resumes,
+    and best.pt is completed from last.pt, as the uninterrupted run's would be."""
+    data = tiny_data()
+    full = fit(cfg_for(tmp_path, exp="full", epochs=2), data, log=lambda s: None, progress=False)
+    fit(cfg_for(tmp_path, exp="cut", epochs=1), data, log=lambda s: None, progress=False)
+    cut = tmp_path / "runs" / "cut"
+    last = torch.load(cut / "last.pt", weights_only=True)
+    (cut / "best.pt").unlink()  # as if killed right after last.pt was written
+    (cut / "metrics.json").unlink()
+    last["config"]["epochs"] = 2
+    torch.save(last, cut / "last.pt")
+    resumed = fit(cfg_for(tmp_path, exp="cut", resume=str(cut / "last.pt")), data, log=lambda s: None, progress=False)
+    assert resumed["confusion_matrix"] == full["confusion_matrix"]
+    a = torch.load(tmp_path / "runs" / "full" / "best.pt", weights_only=True)
+    b = torch.load(cut / "best.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_a_diverging_run_stops_with_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="loss became .*lower --lr"):
+        fit(cfg_for(tmp_path, epochs=1, lr=1e30, clip_norm=1e30), tiny_data(), log=lambda s: None, progress=False)

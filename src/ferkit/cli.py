@@ -53,19 +53,23 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arc_s", type=float, help="arcface scale (30)")
     p.add_argument("--arc_m", type=float, help="arcface margin (0.5)")
     p.add_argument("--resume", help="a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same --exp (otherwise it is refused: nothing is lost)")
     p.add_argument("--device", help="auto | cpu | cuda")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ferkit.train import evaluate_run, fit
 
-    explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
+    explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "overwrite")}
     cfg = make_config(explicit, read_config_file(args.config) if args.config else None)
     if cfg.epochs == 0:
         if not cfg.resume:
             raise ConfigError("--epochs 0 evaluates a checkpoint: give it with --resume CKPT")
-        return run_eval(cfg.resume, cfg.data_root, None, cfg.runs_dir, args.amp, args.tta, cfg.device)
-    fit(cfg)
+        # The reference project's eval command names its output folder with --exp (runs/E5_eval/).
+        out = str(Path(cfg.runs_dir) / args.exp) if args.exp else None
+        return run_eval(cfg.resume, cfg.data_root, out, cfg.runs_dir, args.amp, args.tta, cfg.device)
+    fit(cfg, overwrite=args.overwrite)
     return 0
 
 
@@ -97,6 +101,8 @@ def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, a
     tta = saved.get("tta", False) if tta is None else tta
     path = Path(ckpt)
     out_dir = Path(out) if out else Path(runs_dir) / f"eval-{path.parent.name}-{path.stem}"
+    if (out_dir / "best.pt").exists() or (out_dir / "last.pt").exists():
+        raise ConfigError(f"{out_dir} holds a training run: write the evaluation elsewhere (another --exp or --out)")
     evaluate_run(path, load_data(data_root), out_dir, amp, tta, pick_device(device), splits=splits)
     return 0
 
@@ -275,11 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
 def known_errors() -> tuple[type[Exception], ...]:
     """User-facing error types: printed as one line, exit status 2, no traceback."""
     from ferkit.data import DataError
+    from ferkit.data.images import ImageError
+    from ferkit.device import DeviceError
     from ferkit.models import CheckpointError
-
     from ferkit.report.commands import ReportError
 
-    return (ConfigError, DataError, CheckpointError, ReportError, FileNotFoundError)
+    return (ConfigError, DataError, CheckpointError, ReportError, DeviceError, ImageError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

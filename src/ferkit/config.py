@@ -6,6 +6,8 @@ checkpoints, so that any run can be repeated from that file alone.
 from __future__ import annotations
 
 import json
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -91,28 +93,60 @@ def field_names() -> set[str]:
     return {f.name for f in fields(RunConfig)}
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON file of RunConfig fields."""
+def read_table(path: str | Path, kind: str = "config", suffixes: tuple[str, ...] = (".toml", ".yaml", ".yml", ".json")) -> dict:
+    """Parse a TOML, YAML or JSON file that must hold a table; one-line `ConfigError`s for a missing,
+    unreadable or malformed file. `kind` names the file in messages (config, sweep)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no config file at {path}")
-    text = path.read_text()
-    if path.suffix == ".toml":
-        data = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(text) or {}
-    elif path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+        raise ConfigError(f"no {kind} file at {path}")
+    if path.suffix not in suffixes:
+        raise ConfigError(f"{kind} file {path} must end in {', '.join(suffixes)}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {kind} file {path}: {e}") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as e:  # tomllib, yaml and json each raise their own error type
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper()}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a table (name = value), not a {type(data).__name__}")
+    return data
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON file of RunConfig fields (types checked)."""
+    path = Path(path)
+    data = read_table(path)
     # A run's config.json also records what the run found on its machine ("run": precision, CPU):
     # information, not a setting, so a config.json can be given back to --config as it is.
     data = {k: v for k, v in data.items() if not (k == "run" and path.suffix == ".json")}
     unknown = set(data) - field_names()
     if unknown:
         raise ConfigError(f"unknown field(s) in {path}: {', '.join(sorted(unknown))}")
+    check_types(data, str(path))
     return data
+
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
+
+
+def check_types(values: dict[str, Any], source: str) -> None:
+    """Each value has its RunConfig field's type (a config file may hold anything): `epochs = "three"`,
+    `epochs = 1.5` or `amp = "no"` is an error, not a traceback or a silently true flag."""
+    annotations = {f.name: f.type for f in fields(RunConfig)}
+    for key, value in values.items():
+        allowed = annotations[key].replace(" ", "").split("|")
+        types = tuple(t for name in allowed for t in _TYPES[name])
+        ok = isinstance(value, types) and not (isinstance(value, bool) and "bool" not in allowed)
+        if not ok:
+            raise ConfigError(f"{source}: {key} must be {' or '.join(allowed)}, got {value!r} ({type(value).__name__})")
 
 
 def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = None) -> RunConfig:
@@ -158,5 +192,12 @@ def validate(cfg: RunConfig) -> None:
                           f"(small_epochs) needs a fully convolutional arch such as fer-resnet")
     if cfg.tta not in (True, False, *TTA_MODES):
         raise ConfigError(f"unknown tta {cfg.tta!r}: choose none, flip or crops")
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
     if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+    if cfg.exp is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.exp):
+        raise ConfigError(f"--exp {cfg.exp!r} must be a plain folder name (letters, digits, . _ -): runs are "
+                          f"created under --runs_dir, never elsewhere")

@@ -11,11 +11,24 @@ from pathlib import Path
 import torch
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` = CUDA when present, else CPU."""
-    if name == "auto":
+class DeviceError(ValueError):
+    """A device that this torch or this machine does not have."""
+
+
+def pick_device(name: str | None = "auto") -> torch.device:
+    """`auto` = CUDA when present, else CPU; a device this machine cannot use is a `DeviceError`."""
+    if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu or cuda (cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch is a CPU build" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise DeviceError(f"--device {name}: {why}; use --device cpu (or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name}: ferkit runs on cpu or cuda")
+    return device
 
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # the ones that decide ferkit's speed on x86-64
@@ -151,3 +164,17 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free memory back to the OS now (glibc's malloc_trim; a no-op elsewhere).
+
+    `keep_freed_memory` keeps up to 1 GB of freed blocks for reuse, which suits a training loop; a
+    service calls this when a burst of requests is over, so that its memory returns near its
+    baseline. Returns True when memory was released."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError, TypeError):
+        return False

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferkit.config import ConfigError, make_config, read_config_file
+from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
 
 
 @dataclass
@@ -42,16 +42,7 @@ class PlannedRun:
 def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict]]:
     """Read a sweep file into (base fields, seeds, {strategy: fields})."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no sweep file at {path}")
-    if path.suffix == ".toml":
-        import tomllib
-        spec = tomllib.loads(path.read_text())
-    elif path.suffix in (".yaml", ".yml"):
-        import yaml
-        spec = yaml.safe_load(path.read_text()) or {}
-    else:
-        raise ConfigError(f"sweep file {path} must be .toml, .yaml or .yml")
+    spec = read_table(path, "sweep", (".toml", ".yaml", ".yml"))
     unknown = set(spec) - {"base", "seeds", "strategies"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))} (expected base, seeds, strategies)")
@@ -70,6 +61,10 @@ def plan(path: str | Path) -> list[PlannedRun]:
     for name, fields in strategies.items():
         for seed in seeds:
             values = base | (fields or {}) | {"seed": seed, "exp": f"{name}_seed{seed}"}
+            unknown = set(values) - field_names()
+            if unknown:
+                raise ConfigError(f"unknown field(s) in {path} [strategies.{name}] or [base]: {', '.join(sorted(unknown))}")
+            check_types(values, f"{path} [strategies.{name}]")
             cfg = make_config(values)  # validates every field now, before anything runs
             run_dir = Path(cfg.runs_dir) / cfg.exp
             if (run_dir / "metrics.json").is_file():

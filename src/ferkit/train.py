@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -89,8 +91,11 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
-        n = len(y)
-        total_loss += loss.item() * n
+        n, value = len(y), loss.item()
+        if not math.isfinite(value):  # diverged: stop rather than train on and save NaN weights
+            raise ConfigError(f"the training loss became {value} after {seen} images of this epoch: lower --lr "
+                              f"(or --clip_norm); the last finished epoch's last.pt is intact")
+        total_loss += value * n
         correct += (logits.argmax(1) == y).sum().item()
         seen += n
         bar.update(n)
@@ -129,10 +134,59 @@ def _logger(run_dir: Path, log: Log) -> Log:
     return both
 
 
-def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True) -> dict:
+RESULTS = ("metrics.json", "last.pt", "best.pt")  # what a run folder holds once an epoch has finished
+RUN_LOGS = ("config.json", "train.log", "epochs.csv", "events.out.tfevents.*")  # written before the first epoch ends
+
+
+def prepare_run_dir(run_dir: Path, resuming: bool, overwrite: bool, log: Log) -> None:
+    """Make the run folder, never losing a run: a folder that holds results is refused unless the run
+    resumes or `overwrite` says to replace it; a folder left by a run that stopped before its first
+    epoch (no checkpoint) starts afresh, so that two runs' logs never mix; stale .tmp files go."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is not a folder: choose another --exp or --runs_dir")
+    if run_dir.is_dir() and not resuming:
+        found = [n for n in RESULTS if (run_dir / n).exists()]
+        if found and not overwrite:
+            what = "a finished run" if "metrics.json" in found else "an unfinished run"
+            hint = f"continue it with --resume {run_dir / 'last.pt'}, " if (run_dir / "last.pt").exists() else ""
+            raise ConfigError(f"{run_dir} holds {what} ({', '.join(found)}): {hint}choose another --exp, "
+                              f"or pass --overwrite to replace it")
+        if found:
+            log(f"{run_dir}: replacing the run there (--overwrite)")
+            shutil.rmtree(run_dir)
+        else:  # only the logs of a run that stopped before its first epoch: start them afresh
+            stale = [f for pattern in RUN_LOGS for f in run_dir.glob(pattern)]
+            if stale:
+                log(f"{run_dir}: held a run that stopped before its first epoch (no checkpoint): starting afresh")
+            for f in stale:
+                f.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in run_dir.glob("*.tmp"):  # a write interrupted by a kill: the real file is intact
+            tmp.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the run folder {run_dir} ({e.strerror}): choose a writable --runs_dir") from None
+
+
+def _complete_best(run_dir: Path, last: dict, base: dict) -> None:
+    """When the run was killed after writing last.pt but before best.pt, in an epoch that was the best
+    so far, write that best.pt now from last.pt's weights (the same epoch's model)."""
+    history = last["history"]
+    best = max(history, key=lambda r: r["val_macro_f1"])["epoch"] if history else None
+    path = run_dir / "best.pt"
+    if best != last["epoch"]:
+        return
+    if path.is_file() and read_checkpoint(path).get("epoch") == best:
+        return
+    save_atomic(base | {"model": last["model"], "epoch": best, "val_metrics": last["val_metrics"]}, path)
+
+
+def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True,
+        overwrite: bool = False) -> dict:
     """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint on test.
 
-    Returns the test metrics. Everything is written to `runs_dir/exp/`.
+    Returns the test metrics. Everything is written to `runs_dir/exp/`; an existing run there is
+    refused unless resuming or `overwrite` (`prepare_run_dir`).
     """
     set_threads()
     keep_freed_memory()
@@ -146,10 +200,16 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         # A resumed run is the same run: its saved configuration wins, except where the data now lives.
         saved.data_root, saved.resume, saved.device = cfg.data_root or saved.data_root, cfg.resume, cfg.device
         cfg = saved
+    if data is None and not cfg.data_root:
+        raise ConfigError("no --data_root: give the FER-2013 zip, image folder or fer2013.csv")
     run_dir = Path(cfg.runs_dir) / cfg.exp
-    run_dir.mkdir(parents=True, exist_ok=True)
+    early: list[str] = []  # the data is read before the run folder exists: a bad dataset leaves nothing
+    if data is None:
+        data = load_data(cfg.data_root, log=lambda m: (log(m), early.append(m)))
+    prepare_run_dir(run_dir, resume_ckpt is not None, overwrite, log)
     log = _logger(run_dir, log)
-    data = data or load_data(cfg.data_root, log=log)
+    with open(run_dir / "train.log", "a") as f:
+        f.writelines(m + "\n" for m in early)
     notice = amp_notice(device, cfg.amp)
     if notice:
         log(notice)
@@ -181,6 +241,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         _set_rng_state(gen, resume_ckpt["rng"])
         start, history, best_f1 = resume_ckpt["epoch"], resume_ckpt["history"], resume_ckpt["best_val_macro_f1"]
         log(f"resuming {cfg.exp} after epoch {start} of {cfg.epochs}")
+        _complete_best(run_dir, resume_ckpt, base)
 
     from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
     writer = SummaryWriter(str(run_dir), purge_step=start + 1)
@@ -211,12 +272,14 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         writer.flush()
         _write_epochs_csv(run_dir / "epochs.csv", history)
         improved = vm["macro_f1"] > best_f1
-        if improved:
-            best_f1 = vm["macro_f1"]
-            save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
-        save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "optimizer": optimizer.state_dict(),
+        best_f1 = max(best_f1, vm["macro_f1"])
+        # last.pt first: a kill between the two writes leaves a run that --resume continues (and
+        # re-saves best.pt from its epoch, as the history says it is the best).
+        save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm, "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
                             "best_val_macro_f1": best_f1}, run_dir / "last.pt")
+        if improved:
+            save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
         log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
             f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
             f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
