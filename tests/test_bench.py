@@ -171,3 +171,18 @@ def test_train_step_bench_pairs_blocks_in_alternating_order():
     assert order == list("aabb" "bbaa" "aabb") and [len(t) for t in times.values()] == [3, 3]
     ratios = ts.speedups({"a": [2.0, 4.0, 3.0], "b": [1.0, 4.0, 1.0], "c": [2.0, 2.0, 30.0]})
     assert ratios == {"a": 1.0, "b": 2.0, "c": 1.0}  # medians of (2, 1, 3) and (1, 2, 0.1)
+
+
+@pytest.mark.slow
+def test_service_load_bench_runs_a_small_version(tmp_path, capsys):
+    """bench/service_load.py serves on loopback, sends its fuzz set, a bomb and a few uploads, and
+    reports: no 5xx, the bomb refused as too large, every upload answered (timings only printed)."""
+    spec = importlib.util.spec_from_file_location("service_load", BENCH / "service_load.py")
+    sl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sl)
+    report = sl.main(["--concurrent", "4", "--bombs", "1", "--out", str(tmp_path / "load.json")])
+    assert report["server_5xx"] == 0 and report["alive_after"]
+    assert report["bomb_status"] == {413: 1} and report["upload_status"] == {200: 4}
+    assert report["fuzz_status"]["empty file"] == 400 and report["fuzz_status"]["text file"] == 415
+    assert set(report["rss_mb"]) == {"start", "after_bombs", "after_burst"}
+    assert "concurrent uploads" in capsys.readouterr().out

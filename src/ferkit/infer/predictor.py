@@ -178,14 +178,19 @@ class Predictor:
         probs = self.predict_crops(np.concatenate(crops)) if crops else np.empty((0, len(self.class_names)))
         results, i = [], 0
         for boxes, _ in found:
-            results.append([self._face(box, probs[i + k]) for k, box in enumerate(boxes)])
+            results.append(self.faces(boxes, probs[i:i + len(boxes)]))
             i += len(boxes)
         return results
 
-    def _face(self, box: Box, probs: np.ndarray) -> dict:
-        best = int(np.argmax(probs))
-        return {"box": [int(v) for v in box], "label": self.class_names[best], "score": float(probs[best]),
-                "probs": {name: float(p) for name, p in zip(self.class_names, probs)}}
+    def faces(self, boxes: list[Box], probs: np.ndarray) -> list[dict]:
+        """One image's result rows: {"box", "label", "score", "probs"} per face (`find_faces` boxes,
+        `predict_crops` probabilities)."""
+        rows = []
+        for box, p in zip(boxes, probs):
+            best = int(np.argmax(p))
+            rows.append({"box": [int(v) for v in box], "label": self.class_names[best], "score": float(p[best]),
+                         "probs": {name: float(v) for name, v in zip(self.class_names, p)}})
+        return rows
 
     def describe(self) -> dict:
         """What this predictor runs, for logs and the service's /health."""

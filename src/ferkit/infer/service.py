@@ -3,11 +3,13 @@
     app = create_app(Predictor(...))      # then: uvicorn.run(app)  (or `ferkit serve`)
 
 `/predict` is a plain `def` endpoint, so FastAPI runs it in its threadpool: several requests
-are served at once while the event loop stays free. The predictor needs no lock: the
-model is only read, onnxruntime sessions are thread-safe, and each thread has its own cascade.
+are decoded and searched for faces at once while the event loop stays free (each thread has its
+own cascade), and the faces of concurrent requests share forward passes (`CropBatcher`).
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,10 @@ from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from ferkit.data.images import MAX_PIXELS
+from ferkit.device import release_freed_memory
+
+from .batching import CropBatcher
 from .io import ImageReadError, decode_image
 
 STATIC = Path(__file__).parent / "static"
@@ -23,12 +29,46 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file it
 STATUS = {"empty": 400, "corrupt": 400, "not_image": 415, "bad_array": 415, "too_large": 413, "missing": 400}
 
 
-def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024) -> FastAPI:
-    """The FastAPI app around a `Predictor` (anything with `predict`, `class_names`, `describe`)."""
+def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: int = MAX_PIXELS,
+               decoders: int = 2) -> FastAPI:
+    """The FastAPI app around a `Predictor` (anything with `predict`, `class_names`, `describe`).
+
+    Uploads over `max_bytes`, or whose header declares more than `max_pixels`, are refused before
+    they are decoded; at most `decoders` uploads are decoded at once, which bounds the memory a
+    burst of large photos can take."""
     app = FastAPI(title="ferkit", version="0.1.0",
                   description="Facial expression recognition: upload a photo, get faces and class probabilities.")
     app.state.predictor = predictor
     app.state.max_bytes = max_bytes
+    decoding = threading.BoundedSemaphore(decoders)
+    # Detection runs in the request threads; the classifier runs once for the faces of all requests
+    # that arrive within a few milliseconds (`CropBatcher`). A predictor without the two steps
+    # (anything with `predict`) is called per request.
+    batcher = CropBatcher(predictor.predict_crops) if hasattr(predictor, "find_faces") else None
+    app.state.batcher = batcher
+
+    in_flight, lock = 0, threading.Lock()
+
+    @contextlib.contextmanager
+    def tracked():
+        """Count requests being served; the last one out of a burst gives the freed memory back."""
+        nonlocal in_flight
+        with lock:
+            in_flight += 1
+        try:
+            yield
+        finally:
+            with lock:
+                in_flight -= 1
+                last = in_flight == 0
+            if last:
+                release_freed_memory()
+
+    def faces_of(image) -> list[dict]:
+        if batcher is None:
+            return predictor.predict([image])[0]
+        boxes, crops = predictor.find_faces(image)
+        return predictor.faces(boxes, batcher(crops))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
@@ -47,19 +87,21 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024) -> FastAPI:
     @app.get("/health")
     def health() -> dict:
         """Liveness and what model is served."""
-        return {"status": "ok", "max_bytes": max_bytes, **predictor.describe()}
+        return {"status": "ok", "max_bytes": max_bytes, "max_pixels": max_pixels, **predictor.describe()}
 
     @app.post("/predict")
     def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ...")) -> dict:
         """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
-        data = file.file.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise HTTPException(413, too_large(None, max_bytes))
-        try:
-            image = decode_image(data, file.filename or "upload")
-        except ImageReadError as e:
-            raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
-        faces = predictor.predict([image])[0]
+        with tracked():
+            data = file.file.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise HTTPException(413, too_large(None, max_bytes))
+            try:
+                with decoding:
+                    image = decode_image(data, file.filename or "upload", max_pixels)
+            except ImageReadError as e:
+                raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
+            faces = faces_of(image)
         n = len(faces)
         message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
         return {"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0]),
