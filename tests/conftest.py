@@ -36,6 +36,15 @@ def synth_csv(tmp_path) -> Path:
     return make_fer_csv(tmp_path / "fer2013.csv")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test that reads the real FER-2013 zip is `real_data` and `slow`, so the fast tier
+    (`python -m pytest -m "not slow"`) never waits for it; the others mark themselves slow."""
+    for item in items:
+        if "real_zip" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def real_zip() -> Path:
     """The real FER-2013 zip ($FERKIT_DATA_ZIP, else ../shared/data/fer2013.zip), or skip."""

@@ -12,8 +12,6 @@ OFFICIAL = {  # angry, disgust, fear, happy, neutral, sad, surprise
     "val": [467, 56, 496, 895, 607, 653, 415],
     "test": [491, 55, 528, 879, 626, 594, 416],
 }
-COLD_LIMIT_S = 15.0  # target on a 2-core machine
-WARM_LIMIT_S = 3.0   # target is about 1 s; slack for a machine shared by other jobs
 
 
 def test_real_zip_counts_and_load_times(real_zip, tmp_path):
@@ -45,6 +43,6 @@ def test_real_zip_counts_and_load_times(real_zip, tmp_path):
         np.testing.assert_array_equal(warm_data.splits[s].labels, data.splits[s].labels)
         assert warm_data.splits[s].names == data.splits[s].names
 
+    # Load times are printed, not asserted (tests do not depend on the machine's speed):
+    # bench/throughput.py measures them against their targets.
     print(f"\nreal zip: cold load {cold:.1f} s, warm load {warm:.2f} s")
-    assert cold < COLD_LIMIT_S, f"cold load took {cold:.1f} s"
-    assert warm < WARM_LIMIT_S, f"warm load took {warm:.2f} s"

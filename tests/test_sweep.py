@@ -26,6 +26,7 @@ sample_q = 0.0
     return f
 
 
+@pytest.mark.slow
 def test_sweep_runs_the_grid_then_skips_and_resumes(sweep_file, tmp_path, capsys):
     assert [r.action for r in plan(sweep_file)] == ["start"] * 4
     assert main(["sweep", str(sweep_file), "--jobs", "2"]) == 0
