@@ -55,10 +55,6 @@ def predict_all(data_root: str, amp: bool) -> dict:
     return out
 
 
-def differ(a: str, b: str) -> int:
-    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_ZIP), help="FER-2013 zip or folder")
@@ -73,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not Path(args.data).exists():
         raise SystemExit(f"no data at {args.data}: give the FER-2013 zip with --data")
     from ferkit.device import cpu_info, cpu_supports_bf16
-    from ferkit.pretrained import card_predictions, shipped_models
+    from ferkit.pretrained import card_predictions, changed_predictions as differ, shipped_models
     names = args.settings or [s for s in SETTINGS if s != "bf16" or cpu_supports_bf16()]
     runs = {}
     for name in names:
