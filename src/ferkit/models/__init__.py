@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -112,6 +113,13 @@ def _safe_globals() -> list:
     return allowed
 
 
+def first_line(error: Exception, line: int = 0, width: int = 160) -> str:
+    """One line of an exception's message for a one-line error, shortened at a word, not mid-word."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    text = lines[min(line, len(lines) - 1)] if lines else type(error).__name__
+    return textwrap.shorten(text, width, placeholder=" ...")
+
+
 def _load_data_only(path: Path, map_location: str) -> Any:
     """torch.load restricted to data (`weights_only=True` plus `_safe_globals`): a pickle that names any
     other callable, such as os.system, is refused before anything in it runs."""
@@ -126,10 +134,9 @@ def _load_data_only(path: Path, map_location: str) -> Any:
             raise CheckpointError(f"refusing to load {path}: it holds a Python object that could run code "
                                   f"({found.group(1)}), and a checkpoint must be data only; re-save its "
                                   f"state_dict from code you trust") from None
-        raise CheckpointError(f"cannot read checkpoint {path}: {(str(e).splitlines() or [''])[0][:120]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     except Exception as e:  # torch raises many types for a corrupt file
-        first = (str(e).splitlines() or [""])[0][:120]
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first_line(e)}") from None
 
 
 def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dict:
@@ -167,7 +174,7 @@ def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Cl
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {str(e).splitlines()[1].strip()[:160]}") from None
+        raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {first_line(e, line=1)}") from None
     if ckpt.get("posthoc", {}).get("offset") is not None:  # logit adjustment tuned on val
         from ferkit.strategies.posthoc import LogitOffset
         model = LogitOffset(model, torch.tensor(ckpt["posthoc"]["offset"]))
