@@ -336,7 +336,8 @@ def test_predict_folder_reports_every_file(ckpt, photo_folder, tmp_path, capsys)
     for name in ("a.png", "b.jpg"):
         assert rows[name]["faces"] == 1 and rows[name]["face"] == 0 and found_at(rows[name]["box"])
         assert set(rows[name]["probs"]) == set(CLASSES) and rows[name]["label"] in CLASSES
-    assert rows["crop48.png"] == {"file": str(photo_folder / "crop48.png"), "faces": 0, "message": "no face found"}
+    assert rows["crop48.png"] == {"file": str(photo_folder / "crop48.png"), "faces": 0,
+                                  "message": "no face found (a 48x48 image looks like a face crop already: try --no-detect)"}
     assert "not an image" in rows["bad.jpg"]["error"] and "empty" in rows["empty.jpg"]["error"]
     assert "truncated" in rows["cut.jpg"]["error"]
     err = capsys.readouterr().err

@@ -84,10 +84,16 @@ class RowWriter:
         self.csv.writerow(flat)
 
 
-def face_rows(base: dict, faces: list[dict]) -> Iterator[dict]:
-    """Output rows of one image: one per face, or one saying that no face was found."""
+CROP_SIDE = 96  # an image this small with no face found is most likely a face crop already
+
+
+def face_rows(base: dict, faces: list[dict], shape: tuple[int, ...] | None = None) -> Iterator[dict]:
+    """Output rows of one image: one per face, or one saying that no face was found (with a hint to
+    use --no-detect when the image is as small as a face crop: the detector needs context around a face)."""
     if not faces:
-        yield {**base, "faces": 0, "message": "no face found"}
+        small = shape is not None and max(shape[:2]) <= CROP_SIDE
+        hint = f" (a {shape[1]}x{shape[0]} image looks like a face crop already: try --no-detect)" if small else ""
+        yield {**base, "faces": 0, "message": "no face found" + hint}
     for i, f in enumerate(faces):
         yield {**base, "faces": len(faces), "face": i, "box": f["box"], "label": f["label"],
                "score": round(f["score"], 6), "probs": {c: round(p, 6) for c, p in f["probs"].items()}}
@@ -133,7 +139,7 @@ def run_predict(args: argparse.Namespace) -> int:
                     writer.write({"file": str(path), "error": str(e)})
             results = predictor.predict([im for _, im in loaded]) if loaded else []
             for (path, image), faces in zip(loaded, results):
-                for row in face_rows({"file": str(path)}, faces):
+                for row in face_rows({"file": str(path)}, faces, image.shape):
                     writer.write(row)
                 if annotate_dir is not None:
                     save_annotated_image(image, faces, annotate_dir, path.name, used)
