@@ -65,6 +65,7 @@ def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, mon
 
     monkeypatch.setenv("FERKIT_CPU_BF16", "0")
     device.cpu_supports_bf16.cache_clear()
+    device.bf16_available.cache_clear()
     try:
         assert device.amp_dtype(device.torch.device("cpu")) is None and device.precision("cpu", True) == "float32"
         data = make_image_folders(tmp_path / "fer", {s: {c: 2 for c in ["angry", "disgust", "fear", "happy", "neutral",
@@ -73,6 +74,7 @@ def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, mon
                      "--runs_dir", str(tmp_path / "runs"), "--amp"]) == 0
     finally:
         device.cpu_supports_bf16.cache_clear()
+        device.bf16_available.cache_clear()
     out = capsys.readouterr().out
     assert out.count("this CPU has no native bfloat16") == 1
     saved = json.loads((tmp_path / "runs" / "a" / "config.json").read_text())

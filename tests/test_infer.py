@@ -21,7 +21,7 @@ from PIL import Image
 from ferkit.infer import ImageReadError, Predictor, default_checkpoint
 from ferkit.infer.commands import (add_export_args, add_predict_args, run_export, run_predict)
 from ferkit.infer.faces import crop_face
-from ferkit.infer.predictor import bf16_available
+from ferkit.device import bf16_available
 from ferkit.models import build_model, load_model, to_input
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]

@@ -149,9 +149,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 def cmd_posthoc(args: argparse.Namespace) -> int:
     """Tune a post-hoc adjustment on val and save the adjusted checkpoint."""
     from ferkit.data import load_data
-    from ferkit.models import read_checkpoint
+    from ferkit.models import read_checkpoint, save_checkpoint
     from ferkit.strategies.posthoc import adjust_checkpoint
-    from ferkit.train import match_classes, save_atomic
+    from ferkit.train import match_classes
 
     ckpt = read_checkpoint(args.ckpt)
     data = match_classes(load_data(_data_root(args.data_root, ckpt.get("config", {}))), ckpt["class_names"])
@@ -164,7 +164,7 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for key in ("optimizer", "scheduler", "rng", "history"):  # a last.pt's training state does not apply any more
         new.pop(key, None)
-    save_atomic(new, out)
+    save_checkpoint(new, out)
     ph = new["posthoc"]
     print(f"{args.method}: val macro-F1 {ph['val_macro_f1']:.4f}" + (f" at tau {ph['tau']}" if "tau" in ph else ""))
     print(f"saved {out}; evaluate it on test with: ferkit eval {out}")
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="decode a FER-2013 download into a cached uint8 store and print its counts")
     p.add_argument("source", help="image-folder tree, its parent, a .zip, or fer2013.csv")
     p.add_argument("--out", required=True, help="folder to write the store to")
-    p.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                    help="skip unreadable images (they are listed) instead of stopping")
     p.set_defaults(func=cmd_prepare)
 
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: a shipped model as its card (float32), a run as it trained")
     p.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
                    help="flip (the bare flag) or crops (5 crops x flip); default: as the run was")
-    p.add_argument("--no-tta", "--no_tta", dest="tta", action="store_const", const="none", help="no test-time augmentation")
+    p.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="no test-time augmentation")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid of strategies x seeds from a TOML/YAML file (restartable)")
     p.add_argument("config", help="sweep file (see ferkit/sweep.py)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split between them)")
-    p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would run")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="only list what would run")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("pack", help="ship a checkpoint: float16 weights, model card, metrics evaluated from the file")

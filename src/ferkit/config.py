@@ -22,7 +22,7 @@ class RunConfig:
     runs_dir: str = "runs"
     # model
     arch: str = "seed-cnn"
-    head: str = "softmax"             # softmax (= linear), cosine, arcface
+    head: str = "softmax"             # softmax (a linear layer), cosine, arcface
     arc_s: float = 30.0
     arc_m: float = 0.5
     # strategy: loss, class weights, sampling (independent choices)

@@ -89,13 +89,27 @@ def cpu_supports_bf16() -> bool:
         return any(f in _cpuinfo()[1] for f in ("avx512_bf16", "amx_bf16"))
 
 
+@functools.lru_cache(maxsize=None)
+def bf16_available(device_type: str) -> bool:
+    """True when bfloat16 autocast runs natively on this device type (tried once, then cached): the
+    one bf16 check of `--amp`, evaluation and the Predictor's bf16="auto"."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu" or not cpu_supports_bf16():
+        return False
+    try:  # a tiny conv under autocast: some builds accept the flag but do not run bf16
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
+        return out.dtype == torch.bfloat16
+    except RuntimeError:
+        return False
+
+
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype `--amp` uses on this device, or None where it would not help."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_supports_bf16():
-        return torch.bfloat16
-    return None
+        return torch.bfloat16 if bf16_available("cuda") else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and bf16_available("cpu") else None
 
 
 def precision(device: torch.device | str, amp: bool) -> str:
@@ -124,9 +138,13 @@ def autocast(device: torch.device | str, enabled: bool):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def set_threads() -> None:
-    """Use one intra-op thread per physical core unless the user set OMP_NUM_THREADS."""
-    if "OMP_NUM_THREADS" not in os.environ:
+def set_threads(threads: int | None = None) -> None:
+    """torch's intra-op threads: `threads`, else one per core unless the user set OMP_NUM_THREADS."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1 (got {threads})")
+        torch.set_num_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 

@@ -17,8 +17,8 @@ import torch
 
 from ferkit.config import TTA_MODES
 from ferkit.data import load_data
-from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint
-from ferkit.train import evaluate_run, save_atomic
+from ferkit.models import SHIPPED_DIR, count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
+from ferkit.train import evaluate_run
 
 
 CARD_PRECISION = "float32"  # a card's reference figures: the precision every CPU computes alike
@@ -86,7 +86,7 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
         epochs_csv = Path(ckpt_path).parent / "epochs.csv"
         seconds = sum(float(r["seconds"]) for r in csv.DictReader(open(epochs_csv))) if epochs_csv.is_file() else None
         keep["training"] = {"seconds": seconds, "machine": _machine(), "source": str(ckpt_path)}
-    save_atomic(keep, out)
+    save_checkpoint(keep, out)
 
     cfg = dict(ckpt.get("config", {}))
     data = load_data(data_root or cfg.get("data_root"), log=log)
@@ -97,7 +97,7 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
             log("TTA chosen on val: " + ", ".join(f"{m} {f:.4f}" for m, f in scores.items()) + f" -> {tta}")
         cfg["tta"] = tta
         keep["config"], keep["tta_selection"] = cfg, scores
-        save_atomic(keep, out)
+        save_checkpoint(keep, out)
     eval_dir = out.parent / f"{out.stem}-eval"
     # The card's figures are float32 whatever the run trained in: the portable precision (bench/precision.py).
     test = evaluate_run(out, data, eval_dir, False, cfg.get("tta", False), log=log)
@@ -200,7 +200,7 @@ def _metrics_table(s: dict) -> str:
     return "\n".join(lines)
 
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"  # the repository's pretrained/ folder
+PRETRAINED_DIR = SHIPPED_DIR  # where shipped_models() looks (tests point it elsewhere)
 
 
 def shipped_models(folder: Path | None = None) -> list[Path]:

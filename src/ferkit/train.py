@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import time
 from functools import partial
@@ -21,20 +20,13 @@ from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
 from ferkit.device import amp_notice, autocast, describe_cpu, keep_freed_memory, pick_device, precision, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
-from ferkit.models import build_model, load_model, read_checkpoint
+from ferkit.models import build_model, load_model, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
 from ferkit.strategies import class_weights, make_loss, sampling_weights
 from ferkit.strategies.mixing import mix_batch
 from ferkit.strategies.sampling import SAMPLER_Q
 
 Log = Callable[[str], None]
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    """Write a checkpoint so that an interruption never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def build_for_run(cfg: RunConfig, data: FerData, device: torch.device):
@@ -178,7 +170,7 @@ def _complete_best(run_dir: Path, last: dict, base: dict) -> None:
         return
     if path.is_file() and read_checkpoint(path).get("epoch") == best:
         return
-    save_atomic(base | {"model": last["model"], "epoch": best, "val_metrics": last["val_metrics"]}, path)
+    save_checkpoint(base | {"model": last["model"], "epoch": best, "val_metrics": last["val_metrics"]}, path)
 
 
 def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True,
@@ -275,11 +267,11 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         best_f1 = max(best_f1, vm["macro_f1"])
         # last.pt first: a kill between the two writes leaves a run that --resume continues (and
         # re-saves best.pt from its epoch, as the history says it is the best).
-        save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm, "optimizer": optimizer.state_dict(),
+        save_checkpoint(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm, "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
                             "best_val_macro_f1": best_f1}, run_dir / "last.pt")
         if improved:
-            save_atomic(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
+            save_checkpoint(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
         log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
             f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
             f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")

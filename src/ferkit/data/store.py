@@ -105,7 +105,7 @@ def is_store_dir(path: Path) -> bool:
     return path.is_dir() and (path / STORE_JSON).is_file() and (path / STORE_NPZ).is_file()
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` via a temporary file in the same folder and os.replace, so readers never see
     a half-written file (a crash or a concurrent run leaves either the old file or the new one)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -135,8 +135,8 @@ def save_store(data: FerData, npz_path: Path, json_path: Path) -> None:
         "key": data.key,
         "notes": data.notes,
     }
-    _write_atomic(npz_path, lambda f: np.savez(f, **arrays))
-    _write_atomic(json_path, lambda f: f.write(json.dumps(meta).encode("utf-8")))
+    write_atomic(npz_path, lambda f: np.savez(f, **arrays))
+    write_atomic(json_path, lambda f: f.write(json.dumps(meta).encode("utf-8")))
 
 
 def load_store(npz_path: Path, json_path: Path) -> FerData:

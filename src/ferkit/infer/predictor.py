@@ -11,7 +11,6 @@ model -> softmax. Crops of all images are classified together in batches.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ferkit.device import bf16_available
 from ferkit.tta import tta_inputs, tta_mode
 
 from .faces import Box, FaceDetector, crop_face, resize_face
@@ -31,42 +31,19 @@ DEFAULT_MARGIN = 0.02
 
 def default_checkpoint() -> Path:
     """The shipped recommended model, `pretrained/ferkit-recommended.pt` in the repository."""
-    path = Path(__file__).resolve().parents[3] / "pretrained" / "ferkit-recommended.pt"
+    from ferkit.models import SHIPPED_DIR
+    path = SHIPPED_DIR / "ferkit-recommended.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped model found at {path}; pass a checkpoint path (e.g. --ckpt runs/<exp>/best.pt)")
     return path
 
 
-@functools.lru_cache(maxsize=None)
-def bf16_available(device_type: str) -> bool:
-    """True when bfloat16 autocast runs natively on this device (tried once, then cached).
-
-    On a CPU without AVX-512 BF16 / AMX, bf16 is emulated and slower than float32, so "auto"
-    keeps float32 there.
-    """
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device_type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    from ferkit.device import cpu_supports_bf16
-
-    if not cpu_supports_bf16():
-        return False
-    try:  # a tiny conv under autocast: some builds accept the flag but do not run bf16
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            out = torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
-        return out.dtype == torch.bfloat16
-    except RuntimeError:
-        return False
-
-
 def set_threads(threads: int) -> None:
-    """Intra-op threads of torch and OpenCV (process-wide settings)."""
+    """Intra-op threads of torch (`ferkit.device.set_threads`) and of OpenCV (process-wide settings)."""
     import cv2
 
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1 (got {threads})")
-    torch.set_num_threads(threads)
+    from ferkit import device
+    device.set_threads(threads)
     cv2.setNumThreads(threads)
 
 

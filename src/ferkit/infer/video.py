@@ -10,15 +10,6 @@ import numpy as np
 from .io import ImageReadError
 
 
-def video_info(path: str | Path) -> tuple[int, float]:
-    """(frame count, frames per second) as the container reports them (0 when unknown)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    finally:
-        cap.release()
-
-
 def iter_frames(path: str | Path, every: int = 10) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield (frame index, time in seconds, RGB uint8 frame) for frames 0, every, 2*every, ...
 

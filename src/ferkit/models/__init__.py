@@ -30,10 +30,13 @@ ARCHS: dict[str, Callable[[], nn.Module]] = {
 FIXED_SIZE_ARCHS = {"seed-cnn"}  # a fully connected layer fixes their input at 48x48; the others pool globally
 HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,
-    "linear": SoftmaxHead,  # the issue-4 name for the same head
     "cosine": CosineHead,
     "arcface": ArcFaceHead,
 }
+
+
+# The shipped models (`ferkit pack` writes them, `Predictor()` and `ferkit quickstart` read them).
+SHIPPED_DIR = Path(__file__).resolve().parents[3] / "pretrained"
 
 
 class CheckpointError(ValueError):
@@ -137,6 +140,12 @@ def _load_data_only(path: Path, map_location: str) -> Any:
         raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     except Exception as e:  # torch raises many types for a corrupt file
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first_line(e)}") from None
+
+
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """Write a checkpoint so that an interruption never leaves a half-written file (`write_atomic`)."""
+    from ferkit.data.store import write_atomic
+    write_atomic(Path(path), lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dict:

@@ -46,7 +46,7 @@ def add_summary_args(p: argparse.ArgumentParser) -> None:
                    help="put runs whose dir name or path matches GLOB in group NAME (repeatable); "
                         "default: dir name without a _seedN/-seedN/_sN/-sN suffix")
     p.add_argument("--baseline", metavar="NAME", help="group to compare every other group with (paired.csv)")
-    p.add_argument("--n-boot", "--n_boot", type=int, default=1000,
+    p.add_argument("--n-boot", type=int, default=1000,
                    help="bootstrap resamples of the test set (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
 

@@ -29,14 +29,14 @@ def read_metrics(run_dir: Path | str) -> dict:
     """The test metrics.json of a run dir, checked for the fields reports need."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
-        raise ReportError(f"no metrics.json in {run_dir}: pass run dirs written by `ferkit train` or `ferkit evaluate`")
+        raise ReportError(f"no metrics.json in {run_dir}: pass run dirs written by `ferkit train` or `ferkit eval`")
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ReportError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): re-run `ferkit evaluate`") from None
+        raise ReportError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): re-run `ferkit eval`") from None
     missing = [k for k in _REQUIRED_METRICS if k not in metrics]
     if missing:
-        raise ReportError(f"{path} lacks {', '.join(missing)}: re-run `ferkit evaluate` to rewrite it")
+        raise ReportError(f"{path} lacks {', '.join(missing)}: re-run `ferkit eval` to rewrite it")
     return metrics
 
 
@@ -63,7 +63,7 @@ def load_run(run_dir: Path | str) -> dict:
     if not path.is_file() and (run_dir / "predictions.csv.gz").is_file():
         path = run_dir / "predictions.csv.gz"  # as committed under results/ (a third of the size)
     if not path.is_file():
-        raise ReportError(f"no predictions.csv in {run_dir}: re-run `ferkit evaluate` on it to write one")
+        raise ReportError(f"no predictions.csv in {run_dir}: re-run `ferkit eval` on it to write one")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -94,12 +94,12 @@ def _check_consistent(run: dict, path: Path) -> None:
     n = len(run["y_true"])
     if n != m.get("num_samples", n):
         raise ReportError(f"{path} has {n} rows but metrics.json says {m['num_samples']} samples: "
-                          "re-run `ferkit evaluate`")
+                          "re-run `ferkit eval`")
     check = metrics_from_confusion(confusion_counts(run["y_true"], run["y_pred"], len(run["class_names"])))
     for key in ("accuracy", "macro_f1"):
         if abs(float(check[key]) - m[key]) > _TOLERANCE:
             raise ReportError(f"{path} gives {key} {float(check[key]):.6f} but metrics.json says {m[key]:.6f}: "
-                              "re-run `ferkit evaluate` so both come from one evaluation")
+                              "re-run `ferkit eval` so both come from one evaluation")
 
 
 def parse_group_spec(spec: str) -> tuple[str, str]:

@@ -5,7 +5,7 @@ import numpy as np
 
 # Named samplers: q = 1 is the natural distribution (plain shuffling), q = 0.5 what the reference
 # project calls "balanced" (each image weighted 1/sqrt(n_c)), q = 0 class-balanced.
-SAMPLER_Q = {"default": None, "balanced": 0.5, "sqrt": 0.5, "class_balanced": 0.0}
+SAMPLER_Q = {"default": None, "balanced": 0.5, "class_balanced": 0.0}
 
 
 def sampling_weights(labels: np.ndarray, q: float, num_classes: int) -> np.ndarray:
