@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from ferkit.evaluate import compute_metrics, write_predictions
 from ferkit.report import commands, figures, stats, summary
 from ferkit.report.stats import ReportError
+from ferkit.report.summary import read_metrics
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -311,7 +312,7 @@ def test_figures_are_valid_pngs(runs_root, tmp_path):
     m = json.loads((runs_root / "ce_seed1" / "metrics.json").read_text())
     assert_png(figures.plot_confusion(np.array(m["confusion_matrix"]), CLASSES, tmp_path / "a" / "cm.png", "t"))
     runs = [runs_root / "ce_seed1", runs_root / "focal_loss_seed1", runs_root / "single"]
-    assert_png(figures.compare_confusions(runs, tmp_path / "cmp.png"))
+    assert_png(figures.compare_confusions({d.name: read_metrics(d) for d in runs}, tmp_path / "cmp.png"))
     groups = {"one run": m["per_class_f1"], "seeds": {"mean": m["per_class_f1"], "std": [0.02] * 7}}
     assert_png(figures.per_class_f1_chart(groups, CLASSES, tmp_path / "bars.png"))
 
@@ -320,7 +321,7 @@ def test_figures_errors(runs_root, tmp_path):
     with pytest.raises(ReportError, match="shape"):
         figures.plot_confusion(np.zeros((3, 3)), CLASSES, tmp_path / "x.png")
     with pytest.raises(ReportError, match="at least two"):
-        figures.compare_confusions([runs_root / "single"], tmp_path / "x.png")
+        figures.compare_confusions({"single": read_metrics(runs_root / "single")}, tmp_path / "x.png")
     with pytest.raises(ReportError, match="expected 7"):
         figures.per_class_f1_chart({"a": [0.5] * 6}, CLASSES, tmp_path / "x.png")
 

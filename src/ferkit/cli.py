@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ferkit.config import PRESETS, TTA_MODES, ConfigError, make_config, read_config_file
+from ferkit.config import PRESETS, ConfigError, make_config, read_config_file
+from ferkit.tta import TTA_MODES
 
 
 def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:

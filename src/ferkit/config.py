@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ferkit.tta import TTA_MODES  # the TTA code owns its modes; a config names one
+
 
 @dataclass
 class RunConfig:
@@ -81,8 +83,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Test-time augmentation modes, cheapest first (`ferkit.tta` builds their views for eval and Predictor).
-TTA_MODES = ("none", "flip", "crops")
 
 
 class ConfigError(ValueError):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ferkit.config import TTA_MODES
+from ferkit.tta import TTA_MODES
 from ferkit.data import load_data
 from ferkit.models import SHIPPED_DIR, count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
 from ferkit.train import evaluate_run

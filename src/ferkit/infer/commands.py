@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from ferkit.config import TTA_MODES
+from ferkit.tta import TTA_MODES
 from ferkit.data.images import MAX_PIXELS
 
 CHUNK = 32  # images (or video frames) classified together

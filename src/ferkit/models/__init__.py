@@ -43,6 +43,18 @@ class CheckpointError(ValueError):
     """A checkpoint that ferkit cannot read."""
 
 
+class LogitOffset(nn.Module):
+    """Wraps a classifier (a logit-adjustment checkpoint loads as one): logits - offset (the logit-adjustment rule at inference)."""
+
+    def __init__(self, model: nn.Module, offset: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("offset", offset.float())
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x, target) - self.offset
+
+
 class Classifier(nn.Module):
     """backbone (image -> feature) followed by a head (feature -> logits)."""
 
@@ -185,7 +197,6 @@ def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Cl
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {first_line(e, line=1)}") from None
     if ckpt.get("posthoc", {}).get("offset") is not None:  # logit adjustment tuned on val
-        from ferkit.strategies.posthoc import LogitOffset
         model = LogitOffset(model, torch.tensor(ckpt["posthoc"]["offset"]))
     model.eval()
     info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics", "posthoc")}

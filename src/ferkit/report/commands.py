@@ -75,8 +75,8 @@ def run_figures(args: argparse.Namespace) -> int:
     if len(run_dirs) < 2:
         raise ReportError(f"figures compares runs: pass at least two run dirs, got {len(run_dirs)}")
     out = Path(args.out)
-    figures.compare_confusions(run_dirs, out / "confusions.png", labels=_run_labels(run_dirs))
     metrics = {d: read_metrics(d) for d in run_dirs}
+    figures.compare_confusions(dict(zip(_run_labels(run_dirs), metrics.values())), out / "confusions.png")
     class_names = metrics[run_dirs[0]]["class_names"]  # compare_confusions checked all runs agree
     bars = {}
     for name, dirs in group_runs(run_dirs).items():

@@ -69,30 +69,26 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path | str, tit
     return _save(fig, path)
 
 
-def compare_confusions(run_dirs: list[Path], out_path: Path | str, labels: list[str] | None = None) -> Path:
-    """Row-normalised confusion matrices of two or more runs side by side in one PNG."""
-    from ferkit.report.summary import read_metrics  # here, not at the top: summary imports this module
+def compare_confusions(metrics: dict[str, dict], out_path: Path | str) -> Path:
+    """Row-normalised confusion matrices of two or more runs side by side in one PNG.
 
-    run_dirs = [Path(d) for d in run_dirs]
-    if len(run_dirs) < 2:
-        raise ReportError(f"comparing confusion matrices needs at least two run dirs, got {len(run_dirs)}")
-    labels = labels or [d.name for d in run_dirs]
-    if len(labels) != len(run_dirs):
-        raise ReportError(f"got {len(labels)} labels for {len(run_dirs)} run dirs: give one label per run")
-    metrics = [read_metrics(d) for d in run_dirs]
-    class_names = metrics[0]["class_names"]
-    for d, m in zip(run_dirs, metrics):
+    `metrics`: {label: a run's metrics dict (`confusion_matrix`, `class_names`, `macro_f1`)}."""
+    if len(metrics) < 2:
+        raise ReportError(f"comparing confusion matrices needs at least two runs, got {len(metrics)}")
+    labels, runs = list(metrics), list(metrics.values())
+    class_names = runs[0]["class_names"]
+    for label, m in metrics.items():
         if m["class_names"] != class_names:
-            raise ReportError(f"{d} has classes {m['class_names']}, {run_dirs[0]} has {class_names}: "
+            raise ReportError(f"{label} has classes {m['class_names']}, {labels[0]} has {class_names}: "
                               "compare runs of the same classes")
-    ncols = min(len(run_dirs), 4)
-    nrows = -(-len(run_dirs) // ncols)
+    ncols = min(len(runs), 4)
+    nrows = -(-len(runs) // ncols)
     fig = Figure(figsize=(5.6 * ncols, 5.2 * nrows))
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
-    for ax, label, m in zip(axes, labels, metrics):
+    for ax, label, m in zip(axes, labels, runs):
         cm = _check_square(m["confusion_matrix"], class_names)
         _draw_matrix(ax, row_normalise(cm), class_names, f"{label}\nmacro-F1 {m['macro_f1']:.3f}", ".2f", vmax=1.0)
-    for ax in axes[len(run_dirs):]:
+    for ax in axes[len(runs):]:
         ax.set_visible(False)
     fig.tight_layout()
     return _save(fig, out_path)

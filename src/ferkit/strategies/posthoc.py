@@ -21,18 +21,6 @@ from ferkit.evaluate import compute_metrics, predict_proba
 TAUS = [round(t, 2) for t in np.arange(0.0, 2.01, 0.1)]
 
 
-class LogitOffset(nn.Module):
-    """Wraps a classifier: logits - offset (the logit-adjustment rule at inference)."""
-
-    def __init__(self, model: nn.Module, offset: torch.Tensor):
-        super().__init__()
-        self.model = model
-        self.register_buffer("offset", offset.float())
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(x, target) - self.offset
-
-
 def log_prior(counts: np.ndarray) -> torch.Tensor:
     n = np.asarray(counts, dtype=np.float64)
     return torch.tensor(np.log(n / n.sum()), dtype=torch.float32)
