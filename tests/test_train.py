@@ -10,7 +10,8 @@ from ferkit import train as train_mod
 from ferkit.config import ConfigError, make_config
 from ferkit.data import FerData, Split
 from ferkit.evaluate import metrics_from_predictions
-from ferkit.train import evaluate_run, fit
+from ferkit.evaluate import evaluate_run
+from ferkit.train import fit
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 

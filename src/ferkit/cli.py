@@ -60,7 +60,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ferkit.train import evaluate_run, fit
+    from ferkit.train import fit
 
     explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "overwrite")}
     cfg = make_config(explicit, read_config_file(args.config) if args.config else None)
@@ -87,7 +87,7 @@ def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, a
     from ferkit.data import load_data
     from ferkit.device import amp_notice, pick_device
     from ferkit.models import read_checkpoint
-    from ferkit.train import evaluate_run
+    from ferkit.evaluate import evaluate_run
 
     checkpoint = read_checkpoint(ckpt)
     saved = checkpoint.get("config", {})
@@ -152,7 +152,7 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
     from ferkit.data import load_data
     from ferkit.models import read_checkpoint, save_checkpoint
     from ferkit.strategies.posthoc import adjust_checkpoint
-    from ferkit.train import match_classes
+    from ferkit.evaluate import match_classes
 
     ckpt = read_checkpoint(args.ckpt)
     data = match_classes(load_data(_data_root(args.data_root, ckpt.get("config", {}))), ckpt["class_names"])

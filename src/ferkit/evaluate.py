@@ -1,4 +1,4 @@
-"""Predictions -> metrics, in one place.
+"""Predictions -> metrics, in one place; evaluating a checkpoint on a dataset.
 
 `predict_proba` runs a model over uint8 images; `compute_metrics` is the only function that
 turns labels into numbers (scikit-learn underneath); `evaluate_split` does both and writes
@@ -7,6 +7,7 @@ turns labels into numbers (scikit-learn underneath); `evaluate_split` does both 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from ferkit.data import DataError, FerData
 from ferkit.device import autocast
-from ferkit.models import fold_batchnorm
+from ferkit.models import fold_batchnorm, load_model
 from ferkit.tta import tta_inputs, tta_mode
 
 # Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
@@ -107,3 +109,35 @@ def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_di
         plot_confusion(np.array(m["confusion_matrix"]), class_names, out_dir / f"confusion_matrix{suffix}.png",
                        title=f"{split_name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     return m
+
+
+def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool,
+                 device: torch.device | str = "cpu", log: Callable[[str], None] = print,
+                 splits: tuple[str, ...] = ("val", "test"), progress: Callable[[int], object] | None = None) -> dict:
+    """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
+    model, info = load_model(ckpt_path)
+    model.to(device, memory_format=torch.channels_last)
+    data = match_classes(data, info["class_names"])
+    out = {}
+    for split in splits:
+        suffix = "" if split == "test" else f"_{split}"
+        out[split] = evaluate_split(model, data.splits[split], data.class_names, out_dir, split, device, amp, tta,
+                                    extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")}, suffix=suffix,
+                                    progress=progress)
+        m = out[split]
+        log(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+            + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"])))
+    if out_dir is not None:
+        log(f"outputs in {out_dir}/")
+    return out["test"] if "test" in out else out[splits[-1]]
+
+
+def match_classes(data: FerData, model_classes: list[str]) -> FerData:
+    """Relabel `data` to the model's class order; a different class set is an error."""
+    if list(data.class_names) == list(model_classes):
+        return data
+    if sorted(data.class_names) != sorted(model_classes):
+        raise DataError(f"the model's classes ({', '.join(model_classes)}) differ from the data's ({', '.join(data.class_names)})")
+    remap = np.array([model_classes.index(c) for c in data.class_names])
+    splits = {k: replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
+    return dataclasses.replace(data, class_names=list(model_classes), splits=splits)

@@ -18,7 +18,7 @@ import torch
 from ferkit.tta import TTA_MODES
 from ferkit.data import load_data
 from ferkit.models import SHIPPED_DIR, count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
-from ferkit.train import evaluate_run
+from ferkit.evaluate import evaluate_run
 
 
 CARD_PRECISION = "float32"  # a card's reference figures: the precision every CPU computes alike
@@ -55,7 +55,7 @@ def _command(cfg: dict) -> str:
 def choose_tta(ckpt_path: Path, data, amp: bool = False) -> tuple[str, dict[str, float]]:
     """The TTA mode with the highest val macro-F1, and the val macro-F1 of every mode (test is not looked at)."""
     from ferkit.evaluate import compute_metrics, predict_proba
-    from ferkit.train import match_classes
+    from ferkit.evaluate import match_classes
 
     model, info = load_model(ckpt_path)
     val = match_classes(data, info["class_names"]).splits["val"]
@@ -213,7 +213,7 @@ def test_predictions(path: Path, data, amp: bool = False) -> dict:
     """A shipped model's predicted test classes as a string of class indices (one digit per image, in
     the split's order), with their accuracy and macro-F1, as its card's TTA makes them."""
     from ferkit.evaluate import compute_metrics, predict_proba
-    from ferkit.train import match_classes
+    from ferkit.evaluate import match_classes
 
     model, info = load_model(path)
     test = match_classes(data, info["class_names"]).splits["test"]

@@ -19,7 +19,7 @@ from ferkit.data import FerData, load_data
 from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
 from ferkit.device import amp_notice, autocast, describe_cpu, keep_freed_memory, pick_device, precision, set_threads
-from ferkit.evaluate import compute_metrics, evaluate_split, predict_proba
+from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
 from ferkit.models import build_model, load_model, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
 from ferkit.strategies import class_weights, make_loss, sampling_weights
@@ -279,36 +279,3 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     if not (run_dir / "best.pt").exists():
         raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
     return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log)
-
-
-def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool,
-                 device: torch.device | str = "cpu", log: Log = print, splits: tuple[str, ...] = ("val", "test"),
-                 progress: Callable[[int], object] | None = None) -> dict:
-    """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
-    model, info = load_model(ckpt_path)
-    model.to(device, memory_format=torch.channels_last)
-    data = match_classes(data, info["class_names"])
-    out = {}
-    for split in splits:
-        suffix = "" if split == "test" else f"_{split}"
-        out[split] = evaluate_split(model, data.splits[split], data.class_names, out_dir, split, device, amp, tta,
-                                    extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")}, suffix=suffix,
-                                    progress=progress)
-        m = out[split]
-        log(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-            + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"])))
-    if out_dir is not None:
-        log(f"outputs in {out_dir}/")
-    return out["test"] if "test" in out else out[splits[-1]]
-
-
-def match_classes(data: FerData, model_classes: list[str]) -> FerData:
-    """Relabel `data` to the model's class order; a different class set is an error."""
-    if list(data.class_names) == list(model_classes):
-        return data
-    if sorted(data.class_names) != sorted(model_classes):
-        raise ConfigError(f"the model's classes ({', '.join(model_classes)}) differ from the data's ({', '.join(data.class_names)})")
-    remap = np.array([model_classes.index(c) for c in data.class_names])
-    from dataclasses import replace
-    splits = {k: replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
-    return replace(data, class_names=list(model_classes), splits=splits)

@@ -98,6 +98,11 @@ def affine_matrices(p: AugParams) -> torch.Tensor:
     return torch.cat([linear, (m @ t.unsqueeze(2))], 2)
 
 
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 48, 48) -> float (N, 1, 48, 48) scaled to [-1, 1], as the model expects."""
+    return images.unsqueeze(1).float().div_(127.5).sub_(1.0)
+
+
 def augment(images: torch.Tensor, params: AugParams, size: int = SIZE) -> torch.Tensor:
     """uint8 (N, 48, 48) -> augmented float (N, 1, size, size) in [-1, 1] (zero fill = black = -1).
 

@@ -10,9 +10,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ferkit.models import to_input
-
-from .augment import SIZE, augment, sample_params
+from .augment import SIZE, augment, sample_params, to_input
 
 
 class EpochBatches:

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ferkit.data.augment import to_input  # the model input contract, defined with the augmentation
+
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
 from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_slim
 from .seedcnn import SeedCNN
@@ -75,11 +77,6 @@ def build_model(arch: str, head: str, num_classes: int, **head_kwargs: Any) -> C
         raise CheckpointError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
     backbone = ARCHS[arch]()
     return Classifier(backbone, HEADS[head](backbone.feature_dim, num_classes, **head_kwargs))
-
-
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N, 48, 48) -> float (N, 1, 48, 48) scaled to [-1, 1], as the model expects."""
-    return images.unsqueeze(1).float().div_(127.5).sub_(1.0)
 
 
 def count_parameters(model: nn.Module) -> int:
