@@ -37,8 +37,15 @@ HEADS: dict[str, type[nn.Module]] = {
 }
 
 
-# The shipped models (`ferkit pack` writes them, `Predictor()` and `ferkit quickstart` read them).
-SHIPPED_DIR = Path(__file__).resolve().parents[3] / "pretrained"
+def _shipped_dir() -> Path:
+    """The shipped models: `ferkit/shipped/` in an installed package (a wheel, `pip install .`), else
+    the repository's `pretrained/` (an editable install or a checkout); pyproject.toml maps one to the other."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "shipped"
+    return installed if installed.is_dir() else package.parents[1] / "pretrained"
+
+
+SHIPPED_DIR = _shipped_dir()  # `ferkit pack` writes there, `Predictor()` and `ferkit quickstart` read it
 
 
 class CheckpointError(ValueError):
