@@ -81,3 +81,32 @@ def test_unknown_names_fail_clearly():
         make_loss("hinge", COUNTS)
     with pytest.raises(ValueError, match="unknown weight_mode"):
         class_weights(COUNTS, "log")
+
+
+def test_a_loss_defined_here_and_registered_in_one_line_trains_through_ferkit_train(tmp_path, monkeypatch):
+    """The registry is the only place a loss is named: a new one is a class plus one line."""
+    import json
+
+    from torch import nn
+
+    from ferkit.cli import main
+    from ferkit.strategies import LOSSES
+    from synth import make_image_folders
+
+    class HalfCE(nn.Module):
+        """Half the cross-entropy, class-weighted like every loss."""
+
+        def __init__(self, weight):
+            super().__init__()
+            self.weight = weight
+
+        def forward(self, logits, target):
+            return 0.5 * F.cross_entropy(logits.float(), target, weight=self.weight)
+
+    monkeypatch.setitem(LOSSES, "half_ce", lambda spec: HalfCE(spec.weight))  # the one line
+    data = make_image_folders(tmp_path / "fer", {s: {c: 2 for c in ["angry", "disgust", "fear", "happy", "neutral",
+                                                                      "sad", "surprise"]} for s in ("train", "val", "test")})
+    assert main(["train", "--data_root", str(data), "--loss", "half_ce", "--weight_mode", "inv", "--epochs", "1",
+                 "--batch_size", "8", "--exp", "half", "--runs_dir", str(tmp_path / "runs")]) == 0
+    assert json.loads((tmp_path / "runs" / "half" / "config.json").read_text())["loss"] == "half_ce"
+    assert (tmp_path / "runs" / "half" / "metrics.json").is_file()

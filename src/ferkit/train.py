@@ -42,7 +42,8 @@ def loss_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> torch.nn.Module
     counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
     weight = class_weights(counts, cfg.weight_mode, cfg.beta) if cfg.weight_mode and epoch >= cfg.reweight_from else None
     loss = cfg.loss if weight is not None or cfg.loss != "wce" else "ce"  # deferred wce is plain ce before
-    return make_loss(loss, counts, weight, cfg.gamma, cfg.tau, cfg.label_smoothing, cfg.arc_s)
+    return make_loss(loss, counts, weight, gamma=cfg.gamma, tau=cfg.tau, label_smoothing=cfg.label_smoothing,
+                     head_scale=cfg.arc_s)
 
 
 def sampling_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> np.ndarray | None:

@@ -4,6 +4,9 @@ Class weights (re-weighting) are an independent choice: any loss takes an option
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -77,26 +80,46 @@ class LDAMLoss(CrossEntropy):
         return super().forward(logits.float() - F.one_hot(target, logits.shape[1]) * self.margin, target)
 
 
-LOSSES = ("ce", "wce", "focal", "ldam", "la", "bsoftmax")
+@dataclass
+class LossSpec:
+    """What a loss is built from: the training set's class counts, this epoch's class weights (None:
+    no re-weighting; any loss takes them) and the run's settings."""
+
+    counts: np.ndarray
+    weight: torch.Tensor | None = None
+    gamma: float = 2.0            # focal
+    tau: float = 1.0              # logit adjustment
+    label_smoothing: float = 0.0
+    head_scale: float = 30.0      # the cosine/arcface head's s (LDAM's margins are in its units)
+
+    @property
+    def log_prior(self) -> torch.Tensor:
+        n = np.asarray(self.counts, dtype=np.float64)
+        return torch.tensor(n / n.sum(), dtype=torch.float32).log()  # the prior in float32, then its log
 
 
-def make_loss(name: str, counts: np.ndarray, weight: np.ndarray | None = None, gamma: float = 2.0,
-              tau: float = 1.0, label_smoothing: float = 0.0, head_scale: float = 30.0) -> nn.Module:
-    """Build a loss by name. `weight` (per-class, mean 1) re-weights any of them; `wce` requires it."""
+def _wce(spec: LossSpec) -> nn.Module:
+    if spec.weight is None:
+        raise ValueError("loss 'wce' needs class weights: set --weight_mode")
+    return CrossEntropy(spec.weight, spec.label_smoothing)
+
+
+# The losses by name: each entry builds its module from a LossSpec. A new loss is a class and one line
+# here (or `LOSSES["name"] = ...` from outside); `--loss name` then trains with it (docs/DESIGN.md).
+LOSSES: dict[str, Callable[[LossSpec], nn.Module]] = {
+    "ce": lambda s: CrossEntropy(s.weight, s.label_smoothing),
+    "wce": _wce,
+    "focal": lambda s: FocalLoss(s.weight, s.gamma, s.label_smoothing),
+    "ldam": lambda s: LDAMLoss(s.counts, 0.5, s.head_scale, s.weight, s.label_smoothing),
+    "la": lambda s: AdjustedCE(s.tau * s.log_prior, s.weight, s.label_smoothing),
+    "bsoftmax": lambda s: AdjustedCE(s.log_prior, s.weight, s.label_smoothing),
+}
+
+
+def make_loss(name: str, counts: np.ndarray, weight: np.ndarray | None = None, **settings: float) -> nn.Module:
+    """Build the loss `name` (a key of LOSSES) for these class counts; `weight` (per class, mean 1)
+    re-weights any of them; `settings` are LossSpec's other fields (gamma, tau, label_smoothing, head_scale)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
     w = None if weight is None else torch.tensor(weight, dtype=torch.float32)
-    prior = torch.tensor(np.asarray(counts, dtype=np.float64) / np.sum(counts), dtype=torch.float32)
-    if name == "ce":
-        return CrossEntropy(w, label_smoothing)
-    if name == "wce":
-        if w is None:
-            raise ValueError("loss 'wce' needs class weights: set --weight_mode")
-        return CrossEntropy(w, label_smoothing)
-    if name == "focal":
-        return FocalLoss(w, gamma, label_smoothing)
-    if name == "la":
-        return AdjustedCE(tau * prior.log(), w, label_smoothing)
-    if name == "bsoftmax":
-        return AdjustedCE(prior.log(), w, label_smoothing)
-    if name == "ldam":
-        return LDAMLoss(counts, 0.5, head_scale, w, label_smoothing)
-    raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+    return LOSSES[name](LossSpec(np.asarray(counts), w, **settings))
