@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from ferkit.tta import TTA_MODES
 from ferkit.data import load_data
-from ferkit.models import SHIPPED_DIR, count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
 from ferkit.evaluate import evaluate_run
+from ferkit.models import SHIPPED_DIR, count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
+from ferkit.tta import TTA_MODES
 
 
 CARD_PRECISION = "float32"  # a card's reference figures: the precision every CPU computes alike
@@ -27,13 +24,13 @@ CARD_PRECISION = "float32"  # a card's reference figures: the precision every CP
 CARD_TOLERANCE = {"changed_predictions": 3,
                   "why": "in float32, all threads, one thread and PyTorch's AVX2 kernels changed none of the 3,589 "
                          "test predictions of either shipped model on an AMD EPYC with AVX-512, and bfloat16 on that "
-                         "EPYC changed 1 against bfloat16 on an AMX Xeon but 16-23 against float32 "
+                         "EPYC changed 1 against bfloat16 on an AMX Xeon but 16-22 against float32 "
                          "(bench/precision.py, bench/results/precision-*.json); 3 leaves room for CPUs not measured "
                          "(ARM) and no more: one changed prediction moves accuracy by 0.0003"}
 
 
 def _machine() -> str:
-    from ferkit.device import describe_cpu
+    from ferkit.device import describe_cpu  # named once per card: "AMD EPYC [avx2 ...], torch kernels AVX512, ..."
     return describe_cpu()
 
 
