@@ -302,3 +302,19 @@ def test_a_kill_between_last_and_best_still_resumes_to_the_same_run(tmp_path):
 def test_a_diverging_run_stops_with_an_error(tmp_path):
     with pytest.raises(ConfigError, match="loss became .*lower --lr"):
         fit(cfg_for(tmp_path, epochs=1, lr=1e30, clip_norm=1e30), tiny_data(), log=lambda s: None, progress=False)
+
+
+def test_match_classes_relabels_to_the_models_order_and_refuses_other_classes():
+    from ferkit.data import DataError
+    from ferkit.evaluate import match_classes
+
+    data = tiny_data()
+    order = list(reversed(data.class_names))
+    moved = match_classes(data, order)
+    assert moved.class_names == order
+    for name in data.splits:
+        names = [data.class_names[i] for i in data.splits[name].labels]
+        assert [order[i] for i in moved.splits[name].labels] == names  # the same class, a new index
+    assert match_classes(data, data.class_names) is data
+    with pytest.raises(DataError, match="differ"):
+        match_classes(data, order[:-1] + ["contempt"])

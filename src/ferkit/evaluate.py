@@ -139,5 +139,5 @@ def match_classes(data: FerData, model_classes: list[str]) -> FerData:
     if sorted(data.class_names) != sorted(model_classes):
         raise DataError(f"the model's classes ({', '.join(model_classes)}) differ from the data's ({', '.join(data.class_names)})")
     remap = np.array([model_classes.index(c) for c in data.class_names])
-    splits = {k: replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
+    splits = {k: dataclasses.replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
     return dataclasses.replace(data, class_names=list(model_classes), splits=splits)
