@@ -13,7 +13,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import sys
 import tempfile
 import time

@@ -8,7 +8,7 @@ import shutil
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
 from ferkit.device import amp_notice, autocast, describe_cpu, keep_freed_memory, pick_device, precision, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
-from ferkit.models import build_model, load_model, read_checkpoint, save_checkpoint
+from ferkit.models import build_model, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
 from ferkit.strategies import class_weights, make_loss, sampling_weights
 from ferkit.strategies.mixing import mix_batch
@@ -118,8 +118,12 @@ def _write_epochs_csv(path: Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
-def _logger(run_dir: Path, log: Log) -> Log:
-    """Print and append to run_dir/train.log."""
+def _logger(run_dir: Path, log: Log, earlier: Iterable[str] = ()) -> Log:
+    """Print and append to run_dir/train.log; `earlier` lines, already printed before the folder
+    existed, go into the file first."""
+    with open(run_dir / "train.log", "a") as f:
+        f.writelines(m + "\n" for m in earlier)
+
     def both(msg: str) -> None:
         log(msg)
         with open(run_dir / "train.log", "a") as f:
@@ -197,12 +201,15 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         raise ConfigError("no --data_root: give the FER-2013 zip, image folder or fer2013.csv")
     run_dir = Path(cfg.runs_dir) / cfg.exp
     early: list[str] = []  # the data is read before the run folder exists: a bad dataset leaves nothing
+
+    def log_early(msg: str) -> None:
+        log(msg)
+        early.append(msg)
+
     if data is None:
-        data = load_data(cfg.data_root, log=lambda m: (log(m), early.append(m)))
+        data = load_data(cfg.data_root, log=log_early)
     prepare_run_dir(run_dir, resume_ckpt is not None, overwrite, log)
-    log = _logger(run_dir, log)
-    with open(run_dir / "train.log", "a") as f:
-        f.writelines(m + "\n" for m in early)
+    log = _logger(run_dir, log, early)
     notice = amp_notice(device, cfg.amp)
     if notice:
         log(notice)

@@ -23,7 +23,7 @@ class CropBatcher:
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], wait_s: float = 0.005, max_crops: int = 256):
         self.predict, self.wait_s, self.max_crops = predict, wait_s, max_crops
-        self.passes = 0  # forward calls made (the tests and bench/service_load.py read it)
+        self.passes = 0  # forward calls made (the service tests read it)
         self._queue: queue.Queue[tuple[np.ndarray, Future]] = queue.Queue()
         threading.Thread(target=self._work, name="ferkit-batcher", daemon=True).start()
 

@@ -6,7 +6,6 @@ Every reader returns a uint8 numpy array, HxW (grayscale) or HxWx3 (RGB), and ra
 from __future__ import annotations
 
 import glob
-import io
 import os
 from pathlib import Path
 from typing import Any, Iterable

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ferkit.data.augment import to_input  # the model input contract, defined with the augmentation
+from ferkit.data.augment import to_input  # noqa: F401  (re-exported: the model input contract, defined with the augmentation)
 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
 from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_slim
