@@ -1,4 +1,6 @@
 """`ferkit sweep`: grid of strategies x seeds, skip finished, resume interrupted, N at a time."""
+from pathlib import Path
+
 import pytest
 
 from ferkit.cli import main
@@ -49,3 +51,11 @@ def test_bad_sweep_files(tmp_path, capsys):
     assert "unknown loss" in capsys.readouterr().err
     f.write_text('seeds = [1]\n[grid]\n')
     assert main(["sweep", str(f)]) == 2
+
+
+@pytest.mark.parametrize("name", ["study.toml", "converged.toml", "reference_budget.toml"])
+def test_committed_sweep_files_plan_every_run(name):
+    """The study's sweep files validate every field of every run (no data needed to plan)."""
+    runs = plan(Path(__file__).resolve().parent.parent / "results" / name)
+    seeds = {r.config["seed"] for r in runs}
+    assert len(seeds) >= 3 and len(runs) == len(seeds) * len({r.name.rsplit("_seed", 1)[0] for r in runs})

@@ -20,16 +20,17 @@ from ferkit.data.augment import to_input  # noqa: F401  (re-exported: the model 
 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
 from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_slim
-from .seedcnn import SeedCNN
+from .seedcnn import SeedCNN, seed_cnn_half
 
 ARCHS: dict[str, Callable[[], nn.Module]] = {
     "seed-cnn": SeedCNN,      # the reference project's CNN
+    "seed-cnn-half": seed_cnn_half,  # seed-cnn at half width: the strategy study's cheaper protocol
     "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
     "fer-resnet-fast": fer_resnet_fast,  # fer-resnet without its 48-pixel stage: 1.6x faster to train
     "fer-resnet-fast16": fer_resnet_fast16,  # fer-resnet-fast with a 16-channel stem: 1.1x faster again
     "fer-resnet-slim": fer_resnet_slim,  # fer-resnet-fast16 with a 48-channel 24x24 block: 1.1x faster again
 }
-FIXED_SIZE_ARCHS = {"seed-cnn"}  # a fully connected layer fixes their input at 48x48; the others pool globally
+FIXED_SIZE_ARCHS = {"seed-cnn", "seed-cnn-half"}  # a fully connected layer fixes their input at 48x48; the others pool globally
 HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,
     "cosine": CosineHead,

@@ -58,8 +58,8 @@ def run_summary(args: argparse.Namespace) -> int:
     run_dirs = find_run_dirs(args.run_dirs)
     summarize(run_dirs, args.out, groups=args.group, baseline=args.baseline, n_boot=args.n_boot, seed=args.seed)
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"), end="")
-    print(f"wrote summary.csv, summary.md, summary.tex, per_class_f1.png"
-          f"{', paired.csv' if args.baseline else ''} to {args.out}")
+    written = ["summary.csv", "summary.md", "summary.tex", "per_class_f1.png", "paired.csv", "convergence.csv", "val_curves.png"]
+    print(f"wrote {', '.join(w for w in written if (Path(args.out) / w).is_file())} to {args.out}")
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ferkit.report.stats import ReportError
 
@@ -130,5 +131,38 @@ def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | st
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(n, 4))
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
+def val_curves_chart(curves: dict[str, list[list[float]]], out_path: Path | str, baseline: str | None = None,
+                     title: str = "val macro-F1 per epoch") -> Path:
+    """Small multiples, one panel per group: each seed's val macro-F1 curve, and the baseline group's
+    seed-mean curve dashed in every other panel, so that each strategy's curve reads against it."""
+    curves = {name: runs for name, runs in curves.items() if runs}
+    if not curves:
+        raise ReportError("no val curves to draw: the runs have no epochs.csv")
+    ncols = min(len(curves), 4)
+    nrows = -(-len(curves) // ncols)
+    fig = Figure(figsize=(3.6 * ncols, 2.8 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True)).ravel()
+    base_mean = None
+    if baseline in curves:
+        length = min(map(len, curves[baseline]))
+        base_mean = np.mean([c[:length] for c in curves[baseline]], axis=0)
+    for ax, (name, runs) in zip(axes, curves.items()):
+        for curve in runs:
+            ax.plot(np.arange(1, len(curve) + 1), curve, lw=1.2)
+        if base_mean is not None and name != baseline:
+            ax.plot(np.arange(1, len(base_mean) + 1), base_mean, "k--", lw=1, label=f"{baseline} (mean)")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"{name} (n={len(runs)})", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(curves):]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("val macro-F1")
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, out_path)

@@ -119,19 +119,35 @@ def paired_bootstrap(y_true, pred_a, pred_b, class_names: list[str], metric: str
     Both predictions are scored on the same resampled items, so item difficulty cancels out.
     p_value = 2 * min(P(d* <= 0), P(d* >= 0)) with add-one smoothing (never exactly 0), capped at 1.
     """
+    return paired_bootstrap_mean(y_true, [pred_a], [pred_b], class_names, metric, n_boot, seed, alpha)
+
+
+def paired_bootstrap_mean(y_true, preds_a: list, preds_b: list, class_names: list[str], metric: str = "macro_f1",
+                          n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Mean over seed pairs of metric(a_s) - metric(b_s), with a paired bootstrap CI and p-value.
+
+    Every prediction array (all seeds of both sides) is scored on the same resampled test items, so
+    the interval is that of the seed-averaged difference under test-set sampling; the spread between
+    seeds is a separate number (the std of the per-pair differences). One pair is `paired_bootstrap`.
+    """
     y_true = as_indices(y_true, class_names)
-    pred_a, pred_b = as_indices(pred_a, class_names), as_indices(pred_b, class_names)
-    _check_pair(y_true, pred_a, pred_b)
+    preds_a = [as_indices(p, class_names) for p in preds_a]
+    preds_b = [as_indices(p, class_names) for p in preds_b]
+    if not preds_a or len(preds_a) != len(preds_b):
+        raise ReportError(f"need as many runs on each side, at least one: got {len(preds_a)} and {len(preds_b)}")
+    _check_pair(y_true, *preds_a, *preds_b)
     if n_boot < 1:
         raise ReportError(f"n_boot must be at least 1, got {n_boot}")
-    c = len(class_names)
-    point = _metric_values(np.stack([confusion_counts(y_true, p, c) for p in (pred_a, pred_b)]), metric, class_names)
-    cms_a, cms_b = _bootstrap_cms(y_true, [pred_a, pred_b], c, n_boot, seed)
-    d = _metric_values(cms_a, metric, class_names) - _metric_values(cms_b, metric, class_names)
+    c, k = len(class_names), len(preds_a)
+    point = _metric_values(np.stack([confusion_counts(y_true, p, c) for p in preds_a + preds_b]), metric, class_names)
+    cms = _bootstrap_cms(y_true, preds_a + preds_b, c, n_boot, seed)
+    values = np.stack([_metric_values(m, metric, class_names) for m in cms])  # (2k, n_boot)
+    d = values[:k].mean(axis=0) - values[k:].mean(axis=0)
     low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     tail = min(np.sum(d <= 0), np.sum(d >= 0))
     p_value = min(1.0, 2 * (tail + 1) / (n_boot + 1))
-    return {"diff": float(point[0] - point[1]), "low": float(low), "high": float(high), "p_value": float(p_value)}
+    return {"diff": float(point[:k].mean() - point[k:].mean()), "low": float(low), "high": float(high),
+            "p_value": float(p_value)}
 
 
 def binomial_two_sided_p(k: int, n: int) -> float:

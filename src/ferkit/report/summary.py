@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.report import figures
+from ferkit.report.convergence import convergence, read_val_curve
 from ferkit.report.stats import (ReportError, as_indices, bootstrap_ci, confusion_counts, mcnemar,
-                                 metrics_from_confusion, paired_bootstrap)
+                                 metrics_from_confusion, paired_bootstrap, paired_bootstrap_mean)
+from ferkit.report.tables import summary_table, to_latex, to_markdown, write_csv
 
 _SEED_SUFFIX = re.compile(r"^(?P<base>.+?)[_-](?:seed|s)(?P<seed>\d+)$", re.IGNORECASE)
 _SEED_ONLY = re.compile(r"^(?:seed|s)[_-]?(?P<seed>\d+)$", re.IGNORECASE)
@@ -53,8 +55,9 @@ def split_seed(run_dir: Path | str) -> tuple[str, int | None]:
 def load_run(run_dir: Path | str) -> dict:
     """metrics.json and predictions.csv of one run, with labels as class indices.
 
-    Returns dir, name, seed, metrics, val_metrics (metrics_val.json, or None), class_names, names (image names), y_true, y_pred (int64)
-    and probs ((N, C) float, or None when the p_<class> columns are absent).
+    Returns dir, name, seed, metrics, val_metrics (metrics_val.json, or None), class_names, names (image names), y_true, y_pred (int64),
+    probs ((N, C) float, or None when the p_<class> columns are absent), val_curve (val macro-F1 per
+    epoch from epochs.csv, or None) and convergence (`convergence.convergence` of it, or None).
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
@@ -83,7 +86,9 @@ def load_run(run_dir: Path | str) -> dict:
         "y_true": as_indices([r["true"] for r in rows], class_names),
         "y_pred": as_indices([r["pred"] for r in rows], class_names),
         "probs": probs,
+        "val_curve": read_val_curve(run_dir),
     }
+    run["convergence"] = convergence(run["val_curve"]) if run["val_curve"] else None
     _check_consistent(run, path)
     return run
 
@@ -164,6 +169,11 @@ def group_row(name: str, runs: list[dict], n_boot: int = 1000, seed: int = 0) ->
     if all(r.get("val_metrics") for r in runs):  # val: the split on which a strategy may be chosen
         row |= _mean_std_cols("val_macro_f1", [r["val_metrics"]["macro_f1"] for r in runs])
         row |= _mean_std_cols("val_accuracy", [r["val_metrics"]["accuracy"] for r in runs])
+    checked = [r["convergence"] for r in runs if r["convergence"]]
+    if checked:  # post-hoc runs have no curve of their own
+        row["n_converged"] = sum(c["converged"] for c in checked)
+        row["n_checked"] = len(checked)
+        row |= _mean_std_cols("best_epoch", [c["best_epoch"] for c in checked])
     for metric in ("macro_f1", "accuracy"):
         cis = np.array([bootstrap_ci(r["y_true"], r["y_pred"], class_names, metric, n_boot, seed) for r in runs])
         row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = (float(v) for v in cis.mean(axis=0))
@@ -215,25 +225,52 @@ def paired_rows(name: str, runs: list[dict], baseline: str, base_runs: list[dict
     return rows
 
 
-def _comparison_cols(pairs: list[dict]) -> dict:
-    """Group-level view of its seed pairs: mean difference, mean CI bounds, largest McNemar p."""
+def comparison_cols(runs: list[dict], base_runs: list[dict], pairs: list[dict], n_boot: int = 1000,
+                    seed: int = 0) -> dict:
+    """Group-level comparison with the baseline: the seed-mean macro-F1 difference with a paired
+    bootstrap CI over test images (every seed of both sides on the same resamples), the std of the
+    per-seed differences (seed noise), and the largest McNemar p over the pairs."""
+    matched = pair_runs(runs, base_runs)
+    aligned = [_aligned(run, base) for run, base in matched]
+    boot = paired_bootstrap_mean(aligned[0][0], [a[1] for a in aligned], [a[2] for a in aligned],
+                                 runs[0]["class_names"], "macro_f1", n_boot, seed)
+    diffs = [p["macro_f1_diff"] for p in pairs]
     return {
         "n_pairs": len(pairs),
-        "macro_f1_diff_mean": float(np.mean([p["macro_f1_diff"] for p in pairs])),
-        "diff_ci95_low_mean": float(np.mean([p["diff_ci95_low"] for p in pairs])),
-        "diff_ci95_high_mean": float(np.mean([p["diff_ci95_high"] for p in pairs])),
+        "macro_f1_diff_mean": boot["diff"],
+        "diff_ci95_low": boot["low"], "diff_ci95_high": boot["high"], "diff_bootstrap_p": boot["p_value"],
+        "diff_seed_std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0,
         "mcnemar_p_max": float(max(p["mcnemar_p"] for p in pairs)),
     }
 
 
+def majority_classes(metrics: dict, k: int = 2) -> list[str]:
+    """The k classes with the most test images (FER-2013: happy and neutral, also the largest in train)."""
+    support = metrics.get("support")
+    if not support:
+        return []
+    order = sorted(range(len(support)), key=lambda i: -support[i])
+    return [metrics["class_names"][i] for i in order[:k]]
+
+
+def convergence_rows(runs: dict[str, list[dict]]) -> list[dict]:
+    """One row per run with a val curve: its convergence test (convergence.csv)."""
+    return [{"group": name, "run": r["name"], "seed": "" if r["seed"] is None else r["seed"]}
+            | {k: v for k, v in r["convergence"].items()}
+            for name, group in runs.items() for r in group if r["convergence"]]
+
+
 def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | None = None,
               baseline: str | None = None, n_boot: int = 1000, seed: int = 0, log=print) -> list[dict]:
-    """Summarise runs per group and write summary.csv/.md/.tex, per_class_f1.png (+ paired.csv).
+    """Summarise runs per group and write summary.csv/.md/.tex, per_class_f1.png (+ paired.csv, and
+    convergence.csv with val_curves.png for runs that have an epochs.csv).
 
-    Columns: group, n_seeds, runs, <metric>_mean/_std over seeds for accuracy, macro_f1 and each
-    f1_<class>; macro_f1/accuracy _ci95_low/_high: 95% bootstrap CI over test images computed per
-    seed, then averaged over seeds. With `baseline` (a group name), each other group is compared
-    with it seed pair by seed pair (paired.csv), and its row gets the mean over pairs.
+    Columns: group, n_seeds, runs, <metric>_mean/_std over seeds for accuracy, macro_f1, each
+    f1_<class> and recall_<class>; macro_f1/accuracy _ci95_low/_high: 95% bootstrap CI over test
+    images computed per seed, then averaged over seeds; n_converged of n_checked runs pass the
+    convergence test (each failure is logged). With `baseline` (a group name), each other group is
+    compared with it seed pair by seed pair (paired.csv), and its row gets the seed-mean
+    difference with its paired bootstrap CI and the seed std of the difference.
     """
     if not run_dirs:
         raise ReportError("no run dirs given: pass at least one run dir")
@@ -256,96 +293,33 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
             if unpaired:
                 log(f"note: {unpaired} run(s) of {name} have no matching {baseline} run "
                     "and are left out of the paired comparison")
-            row |= {"baseline": baseline} | _comparison_cols(pairs)
+            row |= {"baseline": baseline} | comparison_cols(group, runs[baseline], pairs, n_boot, seed)
             all_pairs += pairs
         rows.append(row)
 
+    checks = convergence_rows(runs)
+    for c in checks:
+        if not c["converged"]:
+            log(f"NOT CONVERGED: {c['run']}: {c['why']} (train it longer, or resume it with more epochs)")
+    if checks:
+        log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged "
+            f"(best val epoch not among the last 2, or the last 3 within 0.005 of the best)")
     if baseline is not None and not all_pairs:
         log(f"note: {baseline} is the only group: nothing to compare it with, no paired.csv written")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "summary.csv", rows)
-    table = summary_table(rows, class_names, baseline, n_boot)
+    table = summary_table(rows, class_names, baseline, n_boot, majority_classes(next(iter(runs.values()))[0]["metrics"]))
     (out_dir / "summary.md").write_text(to_markdown(*table), encoding="utf-8")
     (out_dir / "summary.tex").write_text(to_latex(*table), encoding="utf-8")
     if all_pairs:
         write_csv(out_dir / "paired.csv", all_pairs)
+    if checks:
+        write_csv(out_dir / "convergence.csv", checks)
+        figures.val_curves_chart({name: [r["val_curve"] for r in group if r["val_curve"]] for name, group in runs.items()},
+                                 out_dir / "val_curves.png", baseline)
     bars = {f"{r['group']} (n={r['n_seeds']})": {"mean": [r[f"f1_{c}_mean"] for c in class_names],
                          "std": [r[f"f1_{c}_std"] for c in class_names]} for r in rows}
     figures.per_class_f1_chart(bars, class_names, out_dir / "per_class_f1.png",
                                title="test per-class F1 (mean ± std over seeds)")
     return rows
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Rows to CSV, columns in first-seen order; a field a row lacks is left empty."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=columns, restval="")
-        w.writeheader()
-        w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
-
-
-def _p(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def summary_table(rows: list[dict], class_names: list[str], baseline: str | None,
-                  n_boot: int) -> tuple[list[str], list[list[str]], str]:
-    """(headers, cells, caption) shared by the Markdown and LaTeX writers."""
-    with_val = all("val_macro_f1_mean" in r for r in rows)
-    headers = ["group", "seeds"] + (["val macro-F1"] if with_val else []) + [
-        "accuracy", "macro-F1", "macro-F1 95% CI (per-seed avg)", "accuracy 95% CI (per-seed avg)"] + [
-        f"F1 {c}" for c in class_names]
-    if baseline is not None:
-        headers += [f"Δ macro-F1 vs {baseline} [95% CI]", "McNemar p (max)"]
-    cells = []
-    for r in rows:
-        line = [r["group"], str(r["n_seeds"])] + ([f"{r['val_macro_f1_mean']:.3f} ± {r['val_macro_f1_std']:.3f}"]
-                                                   if with_val else []) + [
-                f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
-                f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
-                f"[{r['macro_f1_ci95_low']:.3f}, {r['macro_f1_ci95_high']:.3f}]",
-                f"[{r['accuracy_ci95_low']:.3f}, {r['accuracy_ci95_high']:.3f}]"]
-        line += [f"{r[f'f1_{c}_mean']:.3f} ± {r[f'f1_{c}_std']:.3f}" for c in class_names]
-        if baseline is not None:
-            if "n_pairs" in r:
-                diff = f"{r['macro_f1_diff_mean']:+.3f}"
-                ci = f"[{r['diff_ci95_low_mean']:+.3f}, {r['diff_ci95_high_mean']:+.3f}]"
-                line += [f"{diff} {ci}", _p(r["mcnemar_p_max"])]
-            else:
-                line += ["baseline", "-"]
-        cells.append(line)
-    caption = (("val macro-F1: PublicTest, the split a strategy is chosen on; every other column: " if with_val else "")
-               + f"Test set. Mean ± std over seeds (sample std; 0 for one seed). 95% CI: percentile bootstrap "
-               f"over test images ({n_boot} resamples), computed per seed, then averaged over seeds.")
-    if baseline is not None:
-        caption += (f" Δ: paired-bootstrap macro-F1 difference against {baseline}, mean over seed pairs "
-                    "(CI bounds averaged too); McNemar p: largest exact p-value over the pairs (paired.csv).")
-    return headers, cells, caption
-
-
-def to_markdown(headers: list[str], cells: list[list[str]], caption: str) -> str:
-    """A Markdown table followed by its caption."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
-    return "\n".join(lines) + f"\n\n{caption}\n"
-
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "<": r"$<$", ">": r"$>$", "±": r"$\pm$", "Δ": r"$\Delta$"}
-
-
-def tex_escape(text: str) -> str:
-    """Text safe inside a LaTeX table cell (one pass, so replacements are never escaped twice)."""
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def to_latex(headers: list[str], cells: list[list[str]], caption: str) -> str:
-    """A booktabs tabular (needs \\usepackage{booktabs}); the caption goes in a comment above it."""
-    lines = [f"% {tex_escape(caption)}", r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
-             " & ".join(tex_escape(h) for h in headers) + r" \\", r"\midrule"]
-    lines += [" & ".join(tex_escape(c) for c in line) + r" \\" for line in cells]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
