@@ -36,25 +36,42 @@ def test_read_val_curve(tmp_path):
         read_val_curve(tmp_path)
 
 
+def _predictions(y, accuracy, seed):
+    """Predictions of the labels y, right with probability `accuracy`."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(len(y)) < accuracy, y, rng.integers(0, len(CLASSES), len(y)))
+
+
 def test_seed_mean_paired_bootstrap_is_the_mean_difference_and_one_pair_is_paired_bootstrap():
-    y, a1 = fake_labels(600, 0.7, 1)
-    _, a2 = fake_labels(600, 0.7, 2)
-    _, b1 = fake_labels(600, 0.5, 3)
-    _, b2 = fake_labels(600, 0.5, 4)
+    y, _ = fake_labels(600, 1.0, 0)
+    a1, a2, b1, b2 = (_predictions(y, acc, s) for acc, s in [(0.7, 1), (0.7, 2), (0.5, 3), (0.5, 4)])
     single = stats.paired_bootstrap(y, a1, b1, CLASSES, n_boot=200, seed=5)
     assert stats.paired_bootstrap_mean(y, [a1], [b1], CLASSES, n_boot=200, seed=5) == single
-    both = stats.paired_bootstrap_mean(y, [a1, a2], [b1, b2], CLASSES, n_boot=200, seed=5)
     f1 = lambda p: float(stats.metrics_from_confusion(stats.confusion_counts(y, p, 7))["macro_f1"])
+    both = stats.paired_bootstrap_mean(y, [a1, a2], [b1, b2], CLASSES, n_boot=200, seed=5)
     assert both["diff"] == pytest.approx((f1(a1) - f1(b1) + f1(a2) - f1(b2)) / 2)
-    assert both["low"] < both["diff"] < both["high"] and both["low"] > 0
+    assert 0 < both["low"] < both["diff"] < both["high"]
+    images_only = stats.paired_bootstrap_mean(y, [a1, a2], [b1, b2], CLASSES, n_boot=200, seed=5, resample_seeds=False)
+    assert images_only["diff"] == both["diff"]
     with pytest.raises(ReportError, match="as many runs"):
         stats.paired_bootstrap_mean(y, [a1, a2], [b1], CLASSES)
 
 
+def test_two_level_bootstrap_widens_the_interval_when_seeds_disagree():
+    """Two seed pairs that disagree (one gains, one loses): resampling only images gives an
+    interval around their mean that ignores the disagreement; resampling seeds too covers both."""
+    y, _ = fake_labels(2000, 1.0, 0)
+    base = _predictions(y, 0.6, 1)
+    better, worse = _predictions(y, 0.75, 2), _predictions(y, 0.45, 3)
+    kw = dict(class_names=CLASSES, n_boot=400, seed=0)
+    images = stats.paired_bootstrap_mean(y, [better, worse], [base, base], resample_seeds=False, **kw)
+    both = stats.paired_bootstrap_mean(y, [better, worse], [base, base], **kw)
+    assert both["high"] - both["low"] > 2 * (images["high"] - images["low"])
+
+
 def _run_with_curve(tmp_path, name, accuracy, seed, curve):
     y, _ = fake_labels(400, 1.0, 0)  # one test set for every run
-    rng = np.random.default_rng(seed)
-    p = np.where(rng.random(len(y)) < accuracy, y, rng.integers(0, len(CLASSES), len(y)))
+    p = _predictions(y, accuracy, seed)
     d = make_run(tmp_path / name, y, p)
     with open(d / "epochs.csv", "w", newline="") as f:
         w = csv.writer(f)

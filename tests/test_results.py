@@ -1,23 +1,12 @@
-"""The README's fast-recipe table quotes the committed run folders under results/ (no data needed)."""
+"""The docs' tables quote the committed result folders under results/ (no data needed)."""
 import json
-import re
 from pathlib import Path
 
 import pytest
 
+from ferkit.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _row(readme: str, first_cell: str, after: str) -> list[str]:
-    """The cells of the first table row starting with `first_cell` below the first line holding `after`."""
-    lines = readme.splitlines()
-    start = next((i for i, line in enumerate(lines) if after in line), None)
-    assert start is not None, f"no README line holds {after!r}"
-    for line in lines[start:]:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == first_cell:
-            return cells
-    raise AssertionError(f"no README table row starting with {first_cell!r}")
 
 
 def _quoted_metrics(folder: str) -> list[float]:
@@ -27,45 +16,14 @@ def _quoted_metrics(folder: str) -> list[float]:
     return [val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]]
 
 
-TABLES = {  # the line above each table -> {first cell of a row: the run folder it quotes}
-    "The first fast recipe (`results/fast.sh`)": {
-        "42": "results/fast/fast_seed42", "1": "results/fast/fast_seed1", "2": "results/fast/fast_seed2",
-        "42, an identical earlier run (`results/fast_probe_seed42/`)": "results/fast_probe_seed42"},
-    "The fast recipe (`results/fast_progressive.sh`)": {
-        "42": "results/fast_slim/fast_seed42", "1": "results/fast_slim/fast_seed1", "2": "results/fast_slim/fast_seed2",
-        "42, again (`results/fast_slim_rerun/`)": "results/fast_slim_rerun/fast_seed42",
-        "1, again": "results/fast_slim_rerun/fast_seed1", "2, again": "results/fast_slim_rerun/fast_seed2"},
-    "The second fast recipe (": {
-        "42": "results/fast_progressive/fast_seed42", "1": "results/fast_progressive/fast_seed1",
-        "2": "results/fast_progressive/fast_seed2",
-        "42, again (`results/fast_progressive_rerun/`)": "results/fast_progressive_rerun/fast_seed42",
-        "1, again": "results/fast_progressive_rerun/fast_seed1", "2, again": "results/fast_progressive_rerun/fast_seed2"},
-}
-
-
-@pytest.mark.parametrize("table", list(TABLES))
-def test_readme_fast_recipe_table_matches_results(table):
-    readme = (ROOT / "README.md").read_text()
-    for first_cell, folder in TABLES[table].items():
-        cells = _row(readme, first_cell, table)
-        quoted = [float(c) for c in cells[1:6]]
-        assert quoted == [round(m, 3) for m in _quoted_metrics(folder)], folder
-        epochs = (ROOT / folder / "epochs.csv").read_text().splitlines()
-        seconds = sum(float(line.split(",")[-1]) for line in epochs[1:])
-        assert cells[6].startswith(f"{seconds:.0f} s"), folder
-        wall = re.search(r"(\d+) s", (ROOT / folder / "wall_clock.txt").read_text()).group(1)
-        assert cells[7] == f"{wall} s", folder
-
-
-@pytest.mark.parametrize("table", list(TABLES))
-def test_readme_fast_recipe_means_match_results(table):
-    """The mean ± std row: over the seeds' folders (sample std, as `ferkit summary`)."""
-    import numpy as np
-
-    readme = (ROOT / "README.md").read_text()
-    values = np.array([_quoted_metrics(f) for cell, f in TABLES[table].items() if cell in ("42", "1", "2")])
-    expected = [f"{m:.3f} ± {s:.3f}" for m, s in zip(values.mean(0), values.std(0, ddof=1))]
-    assert _row(readme, "mean ± std over seeds 42, 1, 2", table)[1:6] == expected
+def test_every_quoted_table_matches_its_result_files(capsys):
+    """`ferkit report --check`: each `<!-- report:NAME -->` table of README.md and docs/*.md is exactly
+    what its committed result files render to (ferkit/report/docs.py)."""
+    assert main(["report", "--check", "--root", str(ROOT)]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "README.md: 1 block(s), 0 differ" in out  # the shipped-models table
+    for name in ("shipped-models", "fast-slim", "study-4epochs", "throughput", "predict"):
+        assert any(f"<!-- report:{name} -->" in p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]), name
 
 
 def _without_timings(epochs_csv: Path) -> list[list[str]]:
@@ -88,3 +46,22 @@ def test_fast_recipe_rerun_repeats_the_first_run_but_for_its_times(first, seed):
     assert _without_timings(ROOT / first / "epochs.csv") == _without_timings(ROOT / again / "epochs.csv")
     assert gzip.decompress((ROOT / first / "predictions.csv.gz").read_bytes()) == \
         gzip.decompress((ROOT / again / "predictions.csv.gz").read_bytes())
+
+
+def test_report_rewrites_stale_blocks_and_check_names_them(tmp_path, monkeypatch, capsys):
+    from ferkit.report import docs
+
+    monkeypatch.setitem(docs.BLOCKS, "demo", lambda root: f"| n |\n|---|\n| {len(list(root.glob('*.md')))} |\n")
+    (tmp_path / "docs").mkdir()
+    stale = "intro\n<!-- report:demo -->\n| n |\n|---|\n| 7 |\n<!-- /report:demo -->\nprose stays\n"
+    (tmp_path / "README.md").write_text(stale)
+    (tmp_path / "docs" / "X.md").write_text("no blocks here\n")
+    assert main(["report", "--check", "--root", str(tmp_path)]) == 1
+    assert "README.md: demo" in capsys.readouterr().out
+    assert (tmp_path / "README.md").read_text() == stale  # --check changes nothing
+    assert main(["report", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").read_text() == stale.replace("| 7 |", "| 1 |")
+    assert main(["report", "--check", "--root", str(tmp_path)]) == 0
+    (tmp_path / "README.md").write_text("<!-- report:nope -->\n| x |\n<!-- /report:nope -->\n")
+    assert main(["report", "--check", "--root", str(tmp_path)]) == 2
+    assert "unknown report block 'nope'" in capsys.readouterr().err

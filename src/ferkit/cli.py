@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, stem, help in [
         ("summary", "ferkit.report.commands", "summary", "mean/std over seeds, intervals and paired tests of runs"),
         ("figures", "ferkit.report.commands", "figures", "confusion matrices and per-class F1 of several runs"),
+        ("report", "ferkit.report.commands", "report", "rewrite (or --check) the tables README.md and docs/ quote from result files"),
         ("predict", "ferkit.infer.commands", "predict", "detect faces in photos/videos and predict their expression"),
         ("export", "ferkit.infer.commands", "export", "export a checkpoint to ONNX"),
         ("serve", "ferkit.infer.commands", "serve", "web service and page for predictions"),

@@ -94,3 +94,19 @@ def _run_labels(run_dirs: list[Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [f"{d.resolve().parent.name}/{d.name}" for d in run_dirs]
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of `ferkit report`."""
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 if a table differs from its result files")
+    p.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: the current folder)")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Re-render the `<!-- report:NAME -->` tables of README.md and docs/*.md (ferkit.report.docs)."""
+    from ferkit.report import docs
+
+    if not (args.root / "README.md").is_file():
+        raise ReportError(f"no README.md in {args.root}: run from the repository root or pass --root")
+    return docs.run_report(args.root, check=args.check)

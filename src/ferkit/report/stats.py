@@ -123,12 +123,14 @@ def paired_bootstrap(y_true, pred_a, pred_b, class_names: list[str], metric: str
 
 
 def paired_bootstrap_mean(y_true, preds_a: list, preds_b: list, class_names: list[str], metric: str = "macro_f1",
-                          n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+                          n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, resample_seeds: bool = True) -> dict:
     """Mean over seed pairs of metric(a_s) - metric(b_s), with a paired bootstrap CI and p-value.
 
-    Every prediction array (all seeds of both sides) is scored on the same resampled test items, so
-    the interval is that of the seed-averaged difference under test-set sampling; the spread between
-    seeds is a separate number (the std of the per-pair differences). One pair is `paired_bootstrap`.
+    Each resample draws test items with replacement, and every prediction array (all seeds of both
+    sides) is scored on those same items, so item difficulty cancels out. With `resample_seeds`, each
+    resample also draws the seed pairs with replacement (a two-level bootstrap), so the interval
+    holds both sources of noise: which test images, and which training seeds. Without it, the
+    interval is that of these seeds' mean under test-set sampling only. One pair is `paired_bootstrap`.
     """
     y_true = as_indices(y_true, class_names)
     preds_a = [as_indices(p, class_names) for p in preds_a]
@@ -142,7 +144,12 @@ def paired_bootstrap_mean(y_true, preds_a: list, preds_b: list, class_names: lis
     point = _metric_values(np.stack([confusion_counts(y_true, p, c) for p in preds_a + preds_b]), metric, class_names)
     cms = _bootstrap_cms(y_true, preds_a + preds_b, c, n_boot, seed)
     values = np.stack([_metric_values(m, metric, class_names) for m in cms])  # (2k, n_boot)
-    d = values[:k].mean(axis=0) - values[k:].mean(axis=0)
+    per_pair = values[:k] - values[k:]                                     # (k, n_boot)
+    if resample_seeds and k > 1:
+        pick = np.random.default_rng([seed, 1]).integers(0, k, size=(n_boot, k))  # seed pairs drawn per resample
+        d = per_pair[pick, np.arange(n_boot)[:, None]].mean(axis=1)
+    else:
+        d = per_pair.mean(axis=0)
     low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     tail = min(np.sum(d <= 0), np.sum(d >= 0))
     p_value = min(1.0, 2 * (tail + 1) / (n_boot + 1))

@@ -227,9 +227,9 @@ def paired_rows(name: str, runs: list[dict], baseline: str, base_runs: list[dict
 
 def comparison_cols(runs: list[dict], base_runs: list[dict], pairs: list[dict], n_boot: int = 1000,
                     seed: int = 0) -> dict:
-    """Group-level comparison with the baseline: the seed-mean macro-F1 difference with a paired
-    bootstrap CI over test images (every seed of both sides on the same resamples), the std of the
-    per-seed differences (seed noise), and the largest McNemar p over the pairs."""
+    """Group-level comparison with the baseline: the seed-mean macro-F1 difference with a two-level
+    paired bootstrap CI (test images and seed pairs resampled; `stats.paired_bootstrap_mean`), the
+    std of the per-seed differences (seed noise), and the largest McNemar p over the pairs."""
     matched = pair_runs(runs, base_runs)
     aligned = [_aligned(run, base) for run, base in matched]
     boot = paired_bootstrap_mean(aligned[0][0], [a[1] for a in aligned], [a[2] for a in aligned],
@@ -270,7 +270,7 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
     images computed per seed, then averaged over seeds; n_converged of n_checked runs pass the
     convergence test (each failure is logged). With `baseline` (a group name), each other group is
     compared with it seed pair by seed pair (paired.csv), and its row gets the seed-mean
-    difference with its paired bootstrap CI and the seed std of the difference.
+    difference with its two-level paired bootstrap CI and the seed std of the difference.
     """
     if not run_dirs:
         raise ReportError("no run dirs given: pass at least one run dir")

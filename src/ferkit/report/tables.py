@@ -51,8 +51,8 @@ def summary_table(rows: list[dict], class_names: list[str], baseline: str | None
                + f"Test set. Mean ± std over seeds (sample std; 0 for one seed). 95% CI: percentile bootstrap "
                f"over test images ({n_boot} resamples), computed per seed, then averaged over seeds.")
     if baseline is not None:
-        caption += (f" Δ: macro-F1 minus {baseline}'s, averaged over seed pairs; its CI is a paired bootstrap over "
-                    "test images with every seed of both groups scored on the same resamples; Δ seed std: the std of "
+        caption += (f" Δ: macro-F1 minus {baseline}'s, averaged over seed pairs; its CI is a two-level paired bootstrap "
+                    "(test images and seed pairs drawn with replacement, both groups scored on the same images); Δ seed std: the std of "
                     "the per-seed differences (seed noise); McNemar p: largest exact p-value over the pairs (paired.csv).")
     if with_conv:
         caption += (" converged: runs whose best val epoch is not among their last 2, or whose last 3 epochs are "

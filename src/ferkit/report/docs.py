@@ -1,0 +1,273 @@
+"""`ferkit report`: the tables that README.md and docs/*.md quote, made from committed result files.
+
+A table between the lines `<!-- report:NAME -->` and `<!-- /report:NAME -->` is `BLOCKS[NAME]`
+rendered from the files it names (model cards, run folders, summaries, benchmark JSON).
+`ferkit report` rewrites every such block in place; `ferkit report --check` changes nothing and
+exits 1 naming each block that differs from its files. The tests call `--check`, so a quoted table
+cannot drift from the results, and no test parses prose.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ferkit.report.stats import ReportError
+
+_BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.DOTALL)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    body = ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines + [re.sub(r"\|  (?=\|)", "| ", line) for line in body]) + "\n"  # empty cells: "| |"
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ReportError(f"no {path}: the table quoting it cannot be made (restore the file or drop the block)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise ReportError(f"no {path}: the table quoting it cannot be made (restore the file or drop the block)")
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _pm(values) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+# --- shipped models ---------------------------------------------------------------------------
+PRESET_RECIPES = {"E0": "softmax + CE", "E1": "ArcFace + CE", "E2": "CE weighted 1/sqrt(n_c)", "E4": "focal",
+                  "E5": "CE + 1/sqrt(n_c) sampler", "E6": "ArcFace + focal"}
+
+
+def shipped_models(root: Path) -> str:
+    """One row per `pretrained/*.pt`, the recommended model first, every figure from its card."""
+    cards = sorted((root / "pretrained").glob("*.pt.metrics.json"), key=lambda p: ("recommended" not in p.name, p.name))
+    if not cards:
+        raise ReportError(f"no model cards (*.pt.metrics.json) under {root / 'pretrained'}")
+    rows = []
+    for path in cards:
+        card = _read_json(path)
+        cfg, test = card["config"], card["test"]
+        recipe = (f"{cfg['arch']}, {cfg.get('preset') or cfg['loss']}: {PRESET_RECIPES.get(cfg.get('preset'), cfg['loss'])}, "
+                  f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer'].replace('adamw', 'AdamW').replace('adam', 'Adam')}"
+                  + (f", {cfg['tta'].replace('crops', 'crop')} TTA" if cfg.get("tta") not in (None, False, "none") else ""))
+        rows.append([f"`pretrained/{path.name.removesuffix('.metrics.json')}`", recipe,
+                     f"{card['parameters'] / 1e6:.2f}M", f"{card['macs_per_image'] / 1e6:.1f}M",
+                     f"{card['file_bytes'] / 1e6:.1f} MB", f"{card['val']['macro_f1']:.3f}", f"{test['accuracy']:.3f}",
+                     f"{test['macro_f1']:.3f}", f"{test['per_class_f1']['disgust']:.3f}", f"{test['per_class_f1']['fear']:.3f}"])
+    return _table(["model", "recipe", "parameters", "multiply-adds", "file", "val macro-F1", "test accuracy",
+                   "test macro-F1", "disgust F1", "fear F1"], rows)
+
+
+# --- recipes run seed by seed (the fast recipes) ------------------------------------------------
+def _run_figures(folder: Path) -> list[float]:
+    val, test = _read_json(folder / "metrics_val.json"), _read_json(folder / "metrics.json")
+    return [val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]]
+
+
+def _times(folder: Path) -> list[str]:
+    seconds = sum(float(r["seconds"]) for r in _read_csv(folder / "epochs.csv"))
+    wall = (folder / "wall_clock.txt").read_text(encoding="utf-8").split(":")[-1].strip()
+    return [f"{seconds:.0f} s ({seconds / 60:.1f} min)", wall]
+
+
+def seed_table(rows: list[tuple[str, str]], mean_of: list[str]) -> Callable[[Path], str]:
+    """A table of runs (label, folder) with their figures and times, and a mean ± std row over `mean_of`."""
+    def render(root: Path) -> str:
+        cells = [[label] + [f"{v:.3f}" for v in _run_figures(root / folder)] + _times(root / folder) for label, folder in rows]
+        figures = np.array([_run_figures(root / f) for f in mean_of])
+        seeds = ", ".join(f.rsplit("seed", 1)[-1] for f in mean_of)
+        cells.append([f"mean ± std over seeds {seeds}"] + [_pm(col) for col in figures.T] + ["", ""])
+        return _table(["seed", "val macro-F1", "test accuracy", "test macro-F1", "disgust F1", "fear F1",
+                       "epoch times (training + val)", "wall clock (all included)"], cells)
+    return render
+
+
+def _fast(folder: str, rerun: str | None, first_label: str = "42") -> list[tuple[str, str]]:
+    rows = [(first_label, f"{folder}/fast_seed42"), ("1", f"{folder}/fast_seed1"), ("2", f"{folder}/fast_seed2")]
+    if rerun:
+        rows += [(f"42, again (`{rerun}/`)", f"{rerun}/fast_seed42"), ("1, again", f"{rerun}/fast_seed1"),
+                 ("2, again", f"{rerun}/fast_seed2")]
+    return rows
+
+
+# --- strategy studies (ferkit summary outputs) --------------------------------------------------
+def _cell(r: dict, column: str) -> str:
+    """One cell of a study table from a summary.csv row (see `study_table` for the column names)."""
+    f = lambda k: float(r[k])
+    pm = lambda k: f"{f(k + '_mean'):.3f} ± {f(k + '_std'):.3f}"
+    if column == "val":
+        return pm("val_macro_f1")
+    if column == "accuracy":
+        return pm("accuracy")
+    if column == "macro_f1":
+        return f"{pm('macro_f1')} [{f('macro_f1_ci95_low'):.3f}, {f('macro_f1_ci95_high'):.3f}]"
+    if column in ("delta", "seed_std", "mcnemar") and not r.get("macro_f1_diff_mean"):
+        return ""  # the baseline
+    if column == "delta":
+        return f"{f('macro_f1_diff_mean'):+.3f} [{f('diff_ci95_low'):+.3f}, {f('diff_ci95_high'):+.3f}]"
+    if column == "seed_std":
+        return f"{f('diff_seed_std'):.3f}"
+    if column == "mcnemar":
+        return "<0.001" if f("mcnemar_p_max") < 0.001 else f"{f('mcnemar_p_max'):.3f}"
+    if column == "converged":
+        return f"{r['n_converged']}/{r['n_checked']}" if r.get("n_checked") else "post-hoc"
+    if column.startswith("recall_"):
+        return pm(column)
+    if column.startswith("f1_"):
+        return f"{f(column + '_mean'):.3f}" if not column.endswith("±") else pm(column[:-1])
+    raise ReportError(f"unknown study table column {column!r}")
+
+
+_HEADERS = {"val": "val macro-F1", "accuracy": "test accuracy", "macro_f1": "test macro-F1 [95% CI]",
+            "delta": "Δ macro-F1 vs E0 [95% CI]", "seed_std": "Δ seed std", "mcnemar": "McNemar p (max)",
+            "converged": "converged runs"}
+
+
+def study_table(summary_dir: str, labels: dict[str, str],
+                columns: tuple[str, ...] = ("val", "accuracy", "macro_f1", "delta", "mcnemar", "f1_disgust", "f1_fear"),
+                ) -> Callable[[Path], str]:
+    """A study table from a `ferkit summary` folder's summary.csv, one row per group in the order of
+    `labels` ({group: row label}; groups it does not name follow), the group with the best mean val
+    macro-F1 in bold. Columns: val, accuracy, macro_f1 (with its CI), delta (vs the baseline, CI),
+    seed_std, mcnemar, converged, recall_<class>, f1_<class> (mean) and f1_<class>± (mean ± std)."""
+    def render(root: Path) -> str:
+        rows = _read_csv(root / summary_dir / "summary.csv")
+        order = list(labels)
+        rows.sort(key=lambda r: (order.index(r["group"]) if r["group"] in order else len(order), r["group"]))
+        best = max(rows, key=lambda r: float(r["val_macro_f1_mean"]))["group"]
+        cells = []
+        for r in rows:
+            line = [labels.get(r["group"], r["group"])] + [_cell(r, c) for c in columns]
+            if r["group"] == best:
+                line[0] = f"**{line[0]}**"
+                if "val" in columns:
+                    line[1 + columns.index("val")] = f"**{line[1 + columns.index('val')]}**"
+            cells.append(line)
+        headers = [_HEADERS.get(c) or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
+                   for c in columns]
+        return _table(["strategy"] + headers, cells)
+    return render
+
+
+# --- benchmarks -------------------------------------------------------------------------------
+def _cpu_label(machine: dict) -> str:
+    flags = set(machine.get("cpu_flags") or [])
+    kind = ("AMX" if "amx_bf16" in flags else "AVX-512 BF16, no AMX" if "avx512_bf16" in flags
+            else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "")
+    if not flags and machine.get("cpu_bf16"):
+        kind = "bf16 in hardware"  # older JSONs record no flags
+    if machine.get("kernel_env"):
+        kind = "held to PyTorch's AVX2 kernels, no bf16"
+    return f"{machine.get('cpu_model', 'unknown CPU')}" + (f", {kind}" if kind else "")
+
+
+def throughput_table(files: list[str]) -> Callable[[Path], str]:
+    """`bench/throughput.py` JSONs: train and eval img/s per pipeline, and ferkit's ratio to the reference."""
+    def render(root: Path) -> str:
+        cells = []
+        for name in files:
+            d = _read_json(root / "bench" / "results" / name)
+            pipes = d["pipelines"]
+            ref = pipes["reference"]
+            first = True
+            for key, label in (("reference", "reference"), ("ferkit fp32 cpu", "ferkit fp32"), ("ferkit amp cpu", "ferkit `--amp` (bf16)")):
+                if key not in pipes:
+                    continue
+                p = pipes[key]
+                ratio = ("1.0x" if key == "reference" else
+                         f"{p['train_img_per_s'] / ref['train_img_per_s']:.2f}x / {p['eval_img_per_s'] / ref['eval_img_per_s']:.2f}x")
+                where = f"{_cpu_label(d['machine'])} (`{name}`, {d['machine']['date'][:10]})" if first else ""
+                cells.append([where, label, f"{p['train_img_per_s']:.0f}", f"{p['eval_img_per_s']:.0f}", ratio])
+                first = False
+        return _table(["CPU (JSON under `bench/results/`)", "pipeline", "train img/s", "eval img/s", "ratio train / eval"], cells)
+    return render
+
+
+def predict_table(name: str) -> Callable[[Path], str]:
+    """`bench/predict.py` JSON: faces/s batched and one at a time, and ms per 640x480 photo."""
+    def render(root: Path) -> str:
+        d = _read_json(root / "bench" / "results" / name)
+        cells = []
+        for b in d["backends"]:
+            label = "ONNX Runtime" if b["backend"] == "onnx" else f"torch, {'bfloat16' if b['bf16'] else 'float32'}"
+            cells.append([label, f"{b['batched_faces_per_s']:,.0f}", f"{b['single_faces_per_s']:,.0f}",
+                          f"{b['batched_over_single']:.1f}x ({b['batched_over_single_per_round']['median']:.1f}x)",
+                          f"{b['photo_ms']:.1f}", f"{b['detect_ms']:.1f}"])
+        return _table(["backend", f"faces/s batched ({d['batch']})", "faces/s one at a time", "ratio (median per round)",
+                       "ms per 640x480 portrait", "of which detect"], cells)
+    return render
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "shipped-models": shipped_models,
+    "fast-slim": seed_table(_fast("results/fast_slim", "results/fast_slim_rerun"),
+                            [f"results/fast_slim/fast_seed{s}" for s in (42, 1, 2)]),
+    "fast-progressive": seed_table(_fast("results/fast_progressive", "results/fast_progressive_rerun"),
+                                   [f"results/fast_progressive/fast_seed{s}" for s in (42, 1, 2)]),
+    "fast-first": seed_table([("42", "results/fast/fast_seed42"),
+                              ("42, an identical earlier run (`results/fast_probe_seed42/`)", "results/fast_probe_seed42"),
+                              ("1", "results/fast/fast_seed1"), ("2", "results/fast/fast_seed2")],
+                             [f"results/fast/fast_seed{s}" for s in (42, 1, 2)]),
+    "study-4epochs": study_table("results/study", {"E0": "E0 (baseline)", "E5": "E5 (reference final)",
+                                                  "LA": "LA (= balanced softmax)", "CE-DRW": "CE-DRW",
+                                                  "LDAM-DRW": "LDAM-DRW", "CE-DRS": "CE-DRS", "PH-LA": "PH-LA",
+                                                  "PH-TAUNORM": "PH-TAUNORM", "PH-CRT": "PH-CRT"}),
+    "throughput": throughput_table(["throughput-quick.json", "throughput-quick-epyc-avx512.json",
+                                    "throughput-quick-epyc-avx2-kernels.json"]),
+    "predict": predict_table("predict.json"),
+}
+
+
+def render_block(name: str, root: Path) -> str:
+    if name not in BLOCKS:
+        raise ReportError(f"unknown report block {name!r}: choose one of {', '.join(BLOCKS)} (ferkit/report/docs.py)")
+    return BLOCKS[name](root)
+
+
+def update_text(text: str, root: Path) -> tuple[str, list[str]]:
+    """The text with every block re-rendered, and the names of the blocks that changed."""
+    changed = []
+
+    def replace(m: re.Match) -> str:
+        body = render_block(m["name"], root)
+        if body != m["body"]:
+            changed.append(m["name"])
+        return m.group(1) + body + m.group(4)
+
+    return _BLOCK.sub(replace, text), changed
+
+
+def doc_files(root: Path) -> list[Path]:
+    """README.md and docs/*.md: the files whose blocks `ferkit report` keeps."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+
+
+def run_report(root: Path, check: bool = False, log=print) -> int:
+    """Re-render every block of every doc file (or, with `check`, only compare); returns the exit code."""
+    stale = []
+    for path in doc_files(root):
+        text = path.read_text(encoding="utf-8")
+        new, changed = update_text(text, root)
+        n = len(_BLOCK.findall(text))
+        for name in changed:
+            stale.append(f"{path.relative_to(root)}: {name}")
+        if changed and not check:
+            path.write_text(new, encoding="utf-8")
+        if n:
+            log(f"{path.relative_to(root)}: {n} block(s), {len(changed)} {'differ' if check else 'rewritten'}")
+    if check and stale:
+        log("out of date with their result files: " + "; ".join(stale) + " (run `ferkit report` to rewrite them)")
+        return 1
+    return 0
