@@ -6,8 +6,8 @@
 # Three seeds, one after the other (never side by side, so the times are honest); each run's
 # wall-clock time (data loading, training, val every epoch, val and test with the TTA) is
 # written next to its outputs, which are copied to results/fast/fast_seed<N>/ without checkpoints.
-# (Earlier fast recipes: fer-resnet 6 epochs in results/fast_resnet6/, seed-cnn 13 epochs in
-# results/fast_seedcnn/; batch 64 instead of 128, tried once and not chosen on val, in results/fast_batch64/.)
+# (Earlier fast recipes: fer-resnet 6 epochs in results/archive/fast_resnet6/, seed-cnn 13 epochs in
+# results/archive/fast_seedcnn/; batch 64 instead of 128, tried once and not chosen on val, in results/archive/fast_batch64/.)
 # Usage: results/fast.sh [DATA]   (DATA defaults to ../shared/data/fer2013.zip)
 set -euo pipefail
 data=${1:-../shared/data/fer2013.zip}

@@ -157,3 +157,26 @@ def test_quickstart_evaluates_the_shipped_models_then_trains(tmp_path, folders, 
     card.write_text(json.dumps(c))
     assert main(["quickstart", str(folders), "--runs_dir", str(runs)]) == 1
     assert "DIFFERENT" in capsys.readouterr().out
+
+
+def test_every_run_config_field_is_a_train_flag_with_its_default_in_the_help():
+    """The flags are built from RunConfig (one definition): each field is a flag, the help shows the
+    field's own default, and a registry field lists the registry's entries."""
+    import argparse
+    from dataclasses import fields
+
+    from ferkit.cli import add_train_args
+    from ferkit.config import RunConfig, choices
+    from ferkit.strategies import LOSSES
+
+    p = argparse.ArgumentParser()
+    add_train_args(p)
+    actions = {a.dest: a for a in p._actions}
+    for f in fields(RunConfig):
+        assert f.name in actions, f.name
+        assert actions[f.name].default is None  # not given: make_config resolves defaults < preset < file < flags
+        if f.default is not None and f.default is not False:
+            assert f"(default: {f.default})" in actions[f.name].help, f.name
+    assert " | ".join(LOSSES) in actions["loss"].help and choices("loss") == tuple(LOSSES)
+    assert "Adam" not in actions["lr"].help  # the optimiser is a choice of its own
+    assert vars(p.parse_args(["--tta"]))["tta"] == "flip" and vars(p.parse_args(["--amp"]))["amp"] is True

@@ -5,58 +5,36 @@ import argparse
 import sys
 from pathlib import Path
 
-from ferkit.config import PRESETS, ConfigError, make_config, read_config_file
+from dataclasses import fields
+
+from ferkit.config import PRESETS, ConfigError, RunConfig, choices, make_config, read_config_file
 from ferkit.tta import TTA_MODES
 
 
-def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
-    p.add_argument(name, action="store_true", default=None, help=help)
-
-
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    # The reference project's flags, verbatim; defaults live in RunConfig (None = not given).
-    p.add_argument("--data_root", help="FER-2013 folder, zip, fer2013.csv, or a `ferkit prepare` output")
-    p.add_argument("--exp", help="run name (default: <preset or strategy>_seed<seed>)")
-    p.add_argument("--runs_dir", help="where run folders go (default runs/)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a reference recipe: E0 E1 E2 E4 E5 E6")
-    p.add_argument("--config", help="a TOML/YAML/JSON file of configuration fields")
-    p.add_argument("--arch", help="architecture (see `ferkit models`)")
-    p.add_argument("--head", help="softmax | cosine | arcface")
-    p.add_argument("--loss", help="ce | wce | focal | ldam | la | bsoftmax")
-    p.add_argument("--sampler", help="default | balanced | class_balanced")
-    p.add_argument("--weight_mode", help="class weights: inv | inv_sqrt | effective")
-    p.add_argument("--beta", type=float, help="beta of weight_mode=effective (0.999)")
-    p.add_argument("--gamma", type=float, help="focal loss gamma (2)")
-    p.add_argument("--tau", type=float, help="logit-adjustment tau (1)")
-    p.add_argument("--label_smoothing", type=float)
-    p.add_argument("--sample_q", type=float, help="re-sample classes prop. to n_c**q (1 natural, 0.5 balanced, 0 class-balanced)")
-    p.add_argument("--reweight_from", type=int, help="epoch from which class weights apply (deferred re-weighting, DRW)")
-    p.add_argument("--resample_from", type=int, help="epoch from which re-sampling applies (deferred re-sampling, DRS)")
-    p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
-    p.add_argument("--cutmix", type=float, help="cutmix alpha (0 = off)")
-    p.add_argument("--optimizer", help="adam | adamw | sgd (Nesterov momentum 0.9)")
-    p.add_argument("--schedule", help="cosine | constant")
-    p.add_argument("--warmup_epochs", type=int, help="linear warm-up epochs before the schedule (0)")
-    p.add_argument("--epochs", type=int, help="epochs (30); 0 with --resume evaluates only")
-    p.add_argument("--batch_size", type=int, help="batch size (256)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
-    p.add_argument("--weight_decay", type=float)
-    p.add_argument("--seed", type=int, help="random seed (42)")
-    _bool_flag(p, "--amp", "mixed precision: bfloat16 autocast on a CPU with native bf16 (AVX-512 BF16, AMX), "
-                           "bf16/fp16 on CUDA; float32 elsewhere, and it says so")
-    p.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
-                   help="test-time augmentation at evaluation: flip (the bare flag), or crops (5 crops x flip)")
-    p.add_argument("--scale_jitter", type=float, help="training zoom by a factor in [1 - s, 1 + s] (0 = off)")
-    p.add_argument("--translate", type=float, help="training shift of up to +-t of the image side on top of the crop (0 = off)")
-    p.add_argument("--erase_p", type=float, help="random erasing probability (0 = off)")
-    p.add_argument("--small_epochs", type=int, help="progressive resizing: train the first N epochs on smaller images (0)")
-    p.add_argument("--small_size", type=int, help="side in pixels of those smaller images (40)")
-    p.add_argument("--arc_s", type=float, help="arcface scale (30)")
-    p.add_argument("--arc_m", type=float, help="arcface margin (0.5)")
-    p.add_argument("--resume", help="a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
+    """One flag per RunConfig field, built from the field: its name (the reference project's flags,
+    verbatim), type, help and default, and the allowed values of a registry field. Every flag
+    defaults to None (not given), so that defaults < preset < config file < flags resolve in
+    `make_config`."""
+    for f in fields(RunConfig):
+        kinds = f.type.replace(" ", "").split("|")
+        allowed = choices(f.name)
+        help = f.metadata["help"]
+        if allowed and f.name not in ("tta", "preset"):
+            help += f": {' | '.join(allowed)}"
+        if f.default is not None and f.default is not False:
+            help += f" (default: {f.default})"
+        extra = dict(f.metadata["flag"])
+        if f.name in ("tta", "preset"):
+            extra["choices"] = allowed  # argparse checks these: the short, fixed lists
+        if kinds == ["bool"]:
+            p.add_argument(f"--{f.name}", action="store_true", default=None, help=help)
+        else:
+            kind = int if "int" in kinds else float if "float" in kinds else str
+            p.add_argument(f"--{f.name}", type=kind, help=help, **extra)
+    p.add_argument("--config", help="a TOML, YAML or JSON file of the same fields (explicit flags win over it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run of the same --exp (otherwise it is refused: nothing is lost)")
-    p.add_argument("--device", help="auto | cpu | cuda")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -151,9 +129,11 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
     """Tune a post-hoc adjustment on val and save the adjusted checkpoint."""
     from ferkit.data import load_data
     from ferkit.models import read_checkpoint, save_checkpoint
-    from ferkit.strategies.posthoc import adjust_checkpoint
+    from ferkit.strategies.posthoc import METHODS, adjust_checkpoint
     from ferkit.evaluate import match_classes
 
+    if args.method not in METHODS:
+        raise ConfigError(f"unknown post-hoc method {args.method!r}: choose one of {', '.join(METHODS)}")
     ckpt = read_checkpoint(args.ckpt)
     data = match_classes(load_data(_data_root(args.data_root, ckpt.get("config", {}))), ckpt["class_names"])
     amp = ckpt.get("config", {}).get("amp", False)
@@ -241,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("posthoc", help="tune a post-hoc adjustment (la, taunorm, crt) on val and save it with the model")
     p.add_argument("ckpt")
-    p.add_argument("--method", required=True, choices=["la", "taunorm", "crt"])
+    p.add_argument("--method", required=True, help="a key of ferkit.strategies.posthoc.METHODS: la (logit "
+                   "adjustment), taunorm (tau-normalisation), crt (classifier re-training, class-balanced); each tuned on val")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--out", required=True, help="path of the adjusted checkpoint")
     p.add_argument("--crt_epochs", type=int, default=10)

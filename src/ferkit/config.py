@@ -9,60 +9,71 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ferkit.tta import TTA_MODES  # the TTA code owns its modes; a config names one
+from ferkit.tta import TTA_MODES, tta_mode  # the TTA code owns its modes; a config names one
+
+
+def option(default: Any, help: str, **flag: Any) -> Any:
+    """A RunConfig field that is also a `ferkit train` flag: `help` is its help text (the CLI adds the
+    default and, for a field named in `choices()`, the allowed values); `flag` holds extra argparse
+    settings. The CLI builds every flag from these fields, so each option is written once."""
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclass
 class RunConfig:
     # data and output
-    data_root: str | None = None
-    exp: str | None = None            # run name; default: derived from preset/strategy and seed
-    runs_dir: str = "runs"
+    data_root: str | None = option(None, "FER-2013 folder, zip, fer2013.csv, or a `ferkit prepare` output")
+    exp: str | None = option(None, "run name, a plain folder name under --runs_dir (default: <preset or strategy>_seed<seed>)")
+    runs_dir: str = option("runs", "where run folders go")
     # model
-    arch: str = "seed-cnn"
-    head: str = "softmax"             # softmax (a linear layer), cosine, arcface
-    arc_s: float = 30.0
-    arc_m: float = 0.5
+    arch: str = option("seed-cnn", "architecture (`ferkit models` lists them)")
+    head: str = option("softmax", "classifier head (softmax: a linear layer)")
+    arc_s: float = option(30.0, "ArcFace scale")
+    arc_m: float = option(0.5, "ArcFace additive angular margin (training only)")
     # strategy: loss, class weights, sampling (independent choices)
-    loss: str = "ce"                  # ce, wce, focal, ldam, la, bsoftmax
-    weight_mode: str | None = None    # inv, inv_sqrt, effective: class weights for wce (and any loss)
-    beta: float = 0.999               # for weight_mode=effective
-    gamma: float = 2.0                # focal
-    tau: float = 1.0                  # logit adjustment
-    label_smoothing: float = 0.0
-    sampler: str = "default"          # default (shuffle), balanced (q=0.5), class_balanced (q=0)
-    sample_q: float | None = None     # re-sampling with P(class) prop. to n_c ** q; overrides sampler
-    reweight_from: int = 1            # epoch from which class weights apply (> 1: deferred, DRW)
-    resample_from: int = 1            # epoch from which re-sampling applies (> 1: deferred, DRS)
-    mixup: float = 0.0                # mixup alpha (0 = off)
-    cutmix: float = 0.0               # cutmix alpha (0 = off)
+    loss: str = option("ce", "loss")
+    weight_mode: str | None = option(None, "class weights (default: none), normalised to mean 1: inv 1/n_c, "
+                                           "inv_sqrt 1/sqrt(n_c), effective (1-beta)/(1-beta^n_c)")
+    beta: float = option(0.999, "beta of weight_mode=effective")
+    gamma: float = option(2.0, "focal loss gamma")
+    tau: float = option(1.0, "logit-adjustment tau of the la loss")
+    label_smoothing: float = option(0.0, "label smoothing of the loss")
+    sampler: str = option("default", "re-sampling (--sample_q overrides it): default shuffles, balanced draws "
+                                     "class c prop. to sqrt(n_c) (q = 0.5), class_balanced uniformly (q = 0)")
+    sample_q: float | None = option(None, "re-sample classes prop. to n_c ** q (1 natural, 0.5 balanced, 0 class-balanced)")
+    reweight_from: int = option(1, "epoch from which class weights apply (> 1: deferred re-weighting, DRW)")
+    resample_from: int = option(1, "epoch from which re-sampling applies (> 1: deferred re-sampling, DRS)")
+    mixup: float = option(0.0, "mixup alpha, 0 = off")
+    cutmix: float = option(0.0, "cutmix alpha, 0 = off")
     # training augmentation beyond the reference's flip/rotate/crop (all off by default)
-    scale_jitter: float = 0.0         # zoom by a factor uniform in [1 - s, 1 + s]
-    translate: float = 0.0            # extra shift uniform in +-t of the image side
-    erase_p: float = 0.0              # random erasing probability
+    scale_jitter: float = option(0.0, "training zoom by a factor in [1 - s, 1 + s], 0 = off")
+    translate: float = option(0.0, "training shift of up to +-t of the image side on top of the crop, 0 = off")
+    erase_p: float = option(0.0, "random erasing probability, 0 = off")
     # progressive resizing: the first small_epochs epochs train on small_size-pixel images (cheaper
     # steps), the rest at 48; the network is fully convolutional, so it takes either size
-    small_epochs: int = 0
-    small_size: int = 40
+    small_epochs: int = option(0, "progressive resizing: train the first N epochs on smaller images")
+    small_size: int = option(40, "side in pixels of those smaller images")
     # optimisation
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    optimizer: str = "adam"           # adam, adamw, sgd (Nesterov)
-    schedule: str = "cosine"          # cosine (per epoch), constant
-    warmup_epochs: int = 0
-    weight_decay: float = 0.0
-    clip_norm: float = 5.0
-    seed: int = 42
-    amp: bool = False
-    device: str = "auto"
-    tta: bool | str = False           # test-time augmentation: False/"none", True/"flip", "crops" (5 crops x flip)
-    resume: str | None = None
-    preset: str | None = None
+    epochs: int = option(30, "epochs; 0 with --resume evaluates a checkpoint only")
+    batch_size: int = option(256, "batch size")
+    lr: float = option(1e-3, "peak learning rate of the optimiser")
+    optimizer: str = option("adam", "optimiser (sgd: Nesterov momentum 0.9)")
+    schedule: str = option("cosine", "learning-rate schedule, stepped per epoch")
+    warmup_epochs: int = option(0, "linear warm-up epochs before the schedule")
+    weight_decay: float = option(0.0, "weight decay (decoupled with adamw)")
+    clip_norm: float = option(5.0, "gradient clipping: largest gradient norm")
+    seed: int = option(42, "random seed")
+    amp: bool = option(False, "mixed precision: bfloat16 autocast on a CPU with native bf16 (AVX-512 BF16, AMX), "
+                              "bf16/fp16 on CUDA; float32 elsewhere, and it says so")
+    device: str = option("auto", "auto, cpu or cuda")
+    tta: str = option("none", "test-time augmentation at evaluation: flip (the bare flag) or crops (5 crops x flip)",
+                      nargs="?", const="flip")
+    resume: str | None = option(None, "a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
+    preset: str | None = option(None, "a reference recipe (explicit flags win over it)")
 
     def default_exp(self) -> str:
         base = self.preset or f"{self.head}_{self.loss}_{self.sampler}"
@@ -130,6 +141,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     unknown = set(data) - field_names()
     if unknown:
         raise ConfigError(f"unknown field(s) in {path}: {', '.join(sorted(unknown))}")
+    if isinstance(data.get("tta"), bool):  # configs written before tta was a mode name: False/True
+        data["tta"] = tta_mode(data["tta"])
     check_types(data, str(path))
     return data
 
@@ -159,6 +172,8 @@ def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = N
         values |= PRESETS[preset]
     values |= file_values or {}
     values |= {k: v for k, v in explicit.items() if v is not None}
+    if isinstance(values.get("tta"), bool):  # configs written before tta was a mode name: False/True
+        values["tta"] = tta_mode(values["tta"])
     cfg = RunConfig(**values)
     validate(cfg)
     if cfg.exp is None:
@@ -166,19 +181,26 @@ def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = N
     return cfg
 
 
-def validate(cfg: RunConfig) -> None:
-    from ferkit.models import ARCHS, FIXED_SIZE_ARCHS, HEADS
+def choices(name: str) -> tuple[str, ...] | None:
+    """The allowed values of a RunConfig field that names a registry entry, or None for a free field.
+    The one list that validation checks and the CLI's help shows."""
+    from ferkit.models import ARCHS, HEADS
     from ferkit.optim import OPTIMIZERS, SCHEDULES
     from ferkit.strategies import LOSSES, WEIGHT_MODES
     from ferkit.strategies.sampling import SAMPLER_Q
 
-    checks = [("arch", ARCHS), ("head", HEADS), ("loss", LOSSES), ("sampler", SAMPLER_Q),
-              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]
-    for name, allowed in checks:
-        if getattr(cfg, name) not in allowed:
-            raise ConfigError(f"unknown {name} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
-    if cfg.weight_mode is not None and cfg.weight_mode not in WEIGHT_MODES:
-        raise ConfigError(f"unknown weight_mode {cfg.weight_mode!r}: choose one of {', '.join(WEIGHT_MODES)}")
+    registries = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLER_Q, "weight_mode": WEIGHT_MODES,
+                  "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA_MODES, "preset": PRESETS}
+    return tuple(registries[name]) if name in registries else None
+
+
+def validate(cfg: RunConfig) -> None:
+    from ferkit.models import FIXED_SIZE_ARCHS
+
+    for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode"):
+        value, allowed = getattr(cfg, name), choices(name)
+        if value not in allowed and not (name == "weight_mode" and value is None):
+            raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
     if cfg.loss == "wce" and cfg.weight_mode is None:
         raise ConfigError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
     if cfg.reweight_from < 1 or cfg.resample_from < 1 or cfg.warmup_epochs < 0:
@@ -190,8 +212,6 @@ def validate(cfg: RunConfig) -> None:
     if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:
         raise ConfigError(f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
                           f"(small_epochs) needs a fully convolutional arch such as fer-resnet")
-    if cfg.tta not in (True, False, *TTA_MODES):
-        raise ConfigError(f"unknown tta {cfg.tta!r}: choose none, flip or crops")
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):

@@ -20,7 +20,7 @@ from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
 from ferkit.device import amp_notice, autocast, describe_cpu, keep_freed_memory, pick_device, precision, set_threads
 from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
-from ferkit.models import build_model, read_checkpoint, save_checkpoint
+from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
 from ferkit.strategies import class_weights, make_loss, sampling_weights
 from ferkit.strategies.mixing import mix_batch
@@ -32,7 +32,7 @@ Log = Callable[[str], None]
 def build_for_run(cfg: RunConfig, data: FerData, device: torch.device):
     """Model, first-epoch loss and per-image sampling weights for a configuration."""
     names = data.class_names
-    head_kwargs = {"s": cfg.arc_s, "m": cfg.arc_m} if cfg.head == "arcface" else {"s": cfg.arc_s} if cfg.head == "cosine" else {}
+    head_kwargs = head_settings(cfg.head, cfg)
     model = build_model(cfg.arch, cfg.head, len(names), **head_kwargs).to(device, memory_format=torch.channels_last)
     return model, loss_for_epoch(cfg, data, 1).to(device), sampling_for_epoch(cfg, data, 1), head_kwargs
 

@@ -77,6 +77,12 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x), target)
 
 
+def head_settings(head: str, config: Any) -> dict[str, Any]:
+    """The constructor arguments of head `head` from a run's configuration (any object with the
+    fields its `config_fields` names): {} for softmax, {"s": arc_s} for cosine, {"s", "m"} for arcface."""
+    return {arg: getattr(config, name) for arg, name in HEADS[head].config_fields.items()}
+
+
 def build_model(arch: str, head: str, num_classes: int, **head_kwargs: Any) -> Classifier:
     """Build an untrained model; `head_kwargs` go to the head (e.g. s=30, m=0.5 for arcface)."""
     if arch not in ARCHS:

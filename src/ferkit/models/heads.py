@@ -13,6 +13,7 @@ from torch import nn
 
 
 class SoftmaxHead(nn.Module):
+    config_fields: dict[str, str] = {}  # constructor argument -> the RunConfig field it comes from
     """A plain linear classifier (`fc`, as in the reference project)."""
 
     def __init__(self, in_dim: int, num_classes: int):
@@ -25,6 +26,8 @@ class SoftmaxHead(nn.Module):
 
 class CosineHead(nn.Module):
     """Cosine classifier: scale * cos(feature, class weight)."""
+
+    config_fields = {"s": "arc_s"}
 
     def __init__(self, in_dim: int, num_classes: int, s: float = 30.0):
         super().__init__()
@@ -42,6 +45,8 @@ class CosineHead(nn.Module):
 
 class ArcFaceHead(CosineHead):
     """Additive angular margin (Deng et al. 2019): s * cos(theta + m) for the true class in training."""
+
+    config_fields = {"s": "arc_s", "m": "arc_m"}
 
     def __init__(self, in_dim: int, num_classes: int, s: float = 30.0, m: float = 0.5):
         super().__init__(in_dim, num_classes, s)

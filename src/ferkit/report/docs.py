@@ -217,7 +217,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "fast-progressive": seed_table(_fast("results/fast_progressive", "results/fast_progressive_rerun"),
                                    [f"results/fast_progressive/fast_seed{s}" for s in (42, 1, 2)]),
     "fast-first": seed_table([("42", "results/fast/fast_seed42"),
-                              ("42, an identical earlier run (`results/fast_probe_seed42/`)", "results/fast_probe_seed42"),
+                              ("42, an identical earlier run (`results/archive/fast_probe_seed42/`)", "results/archive/fast_probe_seed42"),
                               ("1", "results/fast/fast_seed1"), ("2", "results/fast/fast_seed2")],
                              [f"results/fast/fast_seed{s}" for s in (42, 1, 2)]),
     "study-4epochs": study_table("results/study", {"E0": "E0 (baseline)", "E5": "E5 (reference final)",

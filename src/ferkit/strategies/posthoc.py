@@ -11,6 +11,7 @@ val search, so that `load_model` rebuilds the adjusted model.
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 import torch
@@ -110,24 +111,27 @@ def classifier_retrain(model: nn.Module, data, epochs: int = 10, lr: float = 1e-
     return m, {"method": "crt", "epochs": epochs, "lr": lr, "val_macro_f1": best_f1, "val_history": history}
 
 
-METHODS = ("la", "taunorm", "crt")
+# The post-hoc methods by name: each tunes itself on val from (the trained model, the data, the train
+# class counts, amp, settings) and returns (the adjusted model, what it chose). A new method is a
+# function and one line here; `ferkit posthoc --method NAME` then offers it.
+METHODS: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
+    "la": lambda model, data, counts, amp, **_: (model, search_logit_adjustment(model, data.splits["val"], counts,
+                                                                                   data.class_names, amp)),
+    "taunorm": lambda model, data, counts, amp, **_: search_tau_norm(model, data.splits["val"], data.class_names, amp),
+    "crt": lambda model, data, counts, amp, crt_epochs=10, **_: classifier_retrain(model, data, epochs=crt_epochs),
+}
 
 
 def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epochs: int = 10) -> dict:
-    """Tune `method` on val for a ferkit checkpoint dict; return the adjusted checkpoint dict."""
+    """Tune `method` (a key of METHODS) on val for a ferkit checkpoint dict; return the adjusted checkpoint dict."""
     from ferkit.models import load_model
 
     if ckpt.get("posthoc"):
         raise ValueError(f"this checkpoint already has a post-hoc adjustment ({ckpt['posthoc']['method']}): start from the trained one")
+    if method not in METHODS:
+        raise ValueError(f"unknown post-hoc method {method!r}: choose one of {', '.join(METHODS)}")
     model, info = load_model(ckpt)
     counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
-    if method == "la":
-        result = search_logit_adjustment(model, data.splits["val"], counts, data.class_names, amp)
-    elif method == "taunorm":
-        model, result = search_tau_norm(model, data.splits["val"], data.class_names, amp)
-    elif method == "crt":
-        model, result = classifier_retrain(model, data, epochs=crt_epochs)
-    else:
-        raise ValueError(f"unknown post-hoc method {method!r}: choose one of {', '.join(METHODS)}")
+    model, result = METHODS[method](model, data, counts, amp, crt_epochs=crt_epochs)
     result["search"] = {str(k): round(v, 6) for k, v in result.get("search", {}).items()}
     return ckpt | {"model": model.state_dict(), "posthoc": result}
