@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.tta import TTA_MODES, tta_mode  # the TTA code owns its modes; a config names one
+from ferkit.data.store import IMAGE_SIZE
 
 
 def option(default: Any, help: str, **flag: Any) -> Any:
@@ -207,8 +208,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("reweight_from and resample_from are 1-based epochs (1 = from the start); warmup_epochs >= 0")
     if not (0 <= cfg.scale_jitter < 1 and 0 <= cfg.translate < 0.5 and 0 <= cfg.erase_p <= 1):
         raise ConfigError("scale_jitter must be in [0, 1), translate in [0, 0.5) and erase_p in [0, 1]")
-    if cfg.small_epochs < 0 or not 16 <= cfg.small_size <= 48:
-        raise ConfigError(f"small_epochs must be >= 0 and small_size in [16, 48] pixels (got {cfg.small_epochs}, {cfg.small_size})")
+    if cfg.small_epochs < 0 or not 16 <= cfg.small_size <= IMAGE_SIZE:
+        raise ConfigError(f"small_epochs must be >= 0 and small_size in [16, {IMAGE_SIZE}] pixels (got {cfg.small_epochs}, {cfg.small_size})")
     if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:
         raise ConfigError(f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
                           f"(small_epochs) needs a fully convolutional arch such as fer-resnet")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from ferkit.data.store import IMAGE_SIZE
 
-SIZE, PAD, CROP = 48, 4, 44
+SIZE, PAD, CROP = IMAGE_SIZE, 4, IMAGE_SIZE - 4
 MAX_ANGLE = 15.0
 
 

@@ -81,7 +81,7 @@ def check_consistent(data: FerData) -> None:
         n = len(split.labels)
         if split.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE) or split.images.dtype != np.uint8:
             raise DataError(f"{data.source}: split {name} has images of shape {split.images.shape}, "
-                            f"dtype {split.images.dtype}; expected ({n}, 48, 48) uint8")
+                            f"dtype {split.images.dtype}; expected ({n}, {IMAGE_SIZE}, {IMAGE_SIZE}) uint8")
         if len(split.names) != n:
             raise DataError(f"{data.source}: split {name} has {n} labels but {len(split.names)} names")
         if n and (split.labels.min() < 0 or split.labels.max() >= len(data.class_names)):

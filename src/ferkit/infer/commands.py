@@ -14,6 +14,7 @@ from typing import Any, Iterator, TextIO
 
 from ferkit.tta import TTA_MODES
 from ferkit.data.images import MAX_PIXELS
+from ferkit.data.store import IMAGE_SIZE
 
 CHUNK = 32  # images (or video frames) classified together
 
@@ -208,7 +209,7 @@ def run_export(args: argparse.Namespace) -> int:
     import torch
     from ferkit.models import to_input
 
-    x = to_input(torch.randint(0, 256, (64, 48, 48), generator=torch.Generator().manual_seed(0), dtype=torch.uint8))
+    x = to_input(torch.randint(0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8))
     diff = np.abs(OnnxRunner(out)(x) - TorchRunner(args.ckpt, bf16=False)(x)).max()
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input float32 (N,1,48,48) in [-1,1], "
           f"output softmax probabilities (N,C); max |onnx - torch| = {diff:.1e} on 64 random crops")

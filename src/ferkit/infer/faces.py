@@ -9,9 +9,10 @@ import threading
 
 import cv2
 import numpy as np
+from ferkit.data.store import IMAGE_SIZE
 from PIL import Image
 
-FACE_SIZE = 48
+FACE_SIZE = IMAGE_SIZE  # the crop the model takes: the training images' size
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels of the original image

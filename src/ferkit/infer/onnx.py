@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ferkit.data.store import IMAGE_SIZE
 
 OPSET = 17
 
@@ -40,7 +41,7 @@ def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles this CNN;
         # torch warns that it is deprecated.
         warnings.simplefilter("ignore")
-        torch.onnx.export(ProbabilityModel(model).eval(), (torch.zeros(1, 1, 48, 48),), buf,
+        torch.onnx.export(ProbabilityModel(model).eval(), (torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE),), buf,
                           dynamo=False, opset_version=opset, input_names=["input"], output_names=["probs"],
                           dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}})
     proto = onnx.load_from_string(buf.getvalue())

@@ -21,7 +21,7 @@ from PIL import Image
 from ferkit.device import bf16_available
 from ferkit.tta import tta_inputs, tta_mode
 
-from .faces import Box, FaceDetector, crop_face, resize_face
+from .faces import FACE_SIZE, Box, FaceDetector, crop_face, resize_face
 from .io import load_image, to_gray
 
 # Measured on upscaled FER-2013 test faces: the cascade's box is ~3.4% smaller than the
@@ -123,8 +123,8 @@ class Predictor:
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """uint8 face crops (N, 48, 48) -> probabilities (N, num_classes), float32, in batches."""
         crops = np.ascontiguousarray(crops, dtype=np.uint8)
-        if crops.ndim != 3 or crops.shape[1:] != (48, 48):
-            raise ValueError(f"expected uint8 crops of shape (N, 48, 48), got {crops.shape}")
+        if crops.ndim != 3 or crops.shape[1:] != (FACE_SIZE, FACE_SIZE):
+            raise ValueError(f"expected uint8 crops of shape (N, {FACE_SIZE}, {FACE_SIZE}), got {crops.shape}")
         out = np.empty((len(crops), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
             batch = torch.from_numpy(crops[start:start + self.batch_size])
@@ -139,7 +139,7 @@ class Predictor:
         if not self.detect:
             return [(0, 0, gray.shape[1], gray.shape[0])], resize_face(gray)[None]
         boxes = self.detector.detect(gray)
-        crops = np.stack([crop_face(gray, b, self.margin) for b in boxes]) if boxes else np.empty((0, 48, 48), np.uint8)
+        crops = np.stack([crop_face(gray, b, self.margin) for b in boxes]) if boxes else np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
         return boxes, crops
 
     def predict(self, images: Sequence[Any] | Any) -> list[list[dict]]:

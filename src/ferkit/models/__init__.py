@@ -21,6 +21,7 @@ from ferkit.data.augment import to_input  # noqa: F401  (re-exported: the model 
 from .heads import ArcFaceHead, CosineHead, SoftmaxHead
 from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_slim
 from .seedcnn import SeedCNN, seed_cnn_half
+from ferkit.data.store import IMAGE_SIZE
 
 ARCHS: dict[str, Callable[[], nn.Module]] = {
     "seed-cnn": SeedCNN,      # the reference project's CNN
@@ -214,7 +215,7 @@ def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Cl
     return model, info
 
 
-def count_macs(model: nn.Module, size: int = 48) -> int:
+def count_macs(model: nn.Module, size: int = IMAGE_SIZE) -> int:
     """Multiply-adds of one forward pass on one 1 x size x size image (conv and linear layers)."""
     total = 0
 
