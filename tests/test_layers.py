@@ -77,3 +77,32 @@ def test_the_cycle_finder_finds_one():
 def test_no_source_file_over_400_lines():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+LAYERS = [  # lowest first; the same list as docs/DESIGN.md "Source layout"
+    ["ferkit.device", "ferkit.data"],
+    ["ferkit.models"],
+    ["ferkit.strategies", "ferkit.optim", "ferkit.tta"],
+    ["ferkit.config"],
+    ["ferkit.report"],
+    ["ferkit.evaluate"],
+    ["ferkit.train"],
+    ["ferkit.posthoc"],
+    ["ferkit.pretrained", "ferkit.sweep"],
+    ["ferkit.infer"],
+    ["ferkit.cli", "ferkit.__main__", "ferkit"],
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module: that of the longest entry it is or lies inside."""
+    hits = [(len(name), i) for i, names in enumerate(LAYERS) for name in names
+            if module == name or module.startswith(name + ".")]
+    assert hits, f"{module} is in no layer: add it to LAYERS and docs/DESIGN.md"
+    return max(hits)[1]
+
+
+def test_imports_only_go_down_the_layers():
+    upward = sorted(f"{m} (layer {layer_of(m)}) imports {d} (layer {layer_of(d)})"
+                    for m, deps in import_graph().items() for d in deps if layer_of(d) > layer_of(m))
+    assert upward == []

@@ -5,7 +5,7 @@ import torch
 
 from ferkit.evaluate import predict_proba
 from ferkit.models import build_model, load_model
-from ferkit.strategies.posthoc import adjust_checkpoint, apply_tau_norm, log_prior
+from ferkit.posthoc import adjust_checkpoint, apply_tau_norm, log_prior
 from test_train import cfg_for, tiny_data
 
 

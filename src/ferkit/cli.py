@@ -129,7 +129,7 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
     """Tune a post-hoc adjustment on val and save the adjusted checkpoint."""
     from ferkit.data import load_data
     from ferkit.models import read_checkpoint, save_checkpoint
-    from ferkit.strategies.posthoc import METHODS, adjust_checkpoint
+    from ferkit.posthoc import METHODS, adjust_checkpoint
     from ferkit.evaluate import match_classes
 
     if args.method not in METHODS:
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("posthoc", help="tune a post-hoc adjustment (la, taunorm, crt) on val and save it with the model")
     p.add_argument("ckpt")
-    p.add_argument("--method", required=True, help="a key of ferkit.strategies.posthoc.METHODS: la (logit "
+    p.add_argument("--method", required=True, help="a key of ferkit.posthoc.METHODS: la (logit "
                    "adjustment), taunorm (tau-normalisation), crt (classifier re-training, class-balanced); each tuned on val")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--out", required=True, help="path of the adjusted checkpoint")
