@@ -1,7 +1,9 @@
-"""End to end in headless Chromium: the page uploads a photo and draws faces and bar charts.
+"""End to end in headless Chromium: the page uploads a photo and draws faces and bar charts, skips
+detection for a face crop, and streams a (fake) webcam live.
 
 Needs Debian's chromium and chromium-driver (.ci/install_browser.sh) and selenium; skipped
-without them. Saves docs/ui-screenshot.png after a prediction.
+without them. Takes a screenshot after a prediction: into the test's temporary folder, or over
+docs/ui-screenshot.png with FERKIT_UPDATE_SCREENSHOT=1 (a test never changes the repository otherwise).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def browser(tmp_path_factory):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1280,800",
+                 # a synthetic camera, allowed without a prompt: the webcam path runs headless
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(flag)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
@@ -88,10 +92,10 @@ def test_upload_draws_faces_and_bars(browser, page_url, tmp_path):
         "const d = document.getElementById('photo').getContext('2d')"
         f".getImageData({box_x}, {box_y + 60}, 1, 1).data; return [Array.from(d), COLORS['{label}']];")
     assert pixel[:3] == [int(color[i:i + 2], 16) for i in (1, 3, 5)]
-    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shot = SCREENSHOT if os.environ.get("FERKIT_UPDATE_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
     browser.set_window_size(1280, 860)
-    browser.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
 
 
 def test_a_bad_file_shows_the_error(browser, page_url, tmp_path):
@@ -101,3 +105,37 @@ def test_a_bad_file_shows_the_error(browser, page_url, tmp_path):
     assert upload(browser, bad) == "error"
     status = browser.find_element(By.ID, "status")
     assert "415" in status.text and "not an image" in status.text and "error" in status.get_attribute("class")
+
+
+def test_a_face_crop_with_detection_skipped(browser, page_url, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    browser.get(page_url + "/")
+    crop = tmp_path / "crop48.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48)).astype(np.uint8)).save(crop)
+    browser.find_element(By.ID, "nodetect").click()
+    assert upload(browser, crop) == "done"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .face-card")) == 1
+    status = browser.find_element(By.ID, "status").text
+    assert "1 face found" in status and "detector none" in status and "ms on the server" in status
+
+
+def test_live_webcam_streams_frames_and_draws_the_answers(browser, page_url):
+    """Chromium's fake camera (a moving test pattern) goes live; with detection skipped each frame
+    is one face, so every answer draws a card; the page counts the frames it got answers for."""
+    browser.get(page_url + "/")
+    browser.find_element(By.ID, "nodetect").click()
+    browser.find_element(By.ID, "webcam").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "live").is_displayed())
+    browser.find_element(By.ID, "live").click()
+    WebDriverWait(browser, 60).until(
+        lambda d: int(d.find_element(By.ID, "results").get_attribute("data-frames") or 0) >= 3)
+    status = browser.find_element(By.ID, "status").text
+    assert status.startswith("live: 1 face found") and "ms round trip" in status and "detector none" in status
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .face-card")) == 1
+    browser.find_element(By.ID, "webcam").click()  # stop: the loop ends with the stream
+    frames = int(browser.find_element(By.ID, "results").get_attribute("data-frames"))
+    import time
+    time.sleep(1.0)
+    assert int(browser.find_element(By.ID, "results").get_attribute("data-frames")) <= frames + 1

@@ -59,7 +59,11 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (jsonl)")
     p.add_argument("--out", help="output file (default: standard output)")
     p.add_argument("--annotate", metavar="DIR", help="save copies of the images with boxes and labels here")
-    p.add_argument("--every", type=int, default=10, help="videos: predict every N-th frame (10)")
+    p.add_argument("--every", type=int, default=1, help="videos: process every N-th frame (1: all)")
+    p.add_argument("--detect-every", type=int, default=5,
+                   help="videos: run the face detector on every K-th processed frame and follow the faces in between (5)")
+    p.add_argument("--smooth", type=int, default=5,
+                   help="videos: average each tracked face's probabilities over its last N frames (5; 1 = off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -68,7 +72,7 @@ class RowWriter:
 
     def __init__(self, stream: TextIO, fmt: str, class_names: list[str]):
         self.stream, self.fmt, self.class_names = stream, fmt, class_names
-        self.columns = ["file", "frame", "time_s", "faces", "face", "x", "y", "w", "h", "label", "score",
+        self.columns = ["file", "frame", "time_s", "track", "faces", "face", "x", "y", "w", "h", "label", "score",
                         *[f"p_{c}" for c in class_names], "message", "error"]
         self.csv = csv.DictWriter(stream, self.columns, extrasaction="raise") if fmt == "csv" else None
         if self.csv:
@@ -106,8 +110,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from .io import IMAGE_EXTS, VIDEO_EXTS, ImageReadError, collect_inputs, is_video, load_image
 
-    if args.every < 1:
-        print("ferkit predict: error: --every must be >= 1", file=sys.stderr)
+    if min(args.every, args.detect_every, args.smooth) < 1:
+        print("ferkit predict: error: --every, --detect-every and --smooth must be >= 1", file=sys.stderr)
         return 2
     files, missing, skipped = collect_inputs(args.paths)
     if skipped:
@@ -147,11 +151,10 @@ def run_predict(args: argparse.Namespace) -> int:
             done += len(loaded)
             bar.update(len(images[start:start + CHUNK]))
         for path in videos:
-            done += predict_video(predictor, path, args.every, writer)
+            video_out = None if annotate_dir is None else annotate_dir / _unique(f"{path.stem}.mp4", used)
+            done += predict_video(predictor, path, args, writer, video_out)
             bar.update(1)
         bar.close()
-        if videos and annotate_dir is not None:
-            print("ferkit predict: --annotate draws on images only; videos were not annotated", file=sys.stderr)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -164,25 +167,27 @@ def save_annotated_image(image: Any, faces: list[dict], out_dir: Path, name: str
     save_annotated(image, faces, out_dir, name, used)
 
 
-def predict_video(predictor: Any, path: Path, every: int, writer: RowWriter) -> int:
-    """Rows for every `every`-th frame of a video; returns 1 if it was read, 0 on an error row."""
+def _unique(name: str, used: set[str]) -> str:
+    """`name`, or name_1, name_2 ... when a run writes that name already."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, k = name, 0
+    while candidate in used:
+        k += 1
+        candidate = f"{stem}_{k}{suffix}"
+    used.add(candidate)
+    return candidate
+
+
+def predict_video(predictor: Any, path: Path, args: argparse.Namespace, writer: RowWriter,
+                  annotate_to: Path | None = None) -> int:
+    """Rows for the processed frames of a video, faces tracked (`ferkit.infer.video.track_video`);
+    returns 1 if it was read, 0 on an error row."""
     from .io import ImageReadError
-    from .video import iter_frames
-
-    frames: list[tuple[int, float, Any]] = []
-
-    def flush() -> None:
-        for (index, seconds, _), faces in zip(frames, predictor.predict([f for _, _, f in frames])):
-            for row in face_rows({"file": str(path), "frame": index, "time_s": seconds}, faces):
-                writer.write(row)
-        frames.clear()
+    from .video import track_video
 
     try:
-        for frame in iter_frames(path, every):
-            frames.append(frame)
-            if len(frames) == CHUNK:
-                flush()
-        flush()
+        for row in track_video(predictor, path, args.every, args.detect_every, args.smooth, CHUNK, annotate_to):
+            writer.write({"file": str(path), **row})
     except ImageReadError as e:
         writer.write({"file": str(path), "error": str(e)})
         return 0

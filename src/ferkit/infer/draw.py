@@ -17,7 +17,8 @@ CLASS_COLORS = {
 
 
 def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """A copy of `image` (RGB) with each face's box and "index label score" drawn on it."""
+    """A copy of `image` (RGB) with each face's box and "index label score" drawn on it (a tracked
+    face's "#track label score")."""
     out = np.ascontiguousarray(to_rgb(image).copy())
     thick = max(1, round(max(out.shape[:2]) / 400))
     font_scale = max(0.4, max(out.shape[:2]) / 1200)
@@ -25,7 +26,7 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
         x, y, w, h = face["box"]
         color = CLASS_COLORS.get(face["label"], (0, 200, 0))
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
-        text = f"{i} {face['label']} {face['score']:.2f}"
+        text = f"{'#' + str(face['track']) if 'track' in face else i} {face['label']} {face['score']:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         top = y - th - base - 2 if y - th - base - 2 >= 0 else y + h  # above the box, else below
         cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 2), color, -1)

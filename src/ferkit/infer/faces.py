@@ -9,8 +9,9 @@ import threading
 
 import cv2
 import numpy as np
-from ferkit.data.store import IMAGE_SIZE
 from PIL import Image
+
+from ferkit.data.store import IMAGE_SIZE
 
 FACE_SIZE = IMAGE_SIZE  # the crop the model takes: the training images' size
 CASCADE_FILE = "haarcascade_frontalface_default.xml"

@@ -133,10 +133,11 @@ class Predictor:
             out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
         return out
 
-    def find_faces(self, image: np.ndarray) -> tuple[list[Box], np.ndarray]:
-        """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting."""
+    def find_faces(self, image: np.ndarray, detect: bool | None = None) -> tuple[list[Box], np.ndarray]:
+        """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting
+        (`detect`: this call's choice, default the predictor's)."""
         gray = to_gray(image)
-        if not self.detect:
+        if not (self.detect if detect is None else detect):
             return [(0, 0, gray.shape[1], gray.shape[0])], resize_face(gray)[None]
         boxes = self.detector.detect(gray)
         crops = np.stack([crop_face(gray, b, self.margin) for b in boxes]) if boxes else np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
@@ -172,7 +173,7 @@ class Predictor:
     def describe(self) -> dict:
         """What this predictor runs, for logs and the service's /health."""
         return {"checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
-                "backend": self.backend, "class_names": self.class_names, "detect": self.detect,
+                "backend": self.backend, "class_names": self.class_names, "detect": self.detect, "detector": "haar",
                 "tta": self.tta, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
                 "scale_factor": self.detector.scale_factor, "min_face": self.detector.min_face,
                 "threads": torch.get_num_threads()}

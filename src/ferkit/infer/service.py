@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -47,6 +48,9 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
     batcher = CropBatcher(predictor.predict_crops) if hasattr(predictor, "find_faces") else None
     app.state.batcher = batcher
 
+    described = predictor.describe()
+    backend = described.get("backend", "?")
+    detector = described.get("detector", "haar")
     in_flight, lock = 0, threading.Lock()
 
     @contextlib.contextmanager
@@ -64,10 +68,10 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
             if last:
                 release_freed_memory()
 
-    def faces_of(image) -> list[dict]:
+    def faces_of(image, detect: bool) -> list[dict]:
         if batcher is None:
             return predictor.predict([image])[0]
-        boxes, crops = predictor.find_faces(image)
+        boxes, crops = predictor.find_faces(image, detect)
         return predictor.faces(boxes, batcher(crops))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -90,8 +94,10 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
         return {"status": "ok", "max_bytes": max_bytes, "max_pixels": max_pixels, **predictor.describe()}
 
     @app.post("/predict")
-    def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ...")) -> dict:
+    def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ..."),
+                detect: bool = Query(True, description="false: the image is a face crop already, skip detection")) -> dict:
         """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
+        start = time.perf_counter()
         with tracked():
             data = file.file.read(max_bytes + 1)
             if len(data) > max_bytes:
@@ -101,11 +107,14 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
                     image = decode_image(data, file.filename or "upload", max_pixels)
             except ImageReadError as e:
                 raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
-            faces = faces_of(image)
+            faces = faces_of(image, detect)
         n = len(faces)
         message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
+        if n == 0 and detect and max(image.shape[:2]) <= 96:
+            message += f" (a {image.shape[1]}x{image.shape[0]} image looks like a face crop already: try detect=false)"
         return {"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0]),
-                "message": message, "class_names": predictor.class_names}
+                "message": message, "class_names": predictor.class_names, "detector": detector if detect else "none",
+                "backend": backend, "ms": round(1000 * (time.perf_counter() - start), 1)}
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,13 +1,17 @@
-"""Video frames for `ferkit predict`: every N-th frame of a file, with its time in seconds."""
+"""Videos for `ferkit predict`: every N-th frame of a file with its time in seconds, and the faces of
+those frames followed by `FaceTracker` (a track id per face, probabilities smoothed over time), with
+an annotated copy of the video on request."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from .io import ImageReadError
+from .faces import crop_face
+from .io import ImageReadError, to_gray
+from .tracking import FaceTracker
 
 
 def iter_frames(path: str | Path, every: int = 10) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -37,3 +41,68 @@ def iter_frames(path: str | Path, every: int = 10) -> Iterator[tuple[int, float,
             raise ImageReadError(f"{path}: no frame could be decoded (corrupt or unsupported video)", "corrupt")
     finally:
         cap.release()
+
+
+def video_fps(path: str | Path) -> float:
+    """Frames per second a video file declares (0.0 when it declares none)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+
+
+def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: int = 5, window: int = 5,
+                chunk: int = 32, annotate_to: Path | None = None) -> Iterator[dict]:
+    """One row per face per processed frame: {"frame", "time_s", "track", "faces", "face", "box",
+    "label", "score", "probs"} with the probabilities averaged over the track's last `window` frames,
+    or one {"frame", "time_s", "faces": 0} row for a frame without a face. Faces are classified
+    `chunk` frames at a time (one batch); with `annotate_to`, the processed frames are written there
+    as an MP4 with the boxes, track ids and labels drawn."""
+    from .draw import annotate
+
+    tracker = FaceTracker(detect_every, window)
+    pending: list[tuple[int, float, np.ndarray, list, list[tuple[int, tuple]]]] = []
+    writer = None
+    fps = video_fps(path) / every or 10.0
+
+    def flush() -> Iterator[dict]:
+        nonlocal writer
+        crops = [c for *_, frame_crops, _ in pending for c in frame_crops]
+        probs = predictor.predict_crops(np.stack(crops)) if crops else np.empty((0, len(predictor.class_names)))
+        k = 0
+        for index, seconds, frame, frame_crops, tracks in pending:
+            smoothed = tracker.add_probs([t for t, _ in tracks], probs[k:k + len(tracks)])
+            k += len(tracks)
+            faces = [face | {"track": t.id} for (t, box), face in zip(tracks, predictor.faces([b for _, b in tracks], smoothed))]
+            if not faces:
+                yield {"frame": index, "time_s": seconds, "faces": 0}
+            for i, face in enumerate(faces):
+                yield {"frame": index, "time_s": seconds, "track": face["track"], "faces": len(faces), "face": i,
+                       "box": face["box"], "label": face["label"], "score": round(face["score"], 6),
+                       "probs": {c: round(p, 6) for c, p in face["probs"].items()}}
+            if annotate_to is not None:
+                if writer is None:
+                    annotate_to.parent.mkdir(parents=True, exist_ok=True)
+                    writer = cv2.VideoWriter(str(annotate_to), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (frame.shape[1], frame.shape[0]))
+                writer.write(cv2.cvtColor(annotate(frame, faces), cv2.COLOR_RGB2BGR))
+        pending.clear()
+
+    try:
+        for index, seconds, frame in iter_frames(path, every):
+            gray = to_gray(frame)
+            if not predictor.detect:
+                detected = [(0, 0, gray.shape[1], gray.shape[0])]
+            else:
+                detected = predictor.detector.detect(gray) if tracker.needs_detection() else None
+            tracks = tracker.boxes(gray, detected)
+            # The track objects change as later frames arrive: keep this frame's boxes with them.
+            pending.append((index, seconds, frame, [crop_face(gray, t.box, predictor.margin) for t in tracks],
+                            [(t, t.box) for t in tracks]))
+            if len(pending) == chunk:
+                yield from flush()
+        yield from flush()
+    finally:
+        if writer is not None:
+            writer.release()

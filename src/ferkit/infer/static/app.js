@@ -24,27 +24,44 @@ function loadImage(blob) {
   });
 }
 
+async function request(blob, name) {
+  // POST one image; returns the JSON answer, or throws an Error with the message to show.
+  const form = new FormData();
+  form.append("file", blob, name);
+  const detect = $("nodetect").checked ? "false" : "true";
+  let response, data;
+  try {
+    response = await fetch(`/predict?detect=${detect}`, { method: "POST", body: form });
+    data = await response.json();
+  } catch (err) {
+    throw new Error(`request failed: ${err.message}`);
+  }
+  if (!response.ok) throw new Error(`${response.status}: ${data.detail}`);
+  return data;
+}
+
+function describeAnswer(name, data) {
+  return `${name}: ${data.message} (${data.width}×${data.height}) · detector ${data.detector} · `
+    + `${data.backend} · ${data.ms} ms on the server`;
+}
+
 async function upload(blob, name) {
   setStatus("Predicting…");
   results.dataset.state = "busy";
   results.replaceChildren();
-  const form = new FormData();
-  form.append("file", blob, name);
-  let response, data;
+  let data;
   try {
-    response = await fetch("/predict", { method: "POST", body: form });
-    data = await response.json();
+    data = await request(blob, name);
   } catch (err) {
-    return fail(`request failed: ${err.message}`);
+    return fail(err.message);
   }
-  if (!response.ok) return fail(`${response.status}: ${data.detail}`);
   try {
     drawPhoto(await loadImage(blob), data);
   } catch (err) {
     drawPlaceholder(data);
   }
   showResults(data);
-  setStatus(`${name}: ${data.message} (${data.width}×${data.height})`);
+  setStatus(describeAnswer(name, data));
   results.dataset.state = "done";
 }
 
@@ -60,6 +77,10 @@ function drawPhoto(img, data) {
   canvas.height = data.height;
   const ctx = canvas.getContext("2d");
   ctx.drawImage(img, 0, 0, data.width, data.height);
+  drawBoxes(ctx, data);
+}
+
+function drawBoxes(ctx, data) {
   const line = Math.max(2, Math.round(Math.max(data.width, data.height) / 200));
   const font = Math.max(14, Math.round(Math.max(data.width, data.height) / 30));
   data.faces.forEach((face, i) => {
@@ -93,7 +114,8 @@ function showResults(data) {
     const note = document.createElement("div");
     note.className = "note";
     note.textContent = "No face found. The detector looks for frontal faces at least 48 pixels wide: "
-      + "try a photo where the face is larger and looks at the camera.";
+      + "try a photo where the face is larger and looks at the camera, or, for a face crop, tick "
+      + "\"the image is a face crop\".";
     results.append(note);
     return;
   }
@@ -162,9 +184,9 @@ webcamButton.addEventListener("click", async () => {
     return fail(`webcam not available: ${err.message}`);
   }
   video.srcObject = stream;
-  video.hidden = false; canvas.hidden = true; snapButton.hidden = false;
+  video.hidden = false; canvas.hidden = true; snapButton.hidden = false; liveButton.hidden = false;
   webcamButton.textContent = "Stop webcam";
-  setStatus("Webcam on: take a snapshot.");
+  setStatus("Webcam on: take a snapshot, or go live.");
 });
 snapButton.addEventListener("click", () => {
   const shot = document.createElement("canvas");
@@ -174,10 +196,53 @@ snapButton.addEventListener("click", () => {
   shot.toBlob((blob) => upload(blob, "webcam.jpg"), "image/jpeg", 0.92);
 });
 function stopWebcam() {
+  live = false;
   if (stream) stream.getTracks().forEach((t) => t.stop());
   stream = null;
-  video.hidden = true; canvas.hidden = false; snapButton.hidden = true;
+  video.classList.remove("unseen");
+  video.hidden = true; canvas.hidden = false; snapButton.hidden = true; liveButton.hidden = true;
+  liveButton.textContent = "Go live";
   webcamButton.textContent = "Use webcam";
+}
+
+// ---- live webcam: send a frame, draw the answer over it, send the next (one request at a time,
+// so a slow server lowers the frame rate instead of piling up requests)
+const liveButton = $("live");
+let live = false;
+liveButton.addEventListener("click", () => {
+  if (live) { live = false; liveButton.textContent = "Go live"; return; }
+  live = true;
+  liveButton.textContent = "Stop live";
+  results.dataset.frames = "0";
+  liveLoop();
+});
+async function liveLoop() {
+  const shot = document.createElement("canvas");
+  // The canvas shows each answered frame; the video keeps playing unseen (a hidden one may stop).
+  canvas.hidden = false;
+  video.classList.add("unseen");
+  while (live && stream) {
+    shot.width = video.videoWidth || 640; shot.height = video.videoHeight || 480;
+    shot.getContext("2d").drawImage(video, 0, 0, shot.width, shot.height);
+    const blob = await new Promise((resolve) => shot.toBlob(resolve, "image/jpeg", 0.85));
+    const t0 = performance.now();
+    let data;
+    try {
+      data = await request(blob, "live.jpg");
+    } catch (err) {
+      fail(err.message);
+      break;
+    }
+    canvas.width = shot.width; canvas.height = shot.height;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(shot, 0, 0);
+    drawBoxes(ctx, data);
+    showResults(data);
+    results.dataset.frames = String(Number(results.dataset.frames) + 1);
+    results.dataset.state = "live";
+    setStatus(`live: ${data.message} · detector ${data.detector} · ${data.backend} · ${data.ms} ms on the server, `
+      + `${Math.round(performance.now() - t0)} ms round trip`);
+  }
 }
 
 // ---- which model answers (file name only)
