@@ -186,3 +186,22 @@ def test_service_load_bench_runs_a_small_version(tmp_path, capsys):
     assert report["fuzz_status"]["empty file"] == 400 and report["fuzz_status"]["text file"] == 415
     assert set(report["rss_mb"]) == {"start", "after_bombs", "after_burst"}
     assert "concurrent uploads" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_video_bench_runs_and_writes_well_formed_rows(tmp_path):
+    """bench/video.py makes its clips, runs each with and without tracking, and writes one row per
+    clip and setting: frames/s, identity switches, coverage, tracks (no timing is asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "video.json"
+    r = subprocess.run([sys.executable, str(BENCH / "video.py"), "--frames", "12", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["frames"] == 12 and "cpu_model" in report["machine"]
+    assert len(report["clips"]) == 6
+    for row in report["clips"].values():
+        assert row["frames_per_s"] > 0 and row["identity_switches"] >= 0 and 0 <= row["coverage"] <= 1

@@ -210,6 +210,21 @@ def predict_table(name: str) -> Callable[[Path], str]:
     return render
 
 
+def video_table(names: list[str]) -> Callable[[Path], str]:
+    """`bench/video.py` JSONs: frames/s, identity switches and coverage per clip and setting."""
+    def render(root: Path) -> str:
+        cells = []
+        for name in names:
+            d = _read_json(root / "bench" / "results" / name)
+            where = f"{_cpu_label(d['machine'])} (`{name}`, {d['machine']['date'][:10]}, {d['frames']} frames per clip)"
+            for k, (clip, row) in enumerate(d["clips"].items()):
+                cells.append([where if k == 0 else "", clip, f"{row['frames_per_s']:.1f}", str(row["identity_switches"]),
+                              f"{row['coverage']:.2f}", str(row["tracks"])])
+        return _table(["CPU (JSON under `bench/results/`)", "clip, setting", "frames/s", "identity switches",
+                       "coverage", "tracks"], cells)
+    return render
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped-models": shipped_models,
     "fast-slim": seed_table(_fast("results/fast_slim", "results/fast_slim_rerun"),
@@ -227,6 +242,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "throughput": throughput_table(["throughput-quick.json", "throughput-quick-epyc-avx512.json",
                                     "throughput-quick-epyc-avx2-kernels.json"]),
     "predict": predict_table("predict.json"),
+    "video": video_table(["video-epyc-avx512.json"]),
 }
 
 
