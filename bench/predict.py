@@ -120,7 +120,7 @@ def canvas_jpeg(face: np.ndarray) -> bytes:
 
 
 def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> dict:
-    p = Predictor(ckpt, backend=backend, bf16=bf16, batch_size=args.batch, threads=args.threads)
+    p = Predictor(ckpt, backend=backend, bf16=bf16 if backend == "torch" else False, batch_size=args.batch, threads=args.threads)
     crops = np.random.default_rng(0).integers(0, 256, (args.n_batched, 48, 48), dtype=np.uint8)
     singles = crops[:args.n_single]
     (t_batched, t_one), rounds = best_of_each(
@@ -134,7 +134,8 @@ def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> 
     boxes = p.detector.detect(gray)
     face_crops = p.find_faces(image)[1]
     return {
-        "backend": backend, "bf16": bool(getattr(p.runner, "bf16", False)),
+        "backend": backend, "model": Path(ckpt).name, "int8": str(ckpt).endswith(".int8.onnx"),
+        "bf16": bool(getattr(p.runner, "bf16", False)),
         "batched_faces_per_s": batched, "single_faces_per_s": one, "batched_over_single": batched / one,
         "batched_over_single_per_round": {"median": float(np.median(paired)), "min": min(paired), "max": max(paired)},
         "canvas_ms": 1000 * best_of(lambda: p.predict([decode_image(canvas)]), args.repeats * 5) if canvas else None,
@@ -196,13 +197,16 @@ def main() -> None:
     if runs[0]["bf16"]:
         runs.append(bench_backend(ckpt, "torch", False, args, canvas))
     runs.append(bench_backend(ckpt, "onnx", False, args, canvas))
+    int8 = Path(ckpt).with_suffix(".int8.onnx")  # `ferkit export CKPT --int8` writes it there
+    if int8.is_file():
+        runs.append(bench_backend(str(int8), "onnx", False, args, canvas))
     print("\nfaces/s: 48x48 crops in batches of {} and one at a time, timed in turns (ratio: of the fastest of each; "
           "median: of the ratios within each turn); ms per 640x480 JPEG end to end: a FER face on a gray canvas, "
           "and a real portrait (decode, detect, classify)".format(args.batch))
     print(f"{'backend':<12}{'batched f/s':>12}{'single f/s':>11}{'ratio':>7}{'(median)':>9}{'canvas ms':>10}{'photo ms':>9}"
           f"{'decode':>8}{'detect':>8}{'classify':>9}")
     for r in runs:
-        name = r["backend"] + (" bf16" if r["bf16"] else " fp32" if r["backend"] == "torch" else "")
+        name = r["backend"] + (" bf16" if r["bf16"] else " fp32" if r["backend"] == "torch" else " int8" if r.get("int8") else "")
         canvas_ms = f"{r['canvas_ms']:>10.1f}" if r["canvas_ms"] is not None else f"{'-':>10}"
         print(f"{name:<12}{r['batched_faces_per_s']:>12.0f}{r['single_faces_per_s']:>11.0f}"
               f"{r['batched_over_single']:>7.1f}{r['batched_over_single_per_round']['median']:>9.1f}{canvas_ms}{r['photo_ms']:>9.1f}{r['decode_ms']:>8.1f}"

@@ -198,17 +198,29 @@ def predict_video(predictor: Any, path: Path, args: argparse.Namespace, writer: 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", help="a ferkit (or reference-project) checkpoint .pt")
-    p.add_argument("--out", help="output .onnx (default: the checkpoint's path with .onnx)")
+    p.add_argument("--out", help="output .onnx (default: the checkpoint's path with .onnx, or .int8.onnx)")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--int8", action="store_true",
+                   help="post-training int8: calibrate on --calib train images, then measure its cost on val and "
+                        "test against float32 (written next to the model as <out>.metrics.json)")
+    p.add_argument("--data_root", help="--int8: the dataset (default: the one recorded in the checkpoint)")
+    p.add_argument("--calib", type=int, default=512, help="--int8: train images to calibrate on (512)")
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Export to ONNX, then check onnxruntime against PyTorch on random crops."""
+    """Export to ONNX, then check onnxruntime against PyTorch on random crops (or, with --int8,
+    quantise and measure the int8 model against float32 on val and test)."""
     import numpy as np
 
     from .onnx import OnnxRunner, export_onnx
     from .predictor import TorchRunner
 
+    if args.int8:
+        from .int8 import export_int8
+
+        out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".int8.onnx")
+        export_int8(args.ckpt, out, args.data_root, args.calib)
+        return 0
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".onnx")
     export_onnx(args.ckpt, out, args.opset)
     import torch

@@ -201,7 +201,8 @@ def predict_table(name: str) -> Callable[[Path], str]:
         d = _read_json(root / "bench" / "results" / name)
         cells = []
         for b in d["backends"]:
-            label = "ONNX Runtime" if b["backend"] == "onnx" else f"torch, {'bfloat16' if b['bf16'] else 'float32'}"
+            label = (("ONNX Runtime, int8" if b.get("int8") else "ONNX Runtime") if b["backend"] == "onnx"
+                     else f"torch, {'bfloat16' if b['bf16'] else 'float32'}")
             cells.append([label, f"{b['batched_faces_per_s']:,.0f}", f"{b['single_faces_per_s']:,.0f}",
                           f"{b['batched_over_single']:.1f}x ({b['batched_over_single_per_round']['median']:.1f}x)",
                           f"{b['photo_ms']:.1f}", f"{b['detect_ms']:.1f}"])
