@@ -288,7 +288,8 @@ def test_onnx_matches_pytorch(ckpt, tmp_path):
     with pytest.raises(FileNotFoundError, match="ferkit export"):
         Predictor(tmp_path / "absent.onnx", backend="onnx")
     with pytest.raises(ValueError, match="backend='onnx'"):
-        Predictor(out)
+        Predictor(out, backend="torch")
+    assert Predictor(out).backend == "onnx"  # auto: a .onnx file runs on ONNX Runtime
 
 
 def test_onnx_export_covers_every_arch_and_logit_adjustment(tmp_path):
@@ -378,3 +379,25 @@ def test_predict_video_every_nth_frame(ckpt, real_zip, tmp_path):
     rows = read_jsonl(out)
     assert [(r["frame"], r["time_s"]) for r in rows] == [(0, 0.0), (10, 1.0), (20, 2.0)]
     assert all(r["faces"] == 1 and found_at(r["box"]) for r in rows)
+
+
+@pytest.mark.parametrize("native_bf16, bf16, device, has_int8, want", [
+    (False, "auto", "cpu", True, "onnx"),    # no bf16 in hardware: the int8 model
+    (True, "auto", "cpu", True, "torch"),    # bf16 in hardware: torch in bfloat16
+    (False, False, "cpu", True, "torch"),    # float32 asked for
+    (False, "auto", "cuda", True, "torch"),  # a GPU
+    (False, "auto", "cpu", False, "torch"),  # no int8 model next to the checkpoint
+])
+def test_auto_backend_follows_the_cpu_and_the_files(monkeypatch, tmp_path, native_bf16, bf16, device, has_int8, want):
+    """The choice is a function of (the CPU's bf16, the arguments, the files), tested here for both
+    kinds of CPU whatever CPU runs the test."""
+    from ferkit.infer import predictor
+
+    monkeypatch.setattr(predictor, "bf16_available", lambda device_type: native_bf16)
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    if has_int8:
+        (tmp_path / "m.int8.onnx").write_bytes(b"")
+    backend, model = predictor.choose_backend(ckpt, device, bf16)
+    assert backend == want and model == (tmp_path / "m.int8.onnx" if want == "onnx" else ckpt)
+    assert predictor.choose_backend(tmp_path / "x.onnx") == ("onnx", tmp_path / "x.onnx")

@@ -154,6 +154,11 @@ def model_card(path: Path, s: dict, title: str | None) -> str:
         p = s["posthoc"]
         ph = (f"\nPost-hoc adjustment, tuned on val only: `{p['method']}`" + (f" (tau {p['tau']})" if "tau" in p else "")
               + f", val macro-F1 {p['val_macro_f1']:.4f} before TTA (the search is in `{path.name}.metrics.json`).\n")
+    int8 = ""
+    if path.with_suffix(".int8.onnx").is_file():  # `ferkit export --int8` made one: its cost, from its metrics file
+        int8 = (f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on 512 train images; "
+                f"measured against float32 with the TTA above by `ferkit export {path} --int8`:\n\n"
+                "<!-- report:int8 -->\n<!-- /report:int8 -->\n")
     if s.get("tta_selection"):
         ph += ("\nTTA chosen on val macro-F1: " + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())
                + f" -> `{cfg.get('tta')}`.\n")
@@ -183,7 +188,7 @@ Training time: {minutes} on {tr['machine']}.
 Reproduce: `ferkit eval {path} --data_root /path/to/fer2013.zip` (float32, TTA `{cfg.get('tta')}`), or
 `ferkit quickstart /path/to/fer2013.zip` for every shipped model. It counts as reproduced when at most
 {s.get('tolerance', {}).get('changed_predictions', 0)} of the 3,589 test predictions differ from this card's own: {s.get('tolerance', {}).get('why', '')}.
-"""
+{int8}"""
 
 
 def _metrics_table(s: dict) -> str:

@@ -38,6 +38,34 @@ def default_checkpoint() -> Path:
     return path
 
 
+def int8_sibling(checkpoint: Any) -> Path | None:
+    """The int8 ONNX model `ferkit export CKPT --int8` wrote next to a .pt checkpoint, if there is one."""
+    if not isinstance(checkpoint, (str, Path)) or not str(checkpoint).endswith(".pt"):
+        return None
+    path = Path(checkpoint).with_suffix(".int8.onnx")
+    return path if path.is_file() else None
+
+
+def choose_backend(checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto") -> tuple[str, Any]:
+    """backend="auto": (backend, model to load) from what is installed and what the CPU has.
+
+    A .onnx file runs on ONNX Runtime. On a CPU with native bfloat16 (AVX-512 BF16, AMX) torch in
+    bfloat16 is the fastest batched path; on one without it, the checkpoint's int8 ONNX model (when
+    `ferkit export --int8` made one, as for the shipped model, and onnxruntime is installed) is
+    2-3x faster than float32 (docs/INFERENCE.md "Speed"); anything else runs in torch. Asking for
+    bf16=False or a GPU keeps torch."""
+    if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
+        return "onnx", checkpoint
+    int8 = int8_sibling(checkpoint)
+    if device != "cpu" or bf16 != "auto" or bf16_available("cpu") or int8 is None:
+        return "torch", checkpoint
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch", checkpoint
+    return "onnx", int8
+
+
 def set_threads(threads: int) -> None:
     """Intra-op threads of torch (`ferkit.device.set_threads`) and of OpenCV (process-wide settings)."""
     import cv2
@@ -77,7 +105,8 @@ class Predictor:
 
     checkpoint: a ferkit (or reference-project) .pt, or a .onnx for backend="onnx";
         None = the shipped model (`default_checkpoint()`).
-    backend: "torch" or "onnx" (onnxruntime; a .pt is exported on the fly).
+    backend: "auto" (`choose_backend`: the CPU and what is installed decide), "torch", or "onnx"
+        (onnxruntime; a .pt is exported on the fly).
     detect: False treats each image as an already-cropped face.
     tta: test-time augmentation, as `ferkit eval --tta`: "none" (or False), "flip" (or True:
         the face and its mirror) or "crops" (5 crops x mirror = 10 views, 10x the compute; what
@@ -91,7 +120,7 @@ class Predictor:
         wait for each other for whole scheduler slices (here: 250 ms instead of 4 ms per face).
     """
 
-    def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "torch",
+    def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "auto",
                  detect: bool = True, tta: bool | str = False, device: str = "cpu", bf16: bool | str = "auto",
                  margin: float = DEFAULT_MARGIN, scale_factor: float = 1.2, min_face: int = 48,
                  min_neighbors: int = 5, max_side: int = 1024, batch_size: int = 64,
@@ -100,6 +129,8 @@ class Predictor:
             set_threads(threads)
         if checkpoint is None:
             checkpoint = default_checkpoint()
+        if backend == "auto":
+            backend, checkpoint = choose_backend(checkpoint, device, bf16)
         if backend == "torch":
             if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
                 raise ValueError(f"{checkpoint} is an ONNX model: use backend='onnx' (--backend onnx)")
@@ -108,7 +139,7 @@ class Predictor:
             from .onnx import OnnxRunner
             self.runner = OnnxRunner(checkpoint, threads=threads or 0)
         else:
-            raise ValueError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+            raise ValueError(f"unknown backend {backend!r}: use 'auto', 'torch' or 'onnx'")
         if not 0 <= margin <= 1:
             raise ValueError(f"margin is a fraction of the face size per side, 0..1 (got {margin})")
         self.checkpoint = checkpoint if isinstance(checkpoint, dict) else str(checkpoint)
@@ -173,7 +204,7 @@ class Predictor:
     def describe(self) -> dict:
         """What this predictor runs, for logs and the service's /health."""
         return {"checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
-                "backend": self.backend, "class_names": self.class_names, "detect": self.detect, "detector": "haar",
+                "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""), "class_names": self.class_names, "detect": self.detect, "detector": "haar",
                 "tta": self.tta, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
                 "scale_factor": self.detector.scale_factor, "min_face": self.detector.min_face,
                 "threads": torch.get_num_threads()}

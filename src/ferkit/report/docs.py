@@ -195,19 +195,38 @@ def throughput_table(files: list[str]) -> Callable[[Path], str]:
     return render
 
 
-def predict_table(name: str) -> Callable[[Path], str]:
-    """`bench/predict.py` JSON: faces/s batched and one at a time, and ms per 640x480 photo."""
+def predict_table(files: list[tuple[str, str | None]]) -> Callable[[Path], str]:
+    """`bench/predict.py` JSONs: faces/s batched and one at a time, and ms per 640x480 photo, per
+    backend. `files`: (JSON name, CPU label for a JSON that records no CPU, else None)."""
     def render(root: Path) -> str:
-        d = _read_json(root / "bench" / "results" / name)
         cells = []
-        for b in d["backends"]:
-            label = (("ONNX Runtime, int8" if b.get("int8") else "ONNX Runtime") if b["backend"] == "onnx"
-                     else f"torch, {'bfloat16' if b['bf16'] else 'float32'}")
-            cells.append([label, f"{b['batched_faces_per_s']:,.0f}", f"{b['single_faces_per_s']:,.0f}",
-                          f"{b['batched_over_single']:.1f}x ({b['batched_over_single_per_round']['median']:.1f}x)",
-                          f"{b['photo_ms']:.1f}", f"{b['detect_ms']:.1f}"])
-        return _table(["backend", f"faces/s batched ({d['batch']})", "faces/s one at a time", "ratio (median per round)",
+        for name, label in files:
+            d = _read_json(root / "bench" / "results" / name)
+            where = label or f"{_cpu_label(d['machine'])} (`{name}`, under load {d['load_average'][0]:.1f})"
+            for k, b in enumerate(d["backends"]):
+                backend = (("ONNX Runtime, int8" if b.get("int8") else "ONNX Runtime") if b["backend"] == "onnx"
+                           else f"torch, {'bfloat16' if b['bf16'] else 'float32'}")
+                cells.append([where if k == 0 else "", backend, f"{b['batched_faces_per_s']:,.0f}",
+                              f"{b['single_faces_per_s']:,.0f}",
+                              f"{b['batched_over_single']:.1f}x ({b['batched_over_single_per_round']['median']:.1f}x)",
+                              f"{b['photo_ms']:.1f}", f"{b['detect_ms']:.1f}"])
+        return _table(["CPU", "backend", "faces/s batched (64)", "faces/s one at a time", "ratio (median per round)",
                        "ms per 640x480 portrait", "of which detect"], cells)
+    return render
+
+
+def int8_table(name: str) -> Callable[[Path], str]:
+    """An int8 model's metrics JSON (`ferkit export --int8`): float32 and int8 on val and test."""
+    def render(root: Path) -> str:
+        d = _read_json(root / "pretrained" / name)
+        cells = []
+        for split in ("val", "test"):
+            r = d[split]
+            cells.append([split, f"{r['float32']['accuracy']:.4f} / {r['float32']['macro_f1']:.4f}",
+                          f"{r['int8']['accuracy']:.4f} / {r['int8']['macro_f1']:.4f}", f"{r['macro_f1_cost']:+.4f}",
+                          f"{r['changed_predictions']} of {r['n']:,}"])
+        return _table(["split", "float32 accuracy / macro-F1", "int8 accuracy / macro-F1", "macro-F1 cost",
+                       "predictions changed"], cells)
     return render
 
 
@@ -242,8 +261,10 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                                                   "PH-TAUNORM": "PH-TAUNORM", "PH-CRT": "PH-CRT"}),
     "throughput": throughput_table(["throughput-quick.json", "throughput-quick-epyc-avx512.json",
                                     "throughput-quick-epyc-avx2-kernels.json"]),
-    "predict": predict_table("predict.json"),
+    "predict": predict_table([("predict.json", "Intel Xeon, AMX (`predict.json`, committed 2026-11-29; the JSON predates CPU recording)"),
+                              ("predict-epyc-avx512.json", None)]),
     "video": video_table(["video-epyc-avx512.json"]),
+    "int8": int8_table("ferkit-recommended.int8.onnx.metrics.json"),
 }
 
 
@@ -267,8 +288,9 @@ def update_text(text: str, root: Path) -> tuple[str, list[str]]:
 
 
 def doc_files(root: Path) -> list[Path]:
-    """README.md and docs/*.md: the files whose blocks `ferkit report` keeps."""
-    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+    """README.md, docs/*.md and the model cards (pretrained/*.md): the files whose blocks `ferkit report` keeps."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "pretrained").glob("*.md"))]
+            if p.is_file()]
 
 
 def run_report(root: Path, check: bool = False, log=print) -> int:
