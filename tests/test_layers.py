@@ -88,7 +88,7 @@ LAYERS = [  # lowest first; the same list as docs/DESIGN.md "Source layout"
     ["ferkit.evaluate"],
     ["ferkit.train"],
     ["ferkit.posthoc"],
-    ["ferkit.pretrained", "ferkit.sweep"],
+    ["ferkit.pretrained", "ferkit.sweep", "ferkit.sweep_ray", "ferkit.tune"],
     ["ferkit.infer"],
     ["ferkit.cli", "ferkit.__main__", "ferkit"],
 ]

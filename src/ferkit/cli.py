@@ -153,10 +153,24 @@ def cmd_posthoc(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ferkit.sweep import run_sweep
+    if args.backend == "ray":
+        from ferkit.sweep_ray import run_sweep_ray
 
-    failed = run_sweep(args.config, args.jobs, args.dry_run)
+        failed = run_sweep_ray(args.config, args.address, args.cpus_per_run, args.gpus_per_run, args.retries, args.dry_run)
+    else:
+        if args.address:
+            raise ConfigError("--address is for --backend ray")
+        from ferkit.sweep import run_sweep
+
+        failed = run_sweep(args.config, args.jobs, args.dry_run)
     return 1 if failed else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ferkit.tune import run_tune
+
+    run_tune(args.config)
+    return 0
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -232,7 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="sweep file (see ferkit/sweep.py)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split between them)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="only list what would run")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: --jobs processes on this machine; ray: one Ray task per run (pip install 'ferkit[ray]')")
+    p.add_argument("--address", help="ray: a running cluster's address (HEAD:6379); default: a local Ray for the sweep")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs each run declares (and trains with) (1)")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run declares (0)")
+    p.add_argument("--retries", type=int, default=2, help="ray: times a run whose worker died is retried, resuming (2)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("tune", help="search hyper-parameters with Optuna on val macro-F1 (pip install 'ferkit[tune]')")
+    p.add_argument("config", help="tune file (see ferkit/tune.py): trials, out, [base], [search]")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("pack", help="ship a checkpoint: float16 weights, model card, metrics evaluated from the file")
     p.add_argument("ckpt")

@@ -179,11 +179,15 @@ def _complete_best(run_dir: Path, last: dict, base: dict) -> None:
 
 
 def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True,
-        overwrite: bool = False) -> dict:
-    """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint on test.
+        overwrite: bool = False, on_epoch: Callable[[int, float], None] | None = None,
+        splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint.
 
-    Returns the test metrics. Everything is written to `runs_dir/exp/`; an existing run there is
-    refused unless resuming or `overwrite` (`prepare_run_dir`).
+    Returns the metrics of the last of `splits` (test by default; a hyper-parameter search passes
+    ("val",) so that it never computes test). Everything is written to `runs_dir/exp/`; an existing
+    run there is refused unless resuming or `overwrite` (`prepare_run_dir`). `on_epoch(epoch, val
+    macro-F1)` is called after each epoch's checkpoint is saved; an exception it raises (an early
+    stop) ends the run there, with its last.pt in place.
     """
     set_threads()
     keep_freed_memory()
@@ -283,7 +287,9 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
             f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
             f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+        if on_epoch is not None:
+            on_epoch(epoch, vm["macro_f1"])
     writer.close()
     if not (run_dir / "best.pt").exists():
         raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
-    return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log)
+    return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log, splits=splits)
