@@ -59,9 +59,9 @@ def choose_backend(checkpoint: Any, device: str = "cpu", bf16: bool | str = "aut
     int8 = int8_sibling(checkpoint)
     if device != "cpu" or bf16 != "auto" or bf16_available("cpu") or int8 is None:
         return "torch", checkpoint
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:  # not installed: torch it is
         return "torch", checkpoint
     return "onnx", int8
 

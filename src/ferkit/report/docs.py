@@ -121,6 +121,8 @@ def _cell(r: dict, column: str) -> str:
         return f"{f('diff_seed_std'):.3f}"
     if column == "mcnemar":
         return "<0.001" if f("mcnemar_p_max") < 0.001 else f"{f('mcnemar_p_max'):.3f}"
+    if column == "seeds":
+        return str(r["n_seeds"])
     if column == "converged":
         return f"{r['n_converged']}/{r['n_checked']}" if r.get("n_checked") else "post-hoc"
     if column.startswith("recall_"):
@@ -132,7 +134,7 @@ def _cell(r: dict, column: str) -> str:
 
 _HEADERS = {"val": "val macro-F1", "accuracy": "test accuracy", "macro_f1": "test macro-F1 [95% CI]",
             "delta": "Δ macro-F1 vs E0 [95% CI]", "seed_std": "Δ seed std", "mcnemar": "McNemar p (max)",
-            "converged": "converged runs"}
+            "converged": "converged runs", "seeds": "seeds"}
 
 
 def study_table(summary_dir: str, labels: dict[str, str],
@@ -245,6 +247,31 @@ def video_table(names: list[str]) -> Callable[[Path], str]:
     return render
 
 
+# The reference project's own seed-cnn results (its committed runs/*_seed4{0,1,2}/metrics.json and its
+# README), as issue 17 quotes them: test macro-F1 at its budget (seed-cnn, batch 256, 30 epochs).
+REFERENCE_F1 = {"E0": ("0.509", "3 seeds, 0.509-0.510"), "E5": ("0.586", "3 seeds, 0.576-0.600"),
+                "E1": ("0.421", "3 seeds, 0.411-0.433"), "E2": ("0.569", "one run")}
+STUDY = "results/converged/summary"
+STUDY_LABELS = {g: g for g in ("E0", "E5", "E2", "E1", "E4", "E6", "LA", "CE-DRW", "LDAM-DRW", "CE-DRS", "CB-sampling",
+                               "Focal-DRW", "PH-LA", "PH-TAUNORM", "PH-CRT")}
+
+
+def reference_table(root: Path) -> str:
+    """This study's test macro-F1 beside the reference project's, for its recipes."""
+    rows = {r["group"]: r for r in _read_csv(root / STUDY / "summary.csv")}
+    cells = []
+    for group, (ref, how) in REFERENCE_F1.items():
+        r = rows.get(group)
+        mine = f"{float(r['macro_f1_mean']):.3f} ± {float(r['macro_f1_std']):.3f} ({r['n_seeds']} seeds)" if r else "not run yet"
+        cells.append([group, mine, f"{ref} ({how})"])
+    if "E0" in rows and "E5" in rows:
+        d = rows["E5"]
+        cells.append(["E5 - E0", f"{float(d['macro_f1_diff_mean']):+.3f} [{float(d['diff_ci95_low']):+.3f}, "
+                      f"{float(d['diff_ci95_high']):+.3f}]", "+0.077 (3 seeds each; +0.042 between its README's single runs)"])
+    return _table(["recipe", "this study: test macro-F1 (seed-cnn-half, 30 epochs)",
+                   "the reference: test macro-F1 (seed-cnn, 30 epochs)"], cells)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped-models": shipped_models,
     "fast-slim": seed_table(_fast("results/fast_slim", "results/fast_slim_rerun"),
@@ -265,6 +292,11 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                               ("predict-epyc-avx512.json", None)]),
     "video": video_table(["video-epyc-avx512.json"]),
     "int8": int8_table("ferkit-recommended.int8.onnx.metrics.json"),
+    "converged-main": study_table(STUDY, STUDY_LABELS, ("seeds", "val", "macro_f1", "delta", "seed_std", "accuracy",
+                                                        "recall_happy", "recall_neutral", "converged")),
+    "converged-per-class": study_table(STUDY, STUDY_LABELS, ("seeds",) + tuple(
+        f"f1_{c}±" for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"))),
+    "converged-reference": reference_table,
 }
 
 
