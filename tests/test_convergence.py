@@ -100,3 +100,9 @@ def test_summary_flags_runs_that_did_not_converge_and_draws_the_curves(tmp_path)
     cell = lambda line, col: [c.strip() for c in line.strip("|").split("|")][cols.index(col)]
     assert cell(e0_line, "converged") == "2/2" and cell(e5_line, "converged") == "1/2"
     assert cell(e0_line, "Δ macro-F1 vs E0 [95% CI]") == "baseline"
+
+
+def test_late_gain_tells_a_noisy_plateau_from_a_climb():
+    plateau = [0.3, 0.4, 0.5, 0.52, 0.52, 0.523, 0.519, 0.524, 0.517, 0.525, 0.522]
+    climbing = [0.3, 0.35, 0.4, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.56]
+    assert abs(convergence(plateau)["late_gain"]) < 0.005 and convergence(climbing)["late_gain"] > 0.05

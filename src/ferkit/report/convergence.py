@@ -13,6 +13,7 @@ from ferkit.report.stats import ReportError
 
 WINDOW = 2      # the best epoch must not be among the last 2 epochs ...
 TOLERANCE = 0.005  # ... or the last 3 epochs must be within 0.005 val macro-F1 of the best
+LATE = 5        # late_gain: how much the last 5 epochs beat every epoch before them (a diagnostic)
 
 
 def read_val_curve(run_dir: Path | str) -> list[float] | None:
@@ -32,7 +33,9 @@ def convergence(curve: list[float], window: int = WINDOW, tol: float = TOLERANCE
     """The convergence test of one val curve.
 
     Returns best_epoch (1-based), best (its val macro-F1), epochs, last_gap (best minus the lowest of
-    the last window + 1 epochs), converged (bool) and why (a few words).
+    the last window + 1 epochs), late_gain (the best of the last 5 epochs minus the best before them:
+    near 0 or below on a plateau, clearly positive while still climbing; a diagnostic beside the
+    test, since epoch-to-epoch noise alone can fail it), converged (bool) and why (a few words).
     """
     if not curve:
         raise ReportError("an empty val curve: the run has no finished epoch")
@@ -40,6 +43,7 @@ def convergence(curve: list[float], window: int = WINDOW, tol: float = TOLERANCE
     best = curve[best_epoch - 1]
     tail = curve[-(window + 1):]
     last_gap = best - min(tail)
+    late_gain = max(curve[-LATE:]) - max(curve[:-LATE]) if len(curve) > LATE else float("nan")
     if len(curve) <= window:
         converged, why = False, f"only {len(curve)} epochs"
     elif best_epoch <= len(curve) - window:
@@ -49,4 +53,4 @@ def convergence(curve: list[float], window: int = WINDOW, tol: float = TOLERANCE
     else:
         converged, why = False, f"best at epoch {best_epoch} of {len(curve)}, last {len(tail)} epochs span {last_gap:.4f}"
     return {"best_epoch": best_epoch, "best": best, "epochs": len(curve), "last_gap": last_gap,
-            "converged": converged, "why": why}
+            "late_gain": late_gain, "converged": converged, "why": why}

@@ -300,7 +300,8 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
     checks = convergence_rows(runs)
     for c in checks:
         if not c["converged"]:
-            log(f"NOT CONVERGED: {c['run']}: {c['why']} (train it longer, or resume it with more epochs)")
+            log(f"NOT CONVERGED: {c['run']}: {c['why']}; the last 5 epochs gained {c['late_gain']:+.4f} over the "
+                f"best before them")
     if checks:
         log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged "
             f"(best val epoch not among the last 2, or the last 3 within 0.005 of the best)")
