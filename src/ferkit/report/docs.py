@@ -262,7 +262,7 @@ def reference_table(root: Path) -> str:
     cells = []
     for group, (ref, how) in REFERENCE_F1.items():
         r = rows.get(group)
-        mine = f"{float(r['macro_f1_mean']):.3f} ± {float(r['macro_f1_std']):.3f} ({r['n_seeds']} seeds)" if r else "not run yet"
+        mine = f"{float(r['macro_f1_mean']):.3f} ± {float(r['macro_f1_std']):.3f} ({r['n_seeds']} seed{'s' if int(r['n_seeds']) > 1 else ''})" if r else "not run yet"
         cells.append([group, mine, f"{ref} ({how})"])
     if "E0" in rows and "E5" in rows:
         d = rows["E5"]
