@@ -27,6 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchio import save_report  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_ZIP = HERE.parent.parent / "shared" / "data" / "fer2013.zip"
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "FERKIT_CPU_BF16": "0"}
@@ -105,10 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"machine": info, "command": " ".join(["python", "bench/precision.py"] + (argv if argv is not None else sys.argv[1:])),
               "changed_predictions": table, "runs": runs}
     slug = re.sub(r"[^a-z0-9]+", "-", f"{info['cpu_model']} {info['torch_capability']}".lower()).strip("-")
-    out = Path(args.out) if args.out else HERE / "results" / f"precision-{slug}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    save_report(report, Path(args.out) if args.out else HERE / "results" / f"precision-{slug}.json", indent=1)
     return report
 
 

@@ -24,6 +24,9 @@ import zipfile
 from itertools import islice
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchio import save_report  # noqa: E402
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -380,10 +383,7 @@ def main(argv: list[str] | None = None) -> dict:
               "settings": {k: v for k, v in spec.items() if k not in ("source", "tree", "cache_dir", "device", "amp")},
               "data": {k: v for k, v in data.items() if k != "tree"}, "cold_load_s": cold["cold_load_s"],
               "pipelines": pipes, "ratios": rat, "targets": targets}
-    out = Path(args.out) if args.out else HERE / "results" / f"throughput{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    save_report(report, Path(args.out) if args.out else HERE / "results" / f"throughput{'-quick' if args.quick else ''}.json")
     return report
 
 

@@ -15,7 +15,6 @@ classification. Identity switches: for each true face, how often the track id co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchio import save_report  # noqa: E402
 from predict import checkpoint, fer_faces  # noqa: E402  (the same faces and model as bench/predict.py)
 
 from ferkit.infer import Predictor  # noqa: E402
@@ -141,9 +141,7 @@ def main() -> None:
             print(f"{key:<32} {frames / seconds:7.1f} frames/s  switches {n_switch}  coverage {coverage:.2f}  "
                   f"tracks {report['clips'][key]['tracks']}", flush=True)
     report["load_avg_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    save_report(report, args.out)
 
 
 if __name__ == "__main__":

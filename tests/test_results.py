@@ -65,3 +65,14 @@ def test_report_rewrites_stale_blocks_and_check_names_them(tmp_path, monkeypatch
     (tmp_path / "README.md").write_text("<!-- report:nope -->\n| x |\n<!-- /report:nope -->\n")
     assert main(["report", "--check", "--root", str(tmp_path)]) == 2
     assert "unknown report block 'nope'" in capsys.readouterr().err
+
+
+def test_every_committed_run_config_runs_as_written():
+    """Each results/**/config.json is a valid `ferkit train --config` file (types, fields, values)."""
+    from ferkit.config import make_config, read_config_file
+
+    configs = sorted((ROOT / "results").rglob("config.json"))
+    assert len(configs) > 20
+    for path in configs:
+        cfg = make_config({}, read_config_file(path))
+        assert not str(cfg.runs_dir).startswith("/tmp"), path  # run folders stay under the repository's runs/
