@@ -154,10 +154,11 @@ def model_card(path: Path, s: dict, title: str | None) -> str:
         p = s["posthoc"]
         ph = (f"\nPost-hoc adjustment, tuned on val only: `{p['method']}`" + (f" (tau {p['tau']})" if "tau" in p else "")
               + f", val macro-F1 {p['val_macro_f1']:.4f} before TTA (the search is in `{path.name}.metrics.json`).\n")
-    int8 = ""
-    if path.with_suffix(".int8.onnx").is_file():  # `ferkit export --int8` made one: its cost, from its metrics file
-        int8 = (f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on 512 train images; "
-                f"measured against float32 with the TTA above by `ferkit export {path} --int8`:\n\n"
+    int8, int8_metrics = "", path.with_suffix(".int8.onnx.metrics.json")
+    if int8_metrics.is_file():  # `ferkit export --int8` made one: its cost, from its metrics file
+        calib = json.loads(int8_metrics.read_text(encoding="utf-8"))["calibration"]
+        int8 = (f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on {calib['images']} "
+                f"{calib['split']} images; measured against float32 with the TTA above by `ferkit export {path} --int8`:\n\n"
                 "<!-- report:int8 -->\n<!-- /report:int8 -->\n")
     if s.get("tta_selection"):
         ph += ("\nTTA chosen on val macro-F1: " + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())

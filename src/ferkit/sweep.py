@@ -54,6 +54,14 @@ def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict]]:
     return spec.get("base", {}), seeds, spec["strategies"]
 
 
+def run_action(run_dir: Path) -> str:
+    """What a sweep does with a run folder: "skip" a finished run (metrics.json is written last),
+    "resume" an interrupted one (it has a last.pt), else "start"."""
+    if (run_dir / "metrics.json").is_file():
+        return "skip"
+    return "resume" if (run_dir / "last.pt").is_file() else "start"
+
+
 def plan(path: str | Path) -> list[PlannedRun]:
     """Every (strategy, seed) run with what the sweep will do with it."""
     base, seeds, strategies = load_sweep(path)
@@ -67,13 +75,7 @@ def plan(path: str | Path) -> list[PlannedRun]:
             check_types(values, f"{path} [strategies.{name}]")
             cfg = make_config(values)  # validates every field now, before anything runs
             run_dir = Path(cfg.runs_dir) / cfg.exp
-            if (run_dir / "metrics.json").is_file():
-                action = "skip"
-            elif (run_dir / "last.pt").is_file():
-                action = "resume"
-            else:
-                action = "start"
-            runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, action))
+            runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, run_action(run_dir)))
     return runs
 
 

@@ -15,10 +15,13 @@ such as s3fs or gcsfuse); see docs/SCALING.md.
 """
 from __future__ import annotations
 
+import json
+import os
+import socket
 from pathlib import Path
 
 from ferkit.config import ConfigError
-from ferkit.sweep import PlannedRun, plan
+from ferkit.sweep import PlannedRun, plan, run_action
 
 
 def _ray():
@@ -36,18 +39,15 @@ def train_one(config: dict, cpus: int) -> str:
     from ferkit.device import set_threads
     from ferkit.train import fit
 
-    import json
-    import os
-    import socket
-
     run_dir = Path(config["runs_dir"]) / config["exp"]
-    if (run_dir / "metrics.json").is_file():
+    action = run_action(run_dir)  # decided now, not when the sweep was planned: a retry resumes
+    if action == "skip":
         return "skipped"
     set_threads(cpus)
     # Which machine and process runs this attempt (a cluster's operator, or a test, can find it).
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "ray_worker.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-    if (run_dir / "last.pt").is_file():
+    if action == "resume":
         fit(make_config({"resume": str(run_dir / "last.pt"), "data_root": config["data_root"]}), progress=False)
         return "resumed"
     fit(make_config({k: v for k, v in config.items() if v is not None and k != "resume"}), progress=False)

@@ -8,8 +8,8 @@ import argparse
 from pathlib import Path
 
 from ferkit.report import figures
-from ferkit.report.stats import ReportError
-from ferkit.report.summary import group_runs, mean_std, read_metrics, summarize
+from ferkit.report.stats import ReportError, mean_std
+from ferkit.report.summary import group_runs, read_metrics, summarize
 
 
 def find_run_dirs(paths: list[str | Path], log=print) -> list[Path]:

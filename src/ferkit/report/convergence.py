@@ -14,6 +14,8 @@ from ferkit.report.stats import ReportError
 WINDOW = 2      # the best epoch must not be among the last 2 epochs ...
 TOLERANCE = 0.005  # ... or the last 3 epochs must be within 0.005 val macro-F1 of the best
 LATE = 5        # late_gain: how much the last 5 epochs beat every epoch before them (a diagnostic)
+RULE = (f"best val epoch not among the last {WINDOW}, or the last {WINDOW + 1} within {TOLERANCE} val macro-F1 "
+        f"of the best")  # the test in words, for logs and table captions
 
 
 def read_val_curve(run_dir: Path | str) -> list[float] | None:

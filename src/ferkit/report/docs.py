@@ -16,15 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from ferkit.report.stats import ReportError
+from ferkit.report.stats import ReportError, mean_std
+from ferkit.report.tables import markdown_table
 
 _BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.DOTALL)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    body = ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines + [re.sub(r"\|  (?=\|)", "| ", line) for line in body]) + "\n"  # empty cells: "| |"
 
 
 def _read_json(path: Path) -> dict:
@@ -41,8 +36,8 @@ def _read_csv(path: Path) -> list[dict]:
 
 
 def _pm(values) -> str:
-    v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 # --- shipped models ---------------------------------------------------------------------------
@@ -66,7 +61,7 @@ def shipped_models(root: Path) -> str:
                      f"{card['parameters'] / 1e6:.2f}M", f"{card['macs_per_image'] / 1e6:.1f}M",
                      f"{card['file_bytes'] / 1e6:.1f} MB", f"{card['val']['macro_f1']:.3f}", f"{test['accuracy']:.3f}",
                      f"{test['macro_f1']:.3f}", f"{test['per_class_f1']['disgust']:.3f}", f"{test['per_class_f1']['fear']:.3f}"])
-    return _table(["model", "recipe", "parameters", "multiply-adds", "file", "val macro-F1", "test accuracy",
+    return markdown_table(["model", "recipe", "parameters", "multiply-adds", "file", "val macro-F1", "test accuracy",
                    "test macro-F1", "disgust F1", "fear F1"], rows)
 
 
@@ -89,7 +84,7 @@ def seed_table(rows: list[tuple[str, str]], mean_of: list[str]) -> Callable[[Pat
         figures = np.array([_run_figures(root / f) for f in mean_of])
         seeds = ", ".join(f.rsplit("seed", 1)[-1] for f in mean_of)
         cells.append([f"mean ± std over seeds {seeds}"] + [_pm(col) for col in figures.T] + ["", ""])
-        return _table(["seed", "val macro-F1", "test accuracy", "test macro-F1", "disgust F1", "fear F1",
+        return markdown_table(["seed", "val macro-F1", "test accuracy", "test macro-F1", "disgust F1", "fear F1",
                        "epoch times (training + val)", "wall clock (all included)"], cells)
     return render
 
@@ -159,7 +154,7 @@ def study_table(summary_dir: str, labels: dict[str, str],
             cells.append(line)
         headers = [_HEADERS.get(c) or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
                    for c in columns]
-        return _table(["strategy"] + headers, cells)
+        return markdown_table(["strategy"] + headers, cells)
     return render
 
 
@@ -193,7 +188,7 @@ def throughput_table(files: list[str]) -> Callable[[Path], str]:
                 where = f"{_cpu_label(d['machine'])} (`{name}`, {d['machine']['date'][:10]})" if first else ""
                 cells.append([where, label, f"{p['train_img_per_s']:.0f}", f"{p['eval_img_per_s']:.0f}", ratio])
                 first = False
-        return _table(["CPU (JSON under `bench/results/`)", "pipeline", "train img/s", "eval img/s", "ratio train / eval"], cells)
+        return markdown_table(["CPU (JSON under `bench/results/`)", "pipeline", "train img/s", "eval img/s", "ratio train / eval"], cells)
     return render
 
 
@@ -212,7 +207,7 @@ def predict_table(files: list[tuple[str, str | None]]) -> Callable[[Path], str]:
                               f"{b['single_faces_per_s']:,.0f}",
                               f"{b['batched_over_single']:.1f}x ({b['batched_over_single_per_round']['median']:.1f}x)",
                               f"{b['photo_ms']:.1f}", f"{b['detect_ms']:.1f}"])
-        return _table(["CPU", "backend", "faces/s batched (64)", "faces/s one at a time", "ratio (median per round)",
+        return markdown_table(["CPU", "backend", "faces/s batched (64)", "faces/s one at a time", "ratio (median per round)",
                        "ms per 640x480 portrait", "of which detect"], cells)
     return render
 
@@ -227,7 +222,7 @@ def int8_table(name: str) -> Callable[[Path], str]:
             cells.append([split, f"{r['float32']['accuracy']:.4f} / {r['float32']['macro_f1']:.4f}",
                           f"{r['int8']['accuracy']:.4f} / {r['int8']['macro_f1']:.4f}", f"{r['macro_f1_cost']:+.4f}",
                           f"{r['changed_predictions']} of {r['n']:,}"])
-        return _table(["split", "float32 accuracy / macro-F1", "int8 accuracy / macro-F1", "macro-F1 cost",
+        return markdown_table(["split", "float32 accuracy / macro-F1", "int8 accuracy / macro-F1", "macro-F1 cost",
                        "predictions changed"], cells)
     return render
 
@@ -242,7 +237,7 @@ def video_table(names: list[str]) -> Callable[[Path], str]:
             for k, (clip, row) in enumerate(d["clips"].items()):
                 cells.append([where if k == 0 else "", clip, f"{row['frames_per_s']:.1f}", str(row["identity_switches"]),
                               f"{row['coverage']:.2f}", str(row["tracks"])])
-        return _table(["CPU (JSON under `bench/results/`)", "clip, setting", "frames/s", "identity switches",
+        return markdown_table(["CPU (JSON under `bench/results/`)", "clip, setting", "frames/s", "identity switches",
                        "coverage", "tracks"], cells)
     return render
 
@@ -268,7 +263,7 @@ def reference_table(root: Path) -> str:
         d = rows["E5"]
         cells.append(["E5 - E0", f"{float(d['macro_f1_diff_mean']):+.3f} [{float(d['diff_ci95_low']):+.3f}, "
                       f"{float(d['diff_ci95_high']):+.3f}]", "+0.077 (3 seeds each; +0.042 between its README's single runs)"])
-    return _table(["recipe", "this study: test macro-F1 (seed-cnn-half, 30 epochs)",
+    return markdown_table(["recipe", "this study: test macro-F1 (seed-cnn-half, 30 epochs)",
                    "the reference: test macro-F1 (seed-cnn, 30 epochs)"], cells)
 
 

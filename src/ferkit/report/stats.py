@@ -35,6 +35,12 @@ def as_indices(labels, class_names: list[str]) -> np.ndarray:
     return arr
 
 
+def mean_std(values) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1) over the first axis (seeds); the std of a single seed is 0."""
+    v = np.asarray(values, dtype=np.float64)
+    return v.mean(axis=0), v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros_like(v[0])
+
+
 def _check_pair(y_true: np.ndarray, *preds: np.ndarray) -> None:
     for p in preds:
         if p.shape != y_true.shape:

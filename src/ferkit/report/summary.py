@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.report import figures
-from ferkit.report.convergence import convergence, read_val_curve
+from ferkit.report.convergence import LATE, RULE, convergence, read_val_curve
 from ferkit.report.stats import (ReportError, as_indices, bootstrap_ci, confusion_counts, mcnemar,
-                                 metrics_from_confusion, paired_bootstrap, paired_bootstrap_mean)
+                                 mean_std, metrics_from_confusion, paired_bootstrap, paired_bootstrap_mean)
 from ferkit.report.tables import summary_table, to_latex, to_markdown, write_csv
 
 _SEED_SUFFIX = re.compile(r"^(?P<base>.+?)[_-](?:seed|s)(?P<seed>\d+)$", re.IGNORECASE)
@@ -134,12 +134,6 @@ def group_runs(run_dirs: list[Path], groups: list[str] | None = None) -> dict[st
     return out
 
 
-def mean_std(values) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample std (ddof=1) over the first axis (seeds); the std of a single seed is 0."""
-    v = np.asarray(values, dtype=np.float64)
-    return v.mean(axis=0), v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros_like(v[0])
-
-
 def _mean_std_cols(name: str, values) -> dict:
     """`<name>_mean` and `<name>_std` columns over seeds."""
     mean, std = mean_std(values)
@@ -205,14 +199,13 @@ def _aligned(run: dict, base: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return run["y_true"], run["y_pred"], base["y_pred"][order]
 
 
-def paired_rows(name: str, runs: list[dict], baseline: str, base_runs: list[dict],
+def paired_rows(name: str, baseline: str, matched: list[tuple[dict, dict]], aligned: list[tuple],
                 n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """One row per seed pair: paired-bootstrap macro-F1 difference (run - baseline) and McNemar."""
+    """One row per seed pair (`pair_runs`, aligned by `_aligned`): paired-bootstrap macro-F1
+    difference (run - baseline) and McNemar."""
     rows = []
-    class_names = runs[0]["class_names"]
-    for run, base in pair_runs(runs, base_runs):
-        y_true, pred, base_pred = _aligned(run, base)
-        boot = paired_bootstrap(y_true, pred, base_pred, class_names, "macro_f1", n_boot, seed)
+    for (run, base), (y_true, pred, base_pred) in zip(matched, aligned):
+        boot = paired_bootstrap(y_true, pred, base_pred, run["class_names"], "macro_f1", n_boot, seed)
         test = mcnemar(y_true, pred, base_pred)
         rows.append({
             "group": name, "baseline": baseline, "run": run["name"], "baseline_run": base["name"],
@@ -225,15 +218,13 @@ def paired_rows(name: str, runs: list[dict], baseline: str, base_runs: list[dict
     return rows
 
 
-def comparison_cols(runs: list[dict], base_runs: list[dict], pairs: list[dict], n_boot: int = 1000,
+def comparison_cols(aligned: list[tuple], pairs: list[dict], class_names: list[str], n_boot: int = 1000,
                     seed: int = 0) -> dict:
     """Group-level comparison with the baseline: the seed-mean macro-F1 difference with a two-level
     paired bootstrap CI (test images and seed pairs resampled; `stats.paired_bootstrap_mean`), the
     std of the per-seed differences (seed noise), and the largest McNemar p over the pairs."""
-    matched = pair_runs(runs, base_runs)
-    aligned = [_aligned(run, base) for run, base in matched]
     boot = paired_bootstrap_mean(aligned[0][0], [a[1] for a in aligned], [a[2] for a in aligned],
-                                 runs[0]["class_names"], "macro_f1", n_boot, seed)
+                                 class_names, "macro_f1", n_boot, seed)
     diffs = [p["macro_f1_diff"] for p in pairs]
     return {
         "n_pairs": len(pairs),
@@ -256,7 +247,7 @@ def majority_classes(metrics: dict, k: int = 2) -> list[str]:
 def convergence_rows(runs: dict[str, list[dict]]) -> list[dict]:
     """One row per run with a val curve: its convergence test (convergence.csv)."""
     return [{"group": name, "run": r["name"], "seed": "" if r["seed"] is None else r["seed"]}
-            | {k: v for k, v in r["convergence"].items()}
+            | r["convergence"]
             for name, group in runs.items() for r in group if r["convergence"]]
 
 
@@ -288,23 +279,24 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
     for name, group in runs.items():
         row = group_row(name, group, n_boot, seed)
         if baseline is not None and name != baseline:
-            pairs = paired_rows(name, group, baseline, runs[baseline], n_boot, seed)
+            matched = pair_runs(group, runs[baseline])
+            aligned = [_aligned(run, base) for run, base in matched]  # once: both views below use it
+            pairs = paired_rows(name, baseline, matched, aligned, n_boot, seed)
             unpaired = len(group) - len(pairs)
             if unpaired:
                 log(f"note: {unpaired} run(s) of {name} have no matching {baseline} run "
                     "and are left out of the paired comparison")
-            row |= {"baseline": baseline} | comparison_cols(group, runs[baseline], pairs, n_boot, seed)
+            row |= {"baseline": baseline} | comparison_cols(aligned, pairs, class_names, n_boot, seed)
             all_pairs += pairs
         rows.append(row)
 
     checks = convergence_rows(runs)
     for c in checks:
         if not c["converged"]:
-            log(f"NOT CONVERGED: {c['run']}: {c['why']}; the last 5 epochs gained {c['late_gain']:+.4f} over the "
+            log(f"NOT CONVERGED: {c['run']}: {c['why']}; the last {LATE} epochs gained {c['late_gain']:+.4f} over the "
                 f"best before them")
     if checks:
-        log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged "
-            f"(best val epoch not among the last 2, or the last 3 within 0.005 of the best)")
+        log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged ({RULE})")
     if baseline is not None and not all_pairs:
         log(f"note: {baseline} is the only group: nothing to compare it with, no paired.csv written")
     out_dir = Path(out_dir)

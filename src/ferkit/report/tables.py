@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
+
+from ferkit.report.convergence import RULE
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -55,8 +58,7 @@ def summary_table(rows: list[dict], class_names: list[str], baseline: str | None
                     "(test images and seed pairs drawn with replacement, both groups scored on the same images); Δ seed std: the std of "
                     "the per-seed differences (seed noise); McNemar p: largest exact p-value over the pairs (paired.csv).")
     if with_conv:
-        caption += (" converged: runs whose best val epoch is not among their last 2, or whose last 3 epochs are "
-                    "within 0.005 val macro-F1 of their best (convergence.csv).")
+        caption += f" converged: runs that pass the convergence test ({RULE}; convergence.csv)."
     return headers, cells, caption
 
 
@@ -65,11 +67,16 @@ def _pm(row: dict, name: str) -> str:
     return f"{row[f'{name}_mean']:.3f} ± {row[f'{name}_std']:.3f}"
 
 
+def markdown_table(headers: list[str], cells: list[list[str]]) -> str:
+    """A Markdown table: pipes inside cells escaped, an empty cell written "| |"."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    rows = ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
+    return "\n".join(lines + [re.sub(r"\|  (?=\|)", "| ", row) for row in rows]) + "\n"
+
+
 def to_markdown(headers: list[str], cells: list[list[str]], caption: str) -> str:
     """A Markdown table followed by its caption."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
-    return "\n".join(lines) + f"\n\n{caption}\n"
+    return markdown_table(headers, cells) + f"\n{caption}\n"
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
