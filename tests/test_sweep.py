@@ -59,3 +59,17 @@ def test_committed_sweep_files_plan_every_run(name):
     runs = plan(Path(__file__).resolve().parent.parent / "results" / name)
     seeds = {r.config["seed"] for r in runs}
     assert len(seeds) >= 3 and len(runs) == len(seeds) * len({r.name.rsplit("_seed", 1)[0] for r in runs})
+
+
+def test_collected_runs_count_as_finished(sweep_file, tmp_path):
+    """A study commits its finished runs' small outputs elsewhere; a fresh checkout's sweep skips them."""
+    collected = tmp_path / "results" / "runs"
+    (collected / "E0_seed2").mkdir(parents=True)
+    (collected / "E0_seed2" / "metrics.json").write_text("{}")
+    (collected / "LA_seed1").mkdir()  # no metrics.json: not finished, so it runs
+    sweep_file.write_text(f'collected = "{collected}"\n' + sweep_file.read_text())
+    assert [(r.name, r.action) for r in plan(sweep_file)] == [
+        ("E0_seed1", "start"), ("E0_seed2", "skip"), ("LA_seed1", "start"), ("LA_seed2", "start")]
+    sweep_file.write_text(sweep_file.read_text().replace(f'collected = "{collected}"', "collected = 3"))
+    with pytest.raises(Exception, match="collected .* must be a folder path"):
+        plan(sweep_file)

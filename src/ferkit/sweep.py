@@ -12,9 +12,12 @@ A sweep file (TOML or YAML) holds shared settings, seeds and named strategies:
     preset = "E0"
     [strategies.LA]
     loss = "la"
+    collected = "results/study/runs"  # optional: runs already copied here count as finished
+
 
 Run `<strategy>_seed<seed>` goes to `<runs_dir>/<strategy>_seed<seed>/`. A run whose
-`metrics.json` exists is skipped; one with a `last.pt` but no metrics (interrupted) is resumed;
+`metrics.json` exists (in the runs dir, or in the `collected` folder where a study commits
+its finished runs' small outputs, so that a fresh checkout goes on where the study stopped) is skipped; one with a `last.pt` but no metrics (interrupted) is resumed;
 the others start. Each run is a `ferkit train --config` subprocess, so runs are isolated and a
 crash of one does not stop the others.
 """
@@ -39,32 +42,35 @@ class PlannedRun:
     action: str  # "skip", "resume" or "start"
 
 
-def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict]]:
-    """Read a sweep file into (base fields, seeds, {strategy: fields})."""
+def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict], Path | None]:
+    """Read a sweep file into (base fields, seeds, {strategy: fields}, collected folder or None)."""
     path = Path(path)
     spec = read_table(path, "sweep", (".toml", ".yaml", ".yml"))
-    unknown = set(spec) - {"base", "seeds", "strategies"}
+    unknown = set(spec) - {"base", "seeds", "strategies", "collected"}
     if unknown:
-        raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))} (expected base, seeds, strategies)")
+        raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))} (expected base, seeds, strategies, collected)")
     if not spec.get("strategies"):
         raise ConfigError(f"{path} names no [strategies.<name>] table")
     seeds = spec.get("seeds", [42])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"seeds in {path} must be a list of integers")
-    return spec.get("base", {}), seeds, spec["strategies"]
+    collected = spec.get("collected")
+    if collected is not None and not isinstance(collected, str):
+        raise ConfigError(f"collected in {path} must be a folder path (a string)")
+    return spec.get("base", {}), seeds, spec["strategies"], Path(collected) if collected else None
 
 
-def run_action(run_dir: Path) -> str:
-    """What a sweep does with a run folder: "skip" a finished run (metrics.json is written last),
-    "resume" an interrupted one (it has a last.pt), else "start"."""
-    if (run_dir / "metrics.json").is_file():
+def run_action(run_dir: Path, collected: Path | None = None) -> str:
+    """What a sweep does with a run folder: "skip" a finished run (metrics.json is written last;
+    a copy under `collected` counts too), "resume" an interrupted one (it has a last.pt), else "start"."""
+    if (run_dir / "metrics.json").is_file() or (collected is not None and (collected / run_dir.name / "metrics.json").is_file()):
         return "skip"
     return "resume" if (run_dir / "last.pt").is_file() else "start"
 
 
 def plan(path: str | Path) -> list[PlannedRun]:
     """Every (strategy, seed) run with what the sweep will do with it."""
-    base, seeds, strategies = load_sweep(path)
+    base, seeds, strategies, collected = load_sweep(path)
     runs = []
     for name, fields in strategies.items():
         for seed in seeds:
@@ -75,7 +81,7 @@ def plan(path: str | Path) -> list[PlannedRun]:
             check_types(values, f"{path} [strategies.{name}]")
             cfg = make_config(values)  # validates every field now, before anything runs
             run_dir = Path(cfg.runs_dir) / cfg.exp
-            runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, run_action(run_dir)))
+            runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, run_action(run_dir, collected)))
     return runs
 
 
