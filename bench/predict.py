@@ -1,6 +1,6 @@
 """Inference speed: face crops per second (batched and one at a time), milliseconds per photo end to
-end (decode, detect, classify), for the PyTorch and ONNX backends; and the face detector's
-speed/recall trade-off on real faces (FER-2013 test faces enlarged on a 640x480 canvas).
+end (decode, detect, classify), for the PyTorch and ONNX backends, with the default detector's
+time (bench/detection.py measures detectors' recall and precision).
 
     python bench/predict.py                    # the shipped model, else a random seed-cnn
     python bench/predict.py --ckpt runs/x/best.pt --quick
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ferkit.infer import Predictor, default_checkpoint
-from ferkit.infer.faces import FaceDetector
+from ferkit.infer.faces import make_detector
 from ferkit.infer.io import decode_image, to_gray
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,21 +80,12 @@ def fer_faces(n: int) -> list[np.ndarray]:
     """n FER-2013 test faces (all classes, by name), or [] without the zip."""
     path = Path(os.environ.get("FERKIT_DATA_ZIP") or ROOT.parent / "shared" / "data" / "fer2013.zip")
     if not path.is_file():
-        print(f"warning: no FER-2013 zip at {path}: detector sweep skipped", file=sys.stderr)
+        print(f"warning: no FER-2013 zip at {path}: canvas photo skipped", file=sys.stderr)
         return []
     with zipfile.ZipFile(path) as z:
         names = sorted(x for x in z.namelist() if x.startswith("fer2013/test/") and x.endswith(".jpg"))
         pick = np.random.default_rng(0).choice(len(names), n, replace=False)
         return [np.asarray(Image.open(io.BytesIO(z.read(names[i]))).convert("L")) for i in sorted(pick)]
-
-
-def scene(face: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """A 640x480 gray canvas with `face` enlarged to 100..220 px at a random place."""
-    side = int(rng.integers(100, 221))
-    x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
-    canvas = np.full((480, 640), 128, np.uint8)
-    canvas[y:y + side, x:x + side] = np.asarray(Image.fromarray(face).resize((side, side), Image.BILINEAR))
-    return canvas, (x, y, side)
 
 
 def photo_jpeg() -> bytes:
@@ -143,32 +134,8 @@ def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> 
         "decode_ms": 1000 * best_of(lambda: to_gray(decode_image(data)), args.repeats * 5),
         "detect_ms": 1000 * best_of(lambda: p.detector.detect(gray), args.repeats * 5),
         "classify_ms": 1000 * best_of(lambda: p.predict_crops(face_crops), args.repeats * 5),
-        "faces_in_photo": len(boxes),
+        "faces_in_photo": len(boxes), "detector": p.detector.name,
     }
-
-
-def detector_sweep(faces: list[np.ndarray], settings: list[tuple[float, int]]) -> list[dict]:
-    """Recall, false faces and time per 640x480 image for each (scale_factor, min_face)."""
-    rng = np.random.default_rng(1)
-    scenes = [scene(f, rng) for f in faces]
-    rows = []
-    for scale_factor, min_face in settings:
-        detector = FaceDetector(scale_factor=scale_factor, min_face=min_face)
-        hits = false = 0
-        start = time.perf_counter()
-        for canvas, (x, y, side) in scenes:
-            found = False
-            for bx, by, bw, bh in detector.detect(canvas):
-                centred = abs(bx + bw / 2 - x - side / 2) < 0.15 * side and abs(by + bh / 2 - y - side / 2) < 0.15 * side
-                if centred and abs(bw - side) < 0.3 * side:
-                    found = True
-                else:
-                    false += 1
-            hits += found
-        ms = 1000 * (time.perf_counter() - start) / len(scenes)
-        rows.append({"scale_factor": scale_factor, "min_face": min_face, "faces": len(scenes),
-                     "recall": hits / len(scenes), "false_faces": false, "ms_per_image": ms})
-    return rows
 
 
 def main() -> None:
@@ -178,7 +145,8 @@ def main() -> None:
     ap.add_argument("--n-batched", type=int, default=2048)
     ap.add_argument("--n-single", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--sweep-faces", type=int, default=150, help="FER faces for the detector sweep")
+    ap.add_argument("--sweep-faces", type=int, default=150,
+                    help="FER faces to try for the canvas photo (the detector's own benchmark is bench/detection.py)")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch, onnxruntime and OpenCV (default: one per core); "
                          "1 shows what one free core gives on a busy machine")
@@ -190,7 +158,7 @@ def main() -> None:
     ckpt = checkpoint(args.ckpt)
 
     faces = fer_faces(max(args.sweep_faces, 1))
-    detector = FaceDetector()
+    detector = make_detector("yunet")  # the Predictor's default
     detectable = [f for f in faces if detector.detect(to_gray(decode_image(canvas_jpeg(f))))]
     canvas = canvas_jpeg(detectable[0]) if detectable else None
     runs = [bench_backend(ckpt, "torch", "auto", args, canvas)]
@@ -212,18 +180,11 @@ def main() -> None:
               f"{r['batched_over_single']:>7.1f}{r['batched_over_single_per_round']['median']:>9.1f}{canvas_ms}{r['photo_ms']:>9.1f}{r['decode_ms']:>8.1f}"
               f"{r['detect_ms']:>8.1f}{r['classify_ms']:>9.1f}")
 
-    sweep = detector_sweep(faces, [(1.2, 48), (1.1, 30), (1.1, 48), (1.3, 48)]) if args.sweep_faces and faces else []
-    if sweep:
-        print(f"\ndetector on {sweep[0]['faces']} FER test faces (100-220 px) on a 640x480 canvas")
-        print(f"{'scale':>6}{'min':>5}{'recall':>8}{'false':>7}{'ms/img':>8}")
-        for s in sweep:
-            print(f"{s['scale_factor']:>6}{s['min_face']:>5}{s['recall']:>8.2f}{s['false_faces']:>7}{s['ms_per_image']:>8.1f}")
-
     from ferkit.device import cpu_info
     result = {"machine": cpu_info(), "checkpoint": ckpt, "batch": args.batch, "threads_arg": args.threads,
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "backends": runs,
-              "detector": sweep}
+              "detector": runs[0].get("detector")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -40,10 +40,10 @@ SIDE = 120
 
 
 def detectable(faces: list[np.ndarray], want: int) -> list[np.ndarray]:
-    """The first `want` faces the default cascade finds when enlarged on the background."""
-    from ferkit.infer.faces import FaceDetector
+    """The first `want` faces the default detector finds when enlarged on the background."""
+    from ferkit.infer.faces import make_detector
 
-    det, out = FaceDetector(), []
+    det, out = make_detector("yunet"), []
     for f in faces:
         canvas = np.full((480, 640), 128, np.uint8)
         canvas[100:100 + SIDE, 100:100 + SIDE] = np.asarray(Image.fromarray(f).resize((SIDE, SIDE), Image.BILINEAR))

@@ -83,10 +83,10 @@ def grace_hopper() -> Path:
 
 
 def detectable_faces(real_zip: Path, n: int) -> list[np.ndarray]:
-    """n FER test faces that the default cascade finds when enlarged on a canvas."""
-    from ferkit.infer.faces import FaceDetector
+    """n FER test faces that the default detector finds when enlarged on a canvas."""
+    from ferkit.infer.faces import make_detector
 
-    detector = FaceDetector()
+    detector = make_detector("yunet")
     faces = [f for f in fer_faces(real_zip, 20) if any(found_at(list(b)) for b in detector.detect(face_scene(f)))]
     assert len(faces) >= n, f"only {len(faces)} of 20 FER faces were detected"
     return faces[:n]
@@ -308,13 +308,14 @@ def test_onnx_export_covers_every_arch_and_logit_adjustment(tmp_path):
 
 @pytest.fixture
 def photo_folder(tmp_path, real_zip) -> Path:
-    """Two scenes with a face, a 48x48 crop, three broken files and a text file in subfolders."""
+    """Two scenes with a face, a small 48x48 image in which no face is found (YuNet does find many
+    48x48 FER crops themselves), three broken files and a text file in subfolders."""
     root = tmp_path / "photos"
     (root / "sub").mkdir(parents=True)
     faces = detectable_faces(real_zip, 2)
     Image.fromarray(face_scene(faces[0])).save(root / "a.png")
     Image.fromarray(face_scene(faces[1])).convert("RGB").save(root / "sub" / "b.jpg", quality=95)
-    Image.fromarray(faces[0]).save(root / "crop48.png")
+    Image.fromarray(np.random.default_rng(0).integers(100, 130, (48, 48), dtype=np.uint8)).save(root / "crop48.png")
     (root / "bad.jpg").write_text("not an image")
     (root / "sub" / "empty.jpg").write_bytes(b"")
     data = (root / "sub" / "b.jpg").read_bytes()

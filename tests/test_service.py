@@ -89,13 +89,13 @@ def test_no_face_is_a_200_with_a_message(client):
     body = r.json()
     assert body.pop("ms") > 0
     assert body == {"faces": [], "width": 320, "height": 240, "message": "no face found", "class_names": CLASSES,
-                    "detector": "haar", "backend": "torch"}
+                    "detector": "yunet", "backend": "torch"}
 
 
 def test_detection_can_be_skipped_for_a_face_crop(client):
     crop = png_bytes(np.random.default_rng(0).integers(0, 255, (48, 48)).astype(np.uint8))
     found = post(client, crop, "crop.png", "image/png").json()
-    assert found["faces"] == [] and "detect=false" in found["message"] and found["detector"] == "haar"
+    assert found["faces"] == [] and "detect=false" in found["message"] and found["detector"] == "yunet"
     r = client.post("/predict?detect=false", files={"file": ("crop.png", crop, "image/png")})
     body = r.json()
     assert r.status_code == 200 and len(body["faces"]) == 1 and body["faces"][0]["box"] == [0, 0, 48, 48]

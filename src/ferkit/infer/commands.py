@@ -30,9 +30,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 autocast (torch backend): auto = where the CPU runs it natively")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
-    p.add_argument("--min-face", type=int, default=48, help="smallest face side in pixels (48)")
-    p.add_argument("--scale-factor", type=float, default=1.2,
-                   help="face size step of the detector: 1.1 finds more small faces, ~2.5x slower (1.2)")
+    p.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
+                   help="face detector: yunet (a small CNN, shipped inside ferkit) or haar (OpenCV's 2001 cascade)")
+    p.add_argument("--align", action="store_true",
+                   help="yunet: rotate and scale each face by its eyes and nose to the training images' framing, "
+                        "instead of cropping its box (no measured gain: docs/INFERENCE.md)")
+    p.add_argument("--min-face", type=int, default=None, help="smallest face side in pixels (yunet 20, haar 48)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="yunet: keep faces scored at least this, 0..1 (0.4; lower finds more, and more false faces)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="images longer than this are shrunk for detection only (yunet 640, haar 1024); "
+                        "320 is 3.5x faster and still finds faces of 60 px and more")
+    p.add_argument("--scale-factor", type=float, default=None,
+                   help="haar: face size step: 1.1 finds more small faces, ~2.5x slower (1.2)")
     p.add_argument("--margin", type=float, default=None, help="crop margin per side, fraction of the face (0.02)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the model and detector (default: one per core; serve: 1)")
@@ -48,7 +58,9 @@ def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
     bf16 = {"auto": "auto", "on": True, "off": False}[args.bf16]
     margin = DEFAULT_MARGIN if args.margin is None else args.margin
     return Predictor(args.ckpt, backend=args.backend, detect=detect, tta=args.tta, device=args.device,
-                     bf16=bf16, margin=margin, scale_factor=args.scale_factor, min_face=args.min_face,
+                     bf16=bf16, margin=margin, detector=args.detector, align=args.align,
+                     score_threshold=args.score_threshold, scale_factor=args.scale_factor, min_face=args.min_face,
+                     max_side=args.max_side,
                      threads=args.threads)
 
 

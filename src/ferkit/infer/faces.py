@@ -1,11 +1,21 @@
-"""Face detection (OpenCV Haar cascade) and face crops prepared as the model's training images.
+"""Face detectors (YuNet, the Haar cascade) and face crops prepared as the model's training images.
 
-The cascade files ship inside opencv-python-headless (`cv2.data.haarcascades`): nothing is
-downloaded. OpenCV 5 dropped the cascade classifier, hence the `<5` pin.
+    detector = make_detector("yunet")           # or "haar"; DETECTORS lists them
+    found = detector.detect_faces(image)        # [Found(box, score, landmarks)], largest first
+
+Nothing is downloaded. YuNet (Wu et al. 2023, opencv_zoo, MIT licence: weights/LICENSE-YuNet.txt)
+ships inside ferkit as its 233 KB ONNX file and runs in OpenCV's DNN module (`cv2.FaceDetectorYN`);
+it finds rotated, small, dark and partly hidden faces that the cascade misses, and gives five
+landmarks (eyes, nose, mouth corners) that `align_face` uses. The Haar cascade files ship inside
+opencv-python-headless (`cv2.data.haarcascades`); OpenCV 5 dropped the cascade, hence the `<5` pin.
+`bench/detection.py` measures both (docs/INFERENCE.md, "Face detection").
 """
 from __future__ import annotations
 
+import inspect
 import threading
+from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -15,12 +25,28 @@ from ferkit.data.store import IMAGE_SIZE
 
 FACE_SIZE = IMAGE_SIZE  # the crop the model takes: the training images' size
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
+YUNET_FILE = Path(__file__).parent / "weights" / "face_detection_yunet_2023mar.onnx"
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels of the original image
 
 
-class FaceDetector:
-    """Frontal-face Haar cascade with the settings that decide speed and recall.
+class Found(NamedTuple):
+    box: Box
+    score: float
+    landmarks: np.ndarray | None  # (5, 2) float32: right eye, left eye, nose tip, right and left mouth corner
+
+
+def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image shrunk so that its longer side is at most `max_side` (for detection only), and the scale."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return image, 1.0
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA), scale
+
+
+class HaarDetector:
+    """Frontal-face Haar cascade (Viola and Jones 2001) with the settings that decide speed and recall.
 
     scale_factor: step between the scanned face sizes (1.1 finds more faces, about 2.5x slower).
     min_neighbors: overlapping hits needed to keep a face (higher = fewer false faces).
@@ -53,18 +79,93 @@ class FaceDetector:
             self._local.cascade = cascade
         return cascade
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        """Faces in a uint8 HxW image, largest first, as (x, y, w, h) ints."""
-        h, w = gray.shape
-        scale = min(1.0, self.max_side / max(h, w))
-        small = gray if scale == 1.0 else cv2.resize(gray, (round(w * scale), round(h * scale)),
-                                                    interpolation=cv2.INTER_AREA)
+    name = "haar"
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints."""
+        return [f.box for f in self.detect_faces(image)]
+
+    def detect_faces(self, image: np.ndarray) -> list[Found]:
+        """`detect` as `Found` rows (score 1, no landmarks: the cascade gives neither)."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        small, scale = _shrink(gray, self.max_side)
         min_side = max(24, round(self.min_face * scale))  # 24x24 is the cascade's own window
         found = self._cascade().detectMultiScale(small, scaleFactor=self.scale_factor,
                                                  minNeighbors=self.min_neighbors,
                                                  minSize=(min_side, min_side))
         boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
-        return sorted(boxes, key=lambda b: -b[2] * b[3])
+        return [Found(b, 1.0, None) for b in sorted(boxes, key=lambda b: -b[2] * b[3])]
+
+
+class YuNetDetector:
+    """YuNet, a 75k-parameter CNN face detector (Wu et al. 2023), run by OpenCV's `FaceDetectorYN`.
+
+    score_threshold: keep faces scored at least this (0..1; lower finds more, and more false faces).
+        0.4 is the setting of best recall whose precision stays at 0.94 or more on the detection
+        benchmark (bench/detection.py, val faces); 0.3 finds 4 points more faces at precision 0.92.
+    min_face: smallest face side kept, in pixels of the original image.
+    max_side: images larger than this (longer side) are shrunk for detection; YuNet still finds
+        faces of about 10 pixels there, and its time grows with the pixels it sees.
+    """
+
+    name = "yunet"
+
+    def __init__(self, score_threshold: float = 0.4, min_face: int = 20, max_side: int = 640,
+                 nms_threshold: float = 0.3):
+        if not 0 < score_threshold < 1:
+            raise ValueError(f"score_threshold must be in (0, 1) (got {score_threshold}): try 0.6")
+        if min_face < 1 or max_side < 64:
+            raise ValueError(f"min_face must be >= 1 and max_side >= 64 (got {min_face}, {max_side})")
+        self.score_threshold, self.min_face, self.max_side, self.nms_threshold = score_threshold, min_face, max_side, nms_threshold
+        self._local = threading.local()  # one network per thread, as for the cascade
+
+    def _net(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
+        net = getattr(self._local, "net", None)
+        if net is None:
+            if not YUNET_FILE.is_file():
+                raise RuntimeError(f"YuNet's weights are missing ({YUNET_FILE}): reinstall ferkit")
+            net = cv2.FaceDetectorYN.create(str(YUNET_FILE), "", size, self.score_threshold, self.nms_threshold, 5000)
+            self._local.net = net
+        net.setInputSize(size)
+        return net
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints."""
+        return [f.box for f in self.detect_faces(image)]
+
+    def detect_faces(self, image: np.ndarray) -> list[Found]:
+        """Faces with their score and five landmarks (in original-image pixels), largest first."""
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        small, scale = _shrink(bgr, self.max_side)
+        _, rows = self._net((small.shape[1], small.shape[0])).detect(small)
+        found = []
+        for row in (rows if rows is not None else []):
+            x, y, w, h = (float(v) / scale for v in row[:4])
+            if min(w, h) < self.min_face:
+                continue
+            side = max(w, h)  # a square around YuNet's box: the crop is square, as the training images
+            box = (int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), int(round(side)), int(round(side)))
+            found.append(Found(box, float(row[14]), (row[4:14].reshape(5, 2) / scale).astype(np.float32)))
+        return sorted(found, key=lambda f: -f.box[2] * f.box[3])
+
+
+DETECTORS = {"yunet": YuNetDetector, "haar": HaarDetector}
+
+
+def make_detector(name: str, **settings) -> HaarDetector | YuNetDetector:
+    """A detector by name ("yunet" or "haar"). Settings left at None take the detector's default;
+    one that this detector does not have is an error (not silently dropped)."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}: one of {', '.join(DETECTORS)}")
+    cls = DETECTORS[name]
+    given = {k: v for k, v in settings.items() if v is not None}
+    known = inspect.signature(cls).parameters
+    other = [k for k in given if k not in known]
+    if other:
+        owners = [n for n, c in DETECTORS.items() if other[0] in inspect.signature(c).parameters]
+        hint = f": it is a setting of {' and '.join(owners)} (--detector {owners[0]})" if owners else ""
+        raise ValueError(f"the {name} detector has no setting {other[0]}{hint}")
+    return cls(**given)
 
 
 def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
@@ -94,3 +195,56 @@ def resize_face(gray: np.ndarray) -> np.ndarray:
         return gray
     im = Image.fromarray(gray, "L").resize((FACE_SIZE, FACE_SIZE), Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
+
+
+# Where YuNet puts the five landmarks on FER-2013's own training images, in 48x48 pixels: the
+# median over 904 of 1,000 random train faces that it found (each enlarged 4x on a bordered
+# canvas). `python bench/detection.py --template` recomputes it. Aligning a detected face to these
+# points frames it as the model's training images are framed, upright.
+FER_LANDMARKS = np.array([[15.39, 18.37], [32.40, 18.24], [23.27, 28.17], [17.02, 34.98], [31.06, 34.92]],
+                         dtype=np.float32)
+
+
+ALIGN_POINTS = [0, 1, 2]  # eyes and nose: the mouth corners move with the expression that is to be read
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 rotation + uniform scale + shift that maps points `src` onto `dst` best in least
+    squares (closed form, Umeyama 1991 without reflection); deterministic, unlike RANSAC fits."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    s0, d0 = src - src.mean(0), dst - dst.mean(0)
+    norm = float((s0 ** 2).sum())
+    if norm == 0:
+        raise ValueError("the points coincide: no transform")
+    a = float((s0 * d0).sum()) / norm
+    b = float((s0[:, 0] * d0[:, 1] - s0[:, 1] * d0[:, 0]).sum()) / norm
+    rot = np.array([[a, -b], [b, a]])
+    return np.hstack([rot, (dst.mean(0) - rot @ src.mean(0))[:, None]])
+
+
+def align_face(gray: np.ndarray, landmarks: np.ndarray, template: np.ndarray = FER_LANDMARKS) -> np.ndarray | None:
+    """The 48x48 uint8 face whose eyes and nose (`landmarks`, image pixels) land where `template`
+    has them (48x48 pixels), by a similarity transform (the face is not sheared); None if the points
+    give no transform. Shrinking goes through `resize_face` (PIL bilinear, as the training data), so
+    a large face is averaged down, not sampled."""
+    try:
+        m = similarity(np.asarray(landmarks)[ALIGN_POINTS], template[ALIGN_POINTS])
+    except ValueError:
+        return None
+    scale = float(np.hypot(m[0, 0], m[1, 0]))  # 48x48 pixels per image pixel
+    if not np.isfinite(scale) or scale <= 0:
+        return None
+    side = FACE_SIZE if scale >= 1 else min(4096, int(round(FACE_SIZE / scale)))
+    m = m * (side / FACE_SIZE)  # the same framing, drawn at `side` pixels
+    out = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return resize_face(out)
+
+
+def face_crop(gray: np.ndarray, found: Found, margin: float, align: bool) -> np.ndarray:
+    """The model's 48x48 input for one detected face: aligned on its landmarks when asked and the
+    detector gave them, else the box crop."""
+    if align and found.landmarks is not None:
+        aligned = align_face(gray, found.landmarks)
+        if aligned is not None:
+            return aligned
+    return crop_face(gray, found.box, margin)

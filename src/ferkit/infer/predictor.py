@@ -21,7 +21,7 @@ from PIL import Image
 from ferkit.device import bf16_available
 from ferkit.tta import tta_inputs, tta_mode
 
-from .faces import FACE_SIZE, Box, FaceDetector, crop_face, resize_face
+from .faces import FACE_SIZE, Box, face_crop, make_detector, resize_face
 from .io import load_image, to_gray
 
 # Measured on upscaled FER-2013 test faces: the cascade's box is ~3.4% smaller than the
@@ -112,7 +112,13 @@ class Predictor:
         the face and its mirror) or "crops" (5 crops x mirror = 10 views, 10x the compute; what
         the shipped models' cards were measured with, see `ferkit.tta`).
     bf16: "auto" = bfloat16 autocast where the device runs it natively (torch backend only).
-    margin, scale_factor, min_face, min_neighbors, max_side: see `FaceDetector`, `crop_face`.
+    detector: "yunet" (the default: bench/detection.py) or "haar"; its settings (None: the
+        detector's default) are score_threshold (yunet), scale_factor and min_neighbors (haar),
+        min_face and max_side (both): see `YuNetDetector`, `HaarDetector`.
+    align: rotate and scale each face so that its eyes and nose sit where the training images have
+        them (`align_face`; YuNet gives landmarks, the cascade does not). Off by default: on the
+        detection benchmark it did not change expression accuracy (bench/detection.py,
+        docs/INFERENCE.md). margin: see `crop_face`.
     batch_size: faces per forward pass (64: measured faster per face than 256 on a 2-core CPU, bench/README.md).
     threads: CPU threads for the model and the detector; None keeps the libraries' defaults
         (one per core). torch's and OpenCV's settings are process-wide. 1 suits a busy machine
@@ -122,9 +128,10 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "auto",
                  detect: bool = True, tta: bool | str = False, device: str = "cpu", bf16: bool | str = "auto",
-                 margin: float = DEFAULT_MARGIN, scale_factor: float = 1.2, min_face: int = 48,
-                 min_neighbors: int = 5, max_side: int = 1024, batch_size: int = 64,
-                 threads: int | None = None):
+                 margin: float = DEFAULT_MARGIN, detector: str = "yunet", align: bool = False,
+                 score_threshold: float | None = None, scale_factor: float | None = None,
+                 min_face: int | None = None, min_neighbors: int | None = None, max_side: int | None = None,
+                 batch_size: int = 64, threads: int | None = None):
         if threads is not None:
             set_threads(threads)
         if checkpoint is None:
@@ -149,7 +156,9 @@ class Predictor:
         self.tta = tta_mode(tta)
         self.margin = margin
         self.batch_size = max(1, batch_size)
-        self.detector = FaceDetector(scale_factor, min_neighbors, min_face, max_side)
+        self.detector = make_detector(detector, score_threshold=score_threshold, scale_factor=scale_factor,
+                                      min_face=min_face, min_neighbors=min_neighbors, max_side=max_side)
+        self.align = align
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """uint8 face crops (N, 48, 48) -> probabilities (N, num_classes), float32, in batches."""
@@ -170,9 +179,10 @@ class Predictor:
         gray = to_gray(image)
         if not (self.detect if detect is None else detect):
             return [(0, 0, gray.shape[1], gray.shape[0])], resize_face(gray)[None]
-        boxes = self.detector.detect(gray)
-        crops = np.stack([crop_face(gray, b, self.margin) for b in boxes]) if boxes else np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
-        return boxes, crops
+        found = self.detector.detect_faces(image)
+        if not found:
+            return [], np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
+        return [f.box for f in found], np.stack([face_crop(gray, f, self.margin, self.align) for f in found])
 
     def predict(self, images: Sequence[Any] | Any) -> list[list[dict]]:
         """Faces and expressions for each image (paths, PIL images, uint8 HxW / HxWx3 RGB arrays).
@@ -204,7 +214,8 @@ class Predictor:
     def describe(self) -> dict:
         """What this predictor runs, for logs and the service's /health."""
         return {"checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
-                "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""), "class_names": self.class_names, "detect": self.detect, "detector": "haar",
-                "tta": self.tta, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
-                "scale_factor": self.detector.scale_factor, "min_face": self.detector.min_face,
+                "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""), "class_names": self.class_names, "detect": self.detect, "detector": self.detector.name,
+                "align": self.align, "tta": self.tta, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
+                **{k: getattr(self.detector, k) for k in ("score_threshold", "scale_factor", "min_face", "max_side")
+                   if hasattr(self.detector, k)},
                 "threads": torch.get_num_threads()}

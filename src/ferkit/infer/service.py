@@ -2,15 +2,19 @@
 
     app = create_app(Predictor(...))      # then: uvicorn.run(app)  (or `ferkit serve`)
 
-`/predict` is a plain `def` endpoint, so FastAPI runs it in its threadpool: several requests
-are decoded and searched for faces at once while the event loop stays free (each thread has its
-own cascade), and the faces of concurrent requests share forward passes (`CropBatcher`).
+`/predict` is a plain `def` endpoint, so FastAPI runs it in its threadpool while the event loop
+stays free. Each request hands its upload to a small pool of image workers (one per core by
+default), which decode it and search it for faces: a burst of 100 requests then runs 2 decodes and
+detections at a time instead of 40 that crowd each other out, and only those workers hold a detector
+network and a decoded image. The faces of concurrent requests share forward passes (`CropBatcher`).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +35,18 @@ STATUS = {"empty": 400, "corrupt": 400, "not_image": 415, "bad_array": 415, "too
 
 
 def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: int = MAX_PIXELS,
-               decoders: int = 2) -> FastAPI:
+               decoders: int | None = None) -> FastAPI:
     """The FastAPI app around a `Predictor` (anything with `predict`, `class_names`, `describe`).
 
     Uploads over `max_bytes`, or whose header declares more than `max_pixels`, are refused before
-    they are decoded; at most `decoders` uploads are decoded at once, which bounds the memory a
-    burst of large photos can take."""
+    they are decoded; at most `decoders` uploads (default: one per core) are decoded and searched for
+    faces at once, which bounds the memory a burst of large photos can take."""
     app = FastAPI(title="ferkit", version="0.1.0",
                   description="Facial expression recognition: upload a photo, get faces and class probabilities.")
     app.state.predictor = predictor
     app.state.max_bytes = max_bytes
-    decoding = threading.BoundedSemaphore(decoders)
+    workers = ThreadPoolExecutor(decoders or os.cpu_count() or 2, thread_name_prefix="ferkit-image")
+    app.state.image_workers = workers
     # Detection runs in the request threads; the classifier runs once for the faces of all requests
     # that arrive within a few milliseconds (`CropBatcher`). A predictor without the two steps
     # (anything with `predict`) is called per request.
@@ -68,10 +73,15 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
             if last:
                 release_freed_memory()
 
-    def faces_of(image, detect: bool) -> list[dict]:
+    def read_and_find(data: bytes, name: str, detect: bool):
+        """In an image worker: decode, then (for a two-step predictor) find the faces and crop them."""
+        image = decode_image(data, name, max_pixels)
+        return image, (predictor.find_faces(image, detect) if batcher is not None else None)
+
+    def faces_of(image, found) -> list[dict]:
         if batcher is None:
             return predictor.predict([image])[0]
-        boxes, crops = predictor.find_faces(image, detect)
+        boxes, crops = found
         return predictor.faces(boxes, batcher(crops))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -103,11 +113,11 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
             if len(data) > max_bytes:
                 raise HTTPException(413, too_large(None, max_bytes))
             try:
-                with decoding:
-                    image = decode_image(data, file.filename or "upload", max_pixels)
+                image, found = workers.submit(read_and_find, data, file.filename or "upload", detect).result()
             except ImageReadError as e:
                 raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
-            faces = faces_of(image, detect)
+            del data
+            faces = faces_of(image, found)
         n = len(faces)
         message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
         if n == 0 and detect and max(image.shape[:2]) <= 96:

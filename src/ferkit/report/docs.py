@@ -242,6 +242,53 @@ def video_table(names: list[str]) -> Callable[[Path], str]:
     return render
 
 
+def detection_table(name: str) -> Callable[[Path], str]:
+    """`bench/detection.py` JSON: recall, precision, false faces and ms per 640x480 image per detector."""
+    def render(root: Path) -> str:
+        d = _read_json(root / "bench" / "results" / name)
+        cells = [[r["detector"], f"{r['recall']:.3f}", f"{r['precision']:.3f}" if r["precision"] is not None else "-",
+                  str(r["false_faces"]), f"{r['ms_per_image']:.1f}"] for r in d["detectors"]]
+        caption = (f"{d['scenes']} scenes, {d['faces']} FER {d['split']} faces; {_cpu_label(d['machine'])}, "
+                   f"OpenCV {d['opencv']} on {d['opencv_threads']} thread, load {d['load_average'][0]:.1f} (`{name}`)\n\n")
+        return caption + markdown_table(["detector, setting", "recall", "precision", "false faces", "ms per image"], cells)
+    return render
+
+
+def detection_conditions_table(name: str) -> Callable[[Path], str]:
+    """`bench/detection.py` JSON: each default detector's recall by condition, and expression accuracy."""
+    def render(root: Path) -> str:
+        d = _read_json(root / "bench" / "results" / name)
+        rows = [r for r in d["detectors"] if r["detector"].endswith("(default)")]
+        cells = [[c] + [f"{r['recall_by'][c]:.3f}" for r in rows] for c in rows[0]["recall_by"]]
+        table = markdown_table(["condition"] + [f"recall, {r['detector']}" for r in rows], cells)
+        cells = []
+        for det, a in d["expression"].items():
+            diff = a["aligned - detected box"]
+            cells.append([det, str(a["faces"])] + [f"{a[w]['accuracy']:.3f} / {a[w]['macro_f1']:.3f}"
+                                                   for w in ("true box", "detected box", "aligned")]
+                         + [f"{diff['accuracy']['diff']:+.3f} [{diff['accuracy']['low']:+.3f}, {diff['accuracy']['high']:+.3f}]"])
+        return table.rstrip("\n") + "\n\n" + markdown_table(
+            ["detector", "faces found", "true box: accuracy / macro-F1", "detected box", "aligned",
+             "aligned - box, accuracy [95% paired bootstrap]"], cells)
+    return render
+
+
+def service_table(names: list[str]) -> Callable[[Path], str]:
+    """`bench/service_load.py` JSONs: latency of concurrent uploads, 5xx answers and memory."""
+    def render(root: Path) -> str:
+        cells = []
+        for name in names:
+            d = _read_json(root / "bench" / "results" / name)
+            rss = d["rss_mb"]
+            cells.append([f"{_cpu_label(d['machine'])} (`{name}`)", f"`{d.get('serve_args') or 'defaults'}`",
+                          f"{d['concurrent']}: {d['upload_status']}", f"{d['latency_p50_s']:.2f} / {d['latency_p95_s']:.2f}",
+                          f"{d['server_ms_p95']:.0f}" if d.get("server_ms_p95") is not None else "-",
+                          str(d["server_5xx"]), f"{rss['after_bombs'] - rss['start']:+.0f} / {d['rss_growth_mb']:+.0f}"])
+        return markdown_table(["CPU (JSON under `bench/results/`)", "serve options", "uploads: answers",
+                               "latency p50 / p95, s", "server time p95, ms", "5xx", "RSS after the bombs / the burst, MB"], cells)
+    return render
+
+
 # The reference project's own seed-cnn results (its committed runs/*_seed4{0,1,2}/metrics.json and its
 # README), as issue 17 quotes them: test macro-F1 at its budget (seed-cnn, batch 256, 30 epochs).
 REFERENCE_F1 = {"E0": ("0.509", "3 seeds, 0.509-0.510"), "E5": ("0.586", "3 seeds, 0.576-0.600"),
@@ -287,6 +334,9 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                               ("predict-epyc-avx512.json", None)]),
     "video": video_table(["video-epyc-avx512.json"]),
     "int8": int8_table("ferkit-recommended.int8.onnx.metrics.json"),
+    "detection": detection_table("detection-xeon-amx.json"),
+    "detection-conditions": detection_conditions_table("detection-xeon-amx.json"),
+    "service": service_table(["service_load.json", "service_load-xeon-amx.json", "service_load-xeon-amx-maxside320.json"]),
     "converged-main": study_table(STUDY, STUDY_LABELS, ("seeds", "val", "macro_f1", "delta", "seed_std", "accuracy",
                                                         "recall_happy", "recall_neutral", "converged")),
     "converged-per-class": study_table(STUDY, STUDY_LABELS, ("seeds",) + tuple(

@@ -1,0 +1,122 @@
+"""Face detectors (YuNet, Haar), landmark alignment, and the detection benchmark's scenes."""
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.infer.faces import (FACE_SIZE, FER_LANDMARKS, YUNET_FILE, align_face, face_crop, make_detector,
+                                similarity)
+from ferkit.infer.io import decode_image, to_gray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import scenes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    matplotlib = pytest.importorskip("matplotlib")
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        pytest.skip("matplotlib's sample photo grace_hopper.jpg is not installed")
+    return decode_image(path.read_bytes())
+
+
+def test_yunet_ships_inside_ferkit_with_its_licence():
+    assert YUNET_FILE.is_file() and 200_000 < YUNET_FILE.stat().st_size < 300_000
+    assert "MIT" in (YUNET_FILE.parent / "LICENSE-YuNet.txt").read_text() or "Permission is hereby granted" in (
+        YUNET_FILE.parent / "LICENSE-YuNet.txt").read_text()
+
+
+def test_both_detectors_find_the_portraits_face_in_the_same_place(portrait):
+    yunet = make_detector("yunet").detect_faces(portrait)
+    haar = make_detector("haar").detect_faces(portrait)
+    assert len(yunet) == 1 and len(haar) == 1
+    assert scenes.iou(yunet[0].box, haar[0].box) > 0.5
+    (rx, ry), (lx, ly), (nx, ny), (mrx, mry), (mlx, mly) = yunet[0].landmarks
+    assert rx < nx < lx and max(ry, ly) < ny < min(mry, mly) and mrx < mlx  # an upright face, as drawn
+    assert 0.4 <= yunet[0].score <= 1 and haar[0].landmarks is None
+    # gray or colour, the same face (the service and the CLI may give either)
+    assert scenes.iou(make_detector("yunet").detect(to_gray(portrait))[0], yunet[0].box) > 0.8
+
+
+def test_max_side_shrinks_for_detection_only(portrait):
+    big = cv2.resize(portrait, None, fx=2, fy=2)
+    full = make_detector("yunet", max_side=2000).detect(big)[0]
+    small = make_detector("yunet", max_side=320).detect(big)[0]
+    assert scenes.iou(full, small) > 0.7  # boxes in the original image's pixels either way
+
+
+def test_detector_settings_are_checked():
+    with pytest.raises(ValueError, match="no setting scale_factor.*--detector haar"):
+        make_detector("yunet", scale_factor=1.1)
+    with pytest.raises(ValueError, match="no setting score_threshold.*--detector yunet"):
+        make_detector("haar", score_threshold=0.5)
+    with pytest.raises(ValueError, match="unknown detector 'mtcnn'"):
+        make_detector("mtcnn")
+    with pytest.raises(ValueError, match="score_threshold must be in"):
+        make_detector("yunet", score_threshold=1.5)
+    assert make_detector("haar", scale_factor=None).scale_factor == 1.2  # None: the detector's default
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    angle, scale, shift = np.deg2rad(25), 0.3, np.array([7.0, -3.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = similarity(src, src @ rot.T + shift)
+    assert np.allclose(m[:, :2], rot) and np.allclose(m[:, 2], shift)
+    with pytest.raises(ValueError, match="coincide"):
+        similarity(np.ones((3, 2)), src[:3])
+
+
+def test_align_face_undoes_rotation_and_scale():
+    """A 48x48 face drawn 4x larger and turned by 20 degrees comes back upright at 48x48."""
+    rng = np.random.default_rng(1)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (FACE_SIZE, FACE_SIZE)).astype(np.uint8), (5, 5), 0)
+    angle = 20.0
+    m = cv2.getRotationMatrix2D((24, 24), angle, 4.0)
+    m[:, 2] += [200 - 24, 200 - 24]  # centre the face in a 400x400 image
+    big = cv2.warpAffine(face, m, (400, 400), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    landmarks = np.hstack([FER_LANDMARKS, np.ones((5, 1), np.float32)]) @ m.T
+    aligned = align_face(big, landmarks)
+    assert aligned.shape == (FACE_SIZE, FACE_SIZE) and aligned.dtype == np.uint8
+    inner = slice(6, 42)  # the border is interpolated from outside the face
+    error = np.abs(aligned[inner, inner].astype(int) - face[inner, inner]).mean()
+    unaligned = cv2.resize(big[104:296, 104:296], (48, 48), interpolation=cv2.INTER_AREA)  # the square around it
+    assert error < 12 and error < 0.5 * np.abs(unaligned[inner, inner].astype(int) - face[inner, inner]).mean()
+
+
+def test_face_crop_falls_back_to_the_box_without_landmarks(portrait):
+    gray = to_gray(portrait)
+    haar = make_detector("haar").detect_faces(portrait)[0]
+    assert np.array_equal(face_crop(gray, haar, 0.02, align=True), face_crop(gray, haar, 0.02, align=False))
+    yunet = make_detector("yunet").detect_faces(portrait)[0]
+    assert not np.array_equal(face_crop(gray, yunet, 0.02, align=True), face_crop(gray, yunet, 0.02, align=False))
+
+
+def test_scenes_are_reproducible_and_their_boxes_fit():
+    rng = np.random.default_rng(0)
+    faces = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(10)]
+    a = scenes.make_scenes(faces, list(range(7)) + [0, 1, 2], 20, seed=3)
+    b = scenes.make_scenes(faces, list(range(7)) + [0, 1, 2], 20, seed=3)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    for s in a:
+        assert s.image.shape == (scenes.HEIGHT, scenes.WIDTH) and s.image.dtype == np.uint8
+        assert 1 <= len(s.faces) <= 4 and s.lighting in scenes.LIGHTINGS and s.background in scenes.BACKGROUNDS
+        for i, f in enumerate(s.faces):
+            x, y, w, h = f.box
+            assert w == h and w in scenes.SIDES and 0 <= x <= scenes.WIDTH - w and 0 <= y <= scenes.HEIGHT - h
+            assert -30 <= f.angle <= 30
+            assert all(scenes.iou(f.box, g.box) == 0 for g in s.faces[i + 1:])
+    with pytest.raises(ValueError, match="one label per face"):
+        scenes.make_scenes(faces, [0], 1)
+
+
+def test_matching_is_one_to_one_best_first():
+    truth = [(0, 0, 100, 100), (200, 0, 100, 100)]
+    found = [(5, 5, 100, 100), (0, 0, 100, 100), (400, 400, 50, 50)]
+    assert sorted(scenes.match(truth, found)) == [(0, 1)]  # the exact box wins; one detection per face
+    assert scenes.match(truth, [(210, 0, 100, 100)]) == [(1, 0)]
+    assert scenes.iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
