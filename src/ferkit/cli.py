@@ -35,12 +35,17 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a TOML, YAML or JSON file of the same fields (explicit flags win over it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run of the same --exp (otherwise it is refused: nothing is lost)")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="train with N processes (DistributedDataParallel: gloo on CPU, nccl on CUDA) by starting "
+                        "torchrun --standalone --nproc_per_node N; --batch_size stays the global batch")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ferkit.train import fit
 
-    explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "overwrite")}
+    if args.nproc is not None:
+        return launch_torchrun(args.nproc, args.argv)
+    explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "overwrite", "nproc", "argv")}
     cfg = make_config(explicit, read_config_file(args.config) if args.config else None)
     if cfg.epochs == 0:
         if not cfg.resume:
@@ -50,6 +55,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         return run_eval(cfg.resume, cfg.data_root, out, cfg.runs_dir, args.amp, args.tta, cfg.device)
     fit(cfg, overwrite=args.overwrite)
     return 0
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """`ferkit train ... --nproc N`: the same command under `torchrun --standalone --nproc_per_node N`."""
+    import os
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1 (got {nproc})")
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc inside torchrun: give one or the other")
+    rest, skip = [], False
+    for i, a in enumerate(argv):  # the command without --nproc N
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "ferkit", *rest]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)  # this process becomes torchrun: a signal to it reaches the workers
+    return 0  # not reached
 
 
 def _data_root(given: str | None, saved_config: dict) -> str:
@@ -297,7 +327,9 @@ def known_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # `train --nproc` runs the same command under torchrun
     from ferkit.device import keep_freed_memory
 
     keep_freed_memory()  # every subcommand moves activation-sized tensors: see its docstring

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ferkit import distributed
 from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.augment import SIZE
@@ -64,7 +65,8 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
     """
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(total=len(batches.labels), desc=progress, unit="img", leave=False, disable=progress is None)
+    share = -(-len(batches.labels) // getattr(batches, "world", 1))  # this process's images (all of them in one process)
+    bar = tqdm(total=share, desc=progress, unit="img", leave=False, disable=progress is None)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x, y, y_b, lam = mix_fn(x, y) if mix_fn else (x, y, y, 1.0)
@@ -95,6 +97,10 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
     bar.close()
     secs = time.perf_counter() - t0
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "train_img_per_s": seen / secs}
+
+
+def _quiet(msg: str) -> None:
+    """The log of a process other than rank 0."""
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -192,6 +198,10 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     set_threads()
     keep_freed_memory()
     device = pick_device(cfg.device)
+    dist = distributed.setup(device)  # one process unless torchrun started several
+    device = distributed.device_for(device, dist)
+    if not dist.main:
+        log = _quiet  # only rank 0 logs, validates and writes (ferkit/distributed.py)
     resume_ckpt = None
     if cfg.resume:
         resume_ckpt = read_checkpoint(cfg.resume)
@@ -203,6 +213,11 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         cfg = saved
     if data is None and not cfg.data_root:
         raise ConfigError("no --data_root: give the FER-2013 zip, image folder or fer2013.csv")
+    if dist.active and cfg.batch_size % dist.world:
+        raise ConfigError(f"--batch_size {cfg.batch_size} does not split into {dist.world} processes: "
+                          f"give a multiple of {dist.world} (it is the global batch)")
+    if dist.active and (cfg.mixup or cfg.cutmix):
+        raise ConfigError("mixup and cutmix are not supported in multi-process training yet: train them in one process")
     run_dir = Path(cfg.runs_dir) / cfg.exp
     early: list[str] = []  # the data is read before the run folder exists: a bad dataset leaves nothing
 
@@ -212,14 +227,15 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
 
     if data is None:
         data = load_data(cfg.data_root, log=log_early)
-    prepare_run_dir(run_dir, resume_ckpt is not None, overwrite, log)
-    log = _logger(run_dir, log, early)
-    notice = amp_notice(device, cfg.amp)
-    if notice:
-        log(notice)
     # What the run computes in and where: with --amp on a CPU without bf16 that is float32.
-    run_info = {"precision": precision(device, cfg.amp), "machine": describe_cpu()}
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict() | {"run": run_info}, indent=2))
+    run_info = {"precision": precision(device, cfg.amp), "machine": describe_cpu(), "processes": dist.world}
+    if dist.main:
+        prepare_run_dir(run_dir, resume_ckpt is not None, overwrite, log)
+        log = _logger(run_dir, log, early)
+        notice = amp_notice(device, cfg.amp)
+        if notice:
+            log(notice)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict() | {"run": run_info}, indent=2))
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -245,24 +261,30 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         _set_rng_state(gen, resume_ckpt["rng"])
         start, history, best_f1 = resume_ckpt["epoch"], resume_ckpt["history"], resume_ckpt["best_val_macro_f1"]
         log(f"resuming {cfg.exp} after epoch {start} of {cfg.epochs}")
-        _complete_best(run_dir, resume_ckpt, base)
+        if dist.main:
+            _complete_best(run_dir, resume_ckpt, base)
+    trained = distributed.wrap(model, device, dist)  # DDP in a multi-process run; `model` stays the plain one
 
     from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
-    writer = SummaryWriter(str(run_dir), purge_step=start + 1)
+    writer = SummaryWriter(str(run_dir), purge_step=start + 1) if dist.main else None
     log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
         f"{cfg.resample_from}), weights {cfg.weight_mode} (from epoch {cfg.reweight_from}), {cfg.optimizer}, "
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, {run_info['precision']}"
+        + (f", {dist.world} processes (DDP)" if dist.active else "")
         + (f", the first {cfg.small_epochs} at {cfg.small_size} px" if cfg.small_epochs else ""))
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         size = cfg.small_size if epoch <= cfg.small_epochs else SIZE  # progressive resizing
         batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug,
-                               size=size)
+                               size=size, rank=dist.rank, world=dist.world)
         loss_fn = loss_for_epoch(cfg, data, epoch).to(device)
-        stats = train_one_epoch(model, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
-                                progress=f"epoch {epoch}/{cfg.epochs}" if progress else None, mix_fn=mix_fn)
+        stats = train_one_epoch(trained, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
+                                progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None, mix_fn=mix_fn)
         scheduler.step()
+        if not dist.main:
+            continue  # the other processes go on to the next epoch; rank 0 validates and writes
+        stats["train_img_per_s"] *= dist.world  # every process trained its share at the same time
         probs = predict_proba(model, val.images, device, cfg.amp)
         vm = compute_metrics(val.labels, probs.argmax(1), data.class_names)
         row = {"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}, "val_acc": round(vm["accuracy"], 6),
@@ -289,7 +311,11 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
             f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
         if on_epoch is not None:
             on_epoch(epoch, vm["macro_f1"])
+    if not dist.main:
+        distributed.teardown(dist)
+        return {}
     writer.close()
+    distributed.teardown(dist)
     if not (run_dir / "best.pt").exists():
         raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
     return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log, splits=splits)

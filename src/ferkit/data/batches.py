@@ -5,12 +5,19 @@ checkpoint: a resumed run draws exactly the batches an uninterrupted run would h
 """
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .augment import SIZE, augment, sample_params, to_input
+from .augment import SIZE, AugParams, augment, sample_params, to_input
+
+
+def select(params: AugParams, rows: slice) -> AugParams:
+    """The transforms of some of a batch's images (every field is per image)."""
+    return replace(params, **{f.name: getattr(params, f.name)[rows] for f in fields(params)
+                              if getattr(params, f.name) is not None})
 
 
 class EpochBatches:
@@ -20,11 +27,13 @@ class EpochBatches:
     drawing as many images as the split holds, like torch's WeightedRandomSampler.
     `aug` turns on the optional jitters of `sample_params` (scale, translate, erase_p); `size`
     below 48 makes the augmented images smaller (progressive resizing; needs `train_augment`).
+    `rank`, `world`: in a run of `world` processes (`ferkit.distributed`), every process draws the
+    same global batches and transforms, and yields its share of each: images rank, rank + world, ...
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
                  weights: np.ndarray | None = None, train_augment: bool = True, aug: dict | None = None,
-                 size: int = SIZE):
+                 size: int = SIZE, rank: int = 0, world: int = 1):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.generator = generator
@@ -32,6 +41,9 @@ class EpochBatches:
         self.train_augment = train_augment
         self.aug = aug or {}  # keyword arguments of sample_params: scale, translate, erase_p
         self.size = size  # side of the augmented images (< 48: progressive resizing)
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in 0..{world - 1} (got {rank})")
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -44,11 +56,14 @@ class EpochBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order().to(self.images.device)
+        mine = slice(self.rank, None, self.world)  # this process's share of each global batch
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            imgs = self.images[idx]
-            if self.train_augment:
-                x = augment(imgs, sample_params(len(idx), self.generator, **self.aug), self.size)
+            if self.train_augment:  # drawn for the whole global batch, so every process's generator stays in step
+                params = sample_params(len(idx), self.generator, **self.aug)
+                idx = idx[mine]
+                x = augment(self.images[idx], select(params, mine), self.size)
             else:
-                x = to_input(imgs)
+                idx = idx[mine]
+                x = to_input(self.images[idx])
             yield x.contiguous(memory_format=torch.channels_last), self.labels[idx]

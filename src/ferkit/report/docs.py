@@ -9,7 +9,6 @@ cannot drift from the results, and no test parses prose.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 from typing import Callable
@@ -18,14 +17,10 @@ import numpy as np
 
 from ferkit.report.stats import ReportError, mean_std
 from ferkit.report.tables import markdown_table
+from ferkit.report.benchdocs import (_read_json, detection_conditions_table, detection_table, int8_table, predict_table,
+                                     scaling_table, service_table, throughput_table, video_table)
 
 _BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.DOTALL)
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise ReportError(f"no {path}: the table quoting it cannot be made (restore the file or drop the block)")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -158,137 +153,6 @@ def study_table(summary_dir: str, labels: dict[str, str],
     return render
 
 
-# --- benchmarks -------------------------------------------------------------------------------
-def _cpu_label(machine: dict) -> str:
-    flags = set(machine.get("cpu_flags") or [])
-    kind = ("AMX" if "amx_bf16" in flags else "AVX-512 BF16, no AMX" if "avx512_bf16" in flags
-            else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "")
-    if not flags and machine.get("cpu_bf16"):
-        kind = "bf16 in hardware"  # older JSONs record no flags
-    if machine.get("kernel_env"):
-        kind = "held to PyTorch's AVX2 kernels, no bf16"
-    return f"{machine.get('cpu_model', 'unknown CPU')}" + (f", {kind}" if kind else "")
-
-
-def throughput_table(files: list[str]) -> Callable[[Path], str]:
-    """`bench/throughput.py` JSONs: train and eval img/s per pipeline, and ferkit's ratio to the reference."""
-    def render(root: Path) -> str:
-        cells = []
-        for name in files:
-            d = _read_json(root / "bench" / "results" / name)
-            pipes = d["pipelines"]
-            ref = pipes["reference"]
-            first = True
-            for key, label in (("reference", "reference"), ("ferkit fp32 cpu", "ferkit fp32"), ("ferkit amp cpu", "ferkit `--amp` (bf16)")):
-                if key not in pipes:
-                    continue
-                p = pipes[key]
-                ratio = ("1.0x" if key == "reference" else
-                         f"{p['train_img_per_s'] / ref['train_img_per_s']:.2f}x / {p['eval_img_per_s'] / ref['eval_img_per_s']:.2f}x")
-                where = f"{_cpu_label(d['machine'])} (`{name}`, {d['machine']['date'][:10]})" if first else ""
-                cells.append([where, label, f"{p['train_img_per_s']:.0f}", f"{p['eval_img_per_s']:.0f}", ratio])
-                first = False
-        return markdown_table(["CPU (JSON under `bench/results/`)", "pipeline", "train img/s", "eval img/s", "ratio train / eval"], cells)
-    return render
-
-
-def predict_table(files: list[tuple[str, str | None]]) -> Callable[[Path], str]:
-    """`bench/predict.py` JSONs: faces/s batched and one at a time, and ms per 640x480 photo, per
-    backend. `files`: (JSON name, CPU label for a JSON that records no CPU, else None)."""
-    def render(root: Path) -> str:
-        cells = []
-        for name, label in files:
-            d = _read_json(root / "bench" / "results" / name)
-            where = label or f"{_cpu_label(d['machine'])} (`{name}`, under load {d['load_average'][0]:.1f})"
-            for k, b in enumerate(d["backends"]):
-                backend = (("ONNX Runtime, int8" if b.get("int8") else "ONNX Runtime") if b["backend"] == "onnx"
-                           else f"torch, {'bfloat16' if b['bf16'] else 'float32'}")
-                cells.append([where if k == 0 else "", backend, f"{b['batched_faces_per_s']:,.0f}",
-                              f"{b['single_faces_per_s']:,.0f}",
-                              f"{b['batched_over_single']:.1f}x ({b['batched_over_single_per_round']['median']:.1f}x)",
-                              f"{b['photo_ms']:.1f}", f"{b['detect_ms']:.1f}"])
-        return markdown_table(["CPU", "backend", "faces/s batched (64)", "faces/s one at a time", "ratio (median per round)",
-                       "ms per 640x480 portrait", "of which detect"], cells)
-    return render
-
-
-def int8_table(name: str) -> Callable[[Path], str]:
-    """An int8 model's metrics JSON (`ferkit export --int8`): float32 and int8 on val and test."""
-    def render(root: Path) -> str:
-        d = _read_json(root / "pretrained" / name)
-        cells = []
-        for split in ("val", "test"):
-            r = d[split]
-            cells.append([split, f"{r['float32']['accuracy']:.4f} / {r['float32']['macro_f1']:.4f}",
-                          f"{r['int8']['accuracy']:.4f} / {r['int8']['macro_f1']:.4f}", f"{r['macro_f1_cost']:+.4f}",
-                          f"{r['changed_predictions']} of {r['n']:,}"])
-        return markdown_table(["split", "float32 accuracy / macro-F1", "int8 accuracy / macro-F1", "macro-F1 cost",
-                       "predictions changed"], cells)
-    return render
-
-
-def video_table(names: list[str]) -> Callable[[Path], str]:
-    """`bench/video.py` JSONs: frames/s, identity switches and coverage per clip and setting."""
-    def render(root: Path) -> str:
-        cells = []
-        for name in names:
-            d = _read_json(root / "bench" / "results" / name)
-            where = f"{_cpu_label(d['machine'])} (`{name}`, {d['machine']['date'][:10]}, {d['frames']} frames per clip)"
-            for k, (clip, row) in enumerate(d["clips"].items()):
-                cells.append([where if k == 0 else "", clip, f"{row['frames_per_s']:.1f}", str(row["identity_switches"]),
-                              f"{row['coverage']:.2f}", str(row["tracks"])])
-        return markdown_table(["CPU (JSON under `bench/results/`)", "clip, setting", "frames/s", "identity switches",
-                       "coverage", "tracks"], cells)
-    return render
-
-
-def detection_table(name: str) -> Callable[[Path], str]:
-    """`bench/detection.py` JSON: recall, precision, false faces and ms per 640x480 image per detector."""
-    def render(root: Path) -> str:
-        d = _read_json(root / "bench" / "results" / name)
-        cells = [[r["detector"], f"{r['recall']:.3f}", f"{r['precision']:.3f}" if r["precision"] is not None else "-",
-                  str(r["false_faces"]), f"{r['ms_per_image']:.1f}"] for r in d["detectors"]]
-        caption = (f"{d['scenes']} scenes, {d['faces']} FER {d['split']} faces; {_cpu_label(d['machine'])}, "
-                   f"OpenCV {d['opencv']} on {d['opencv_threads']} thread, load {d['load_average'][0]:.1f} (`{name}`)\n\n")
-        return caption + markdown_table(["detector, setting", "recall", "precision", "false faces", "ms per image"], cells)
-    return render
-
-
-def detection_conditions_table(name: str) -> Callable[[Path], str]:
-    """`bench/detection.py` JSON: each default detector's recall by condition, and expression accuracy."""
-    def render(root: Path) -> str:
-        d = _read_json(root / "bench" / "results" / name)
-        rows = [r for r in d["detectors"] if r["detector"].endswith("(default)")]
-        cells = [[c] + [f"{r['recall_by'][c]:.3f}" for r in rows] for c in rows[0]["recall_by"]]
-        table = markdown_table(["condition"] + [f"recall, {r['detector']}" for r in rows], cells)
-        cells = []
-        for det, a in d["expression"].items():
-            diff = a["aligned - detected box"]
-            cells.append([det, str(a["faces"])] + [f"{a[w]['accuracy']:.3f} / {a[w]['macro_f1']:.3f}"
-                                                   for w in ("true box", "detected box", "aligned")]
-                         + [f"{diff['accuracy']['diff']:+.3f} [{diff['accuracy']['low']:+.3f}, {diff['accuracy']['high']:+.3f}]"])
-        return table.rstrip("\n") + "\n\n" + markdown_table(
-            ["detector", "faces found", "true box: accuracy / macro-F1", "detected box", "aligned",
-             "aligned - box, accuracy [95% paired bootstrap]"], cells)
-    return render
-
-
-def service_table(names: list[str]) -> Callable[[Path], str]:
-    """`bench/service_load.py` JSONs: latency of concurrent uploads, 5xx answers and memory."""
-    def render(root: Path) -> str:
-        cells = []
-        for name in names:
-            d = _read_json(root / "bench" / "results" / name)
-            rss = d["rss_mb"]
-            cells.append([f"{_cpu_label(d['machine'])} (`{name}`)", f"`{d.get('serve_args') or 'defaults'}`",
-                          f"{d['concurrent']}: {d['upload_status']}", f"{d['latency_p50_s']:.2f} / {d['latency_p95_s']:.2f}",
-                          f"{d['server_ms_p95']:.0f}" if d.get("server_ms_p95") is not None else "-",
-                          str(d["server_5xx"]), f"{rss['after_bombs'] - rss['start']:+.0f} / {d['rss_growth_mb']:+.0f}"])
-        return markdown_table(["CPU (JSON under `bench/results/`)", "serve options", "uploads: answers",
-                               "latency p50 / p95, s", "server time p95, ms", "5xx", "RSS after the bombs / the burst, MB"], cells)
-    return render
-
-
 # The reference project's own seed-cnn results (its committed runs/*_seed4{0,1,2}/metrics.json and its
 # README), as issue 17 quotes them: test macro-F1 at its budget (seed-cnn, batch 256, 30 epochs).
 REFERENCE_F1 = {"E0": ("0.509", "3 seeds, 0.509-0.510"), "E5": ("0.586", "3 seeds, 0.576-0.600"),
@@ -336,6 +200,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "int8": int8_table("ferkit-recommended.int8.onnx.metrics.json"),
     "detection": detection_table("detection-xeon-amx.json"),
     "detection-conditions": detection_conditions_table("detection-xeon-amx.json"),
+    "scaling": scaling_table("scaling-xeon-amx.json"),
     "service": service_table(["service_load.json", "service_load-xeon-amx.json", "service_load-xeon-amx-maxside320.json"]),
     "converged-main": study_table(STUDY, STUDY_LABELS, ("seeds", "val", "macro_f1", "delta", "seed_std", "accuracy",
                                                         "recall_happy", "recall_neutral", "converged")),
