@@ -57,7 +57,8 @@ def predict_table(files: list[tuple[str, str | None]]) -> Callable[[Path], str]:
         cells = []
         for name, label in files:
             d = _read_json(root / "bench" / "results" / name)
-            where = label or f"{_cpu_label(d['machine'])} (`{name}`, under load {d['load_average'][0]:.1f})"
+            detector = d["backends"][0].get("detector", "haar")  # JSONs from before YuNet name none
+            where = label or f"{_cpu_label(d['machine'])} (`{name}`, {detector} detector, load {d['load_average'][0]:.1f})"
             for k, b in enumerate(d["backends"]):
                 backend = (("ONNX Runtime, int8" if b.get("int8") else "ONNX Runtime") if b["backend"] == "onnx"
                            else f"torch, {'bfloat16' if b['bf16'] else 'float32'}")
