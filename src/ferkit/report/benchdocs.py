@@ -86,12 +86,16 @@ def int8_table(name: str) -> Callable[[Path], str]:
     return render
 
 
+def bench_results(root: Path, names: list[str]) -> list[tuple[str, dict]]:
+    """(name, contents) of the benchmark JSONs `bench/results/<name>`."""
+    return [(name, _read_json(root / "bench" / "results" / name)) for name in names]
+
+
 def video_table(names: list[str]) -> Callable[[Path], str]:
     """`bench/video.py` JSONs: frames/s, identity switches and coverage per clip and setting."""
     def render(root: Path) -> str:
         cells = []
-        for name in names:
-            d = _read_json(root / "bench" / "results" / name)
+        for name, d in bench_results(root, names):
             where = f"{_cpu_label(d['machine'])} (`{name}`, {d['machine']['date'][:10]}, {d['frames']} frames per clip)"
             for k, (clip, row) in enumerate(d["clips"].items()):
                 cells.append([where if k == 0 else "", clip, f"{row['frames_per_s']:.1f}", str(row["identity_switches"]),
@@ -136,8 +140,7 @@ def service_table(names: list[str]) -> Callable[[Path], str]:
     """`bench/service_load.py` JSONs: latency of concurrent uploads, 5xx answers and memory."""
     def render(root: Path) -> str:
         cells = []
-        for name in names:
-            d = _read_json(root / "bench" / "results" / name)
+        for name, d in bench_results(root, names):
             rss = d["rss_mb"]
             cells.append([f"{_cpu_label(d['machine'])} (`{name}`)", f"`{d.get('serve_args') or 'defaults'}`",
                           f"{d['concurrent']}: {d['upload_status']}", f"{d['latency_p50_s']:.2f} / {d['latency_p95_s']:.2f}",

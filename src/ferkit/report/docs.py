@@ -197,7 +197,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "predict": predict_table([("predict-xeon-amx.json", None),
                               ("predict.json", "Intel Xeon, AMX (`predict.json`, committed 2026-11-29, Haar detector; the JSON predates CPU recording)"),
                               ("predict-epyc-avx512.json", None)]),
-    "video": video_table(["video-epyc-avx512.json"]),
+    "video": video_table(["video-xeon-amx.json", "video-epyc-avx512.json"]),
     "int8": int8_table("ferkit-recommended.int8.onnx.metrics.json"),
     "detection": detection_table("detection-xeon-amx.json"),
     "detection-conditions": detection_conditions_table("detection-xeon-amx.json"),
