@@ -164,7 +164,8 @@ def make_detector(name: str, **settings) -> HaarDetector | YuNetDetector:
     if other:
         owners = [n for n, c in DETECTORS.items() if other[0] in inspect.signature(c).parameters]
         hint = f": it is a setting of {' and '.join(owners)} (--detector {owners[0]})" if owners else ""
-        raise ValueError(f"the {name} detector has no setting {other[0]}{hint}")
+        flag = "--" + other[0].replace("_", "-")
+        raise ValueError(f"the {name} detector has no setting {other[0]} ({flag}){hint}")
     return cls(**given)
 
 
