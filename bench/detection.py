@@ -17,45 +17,28 @@ setting over the same scenes in turn; times depend on what else the machine runs
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchio import save_report  # noqa: E402
+from benchio import CLASSES, cpu_tag, fer_split, save_report  # noqa: E402
 from scenes import make_scenes, match  # noqa: E402
 
 from ferkit.infer.faces import crop_face, face_crop, make_detector  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 SETTINGS = [  # (detector, settings): the defaults first
     ("yunet", {}), ("yunet", {"score_threshold": 0.8}), ("yunet", {"score_threshold": 0.6}),
     ("yunet", {"score_threshold": 0.5}), ("yunet", {"score_threshold": 0.3}),
     ("yunet", {"max_side": 480}), ("yunet", {"max_side": 480, "score_threshold": 0.3}), ("yunet", {"max_side": 320}),
     ("haar", {}), ("haar", {"scale_factor": 1.1, "min_face": 30}), ("haar", {"scale_factor": 1.3}),
 ]
-
-
-def fer_split(split: str, n: int, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
-    """n random faces of a split of the shared FER-2013 zip, with their class indices."""
-    path = Path(os.environ.get("FERKIT_DATA_ZIP") or ROOT.parent / "shared" / "data" / "fer2013.zip")
-    if not path.is_file():
-        raise SystemExit(f"no FER-2013 zip at {path}: set FERKIT_DATA_ZIP to the zip of fer2013/{{train,val,test}}/")
-    with zipfile.ZipFile(path) as z:
-        names = sorted(x for x in z.namelist() if x.startswith(f"fer2013/{split}/") and x.endswith(".jpg"))
-        pick = sorted(np.random.default_rng(seed).choice(len(names), min(n, len(names)), replace=False))
-        faces = [np.asarray(Image.open(io.BytesIO(z.read(names[i]))).convert("L")) for i in pick]
-        labels = [CLASSES.index(names[i].split("/")[2]) for i in pick]
-    return faces, labels
 
 
 def label(name: str, settings: dict) -> str:
@@ -149,7 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
         return template(1000)
     cv2.setNumThreads(1)
     machine = cpu_info()
-    faces, labels = fer_split(args.split, 2000, args.seed)
+    try:
+        faces, labels = fer_split(args.split, 2000, args.seed)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     scenes = make_scenes(faces, labels, args.scenes, args.seed)
     settings = [s for s in SETTINGS if not s[1]] if args.quick else SETTINGS
     detectors = [make_detector(name, **kw) for name, kw in settings]
@@ -185,10 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
               "opencv": cv2.__version__, "opencv_threads": 1, "load_average": os.getloadavg(),
               "detectors": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
               "expression": accuracy}
-    flags = machine.get("cpu_flags", [])
-    cpu = ("xeon" if "Xeon" in machine["cpu_model"] else "epyc" if "EPYC" in machine["cpu_model"] else "cpu") + "-" + (
-        "amx" if "amx_bf16" in flags else "avx512" if "avx512f" in flags else "avx2")
-    save_report(report, args.out or ROOT / "bench" / "results" / f"detection-{cpu}.json")
+    save_report(report, args.out or ROOT / "bench" / "results" / f"detection-{cpu_tag(machine)}.json")
     return report
 
 

@@ -16,16 +16,18 @@ import os
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ferkit.infer import Predictor, default_checkpoint
-from ferkit.infer.faces import make_detector
-from ferkit.infer.io import decode_image, to_gray
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchio import fer_split  # noqa: E402
+
+from ferkit.infer import Predictor, default_checkpoint  # noqa: E402
+from ferkit.infer.faces import make_detector  # noqa: E402
+from ferkit.infer.io import decode_image, to_gray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,14 +80,11 @@ def best_of(fn, repeats: int) -> float:
 
 def fer_faces(n: int) -> list[np.ndarray]:
     """n FER-2013 test faces (all classes, by name), or [] without the zip."""
-    path = Path(os.environ.get("FERKIT_DATA_ZIP") or ROOT.parent / "shared" / "data" / "fer2013.zip")
-    if not path.is_file():
-        print(f"warning: no FER-2013 zip at {path}: canvas photo skipped", file=sys.stderr)
+    try:
+        return fer_split("test", n)[0]
+    except FileNotFoundError as e:
+        print(f"warning: {e}: canvas photo skipped", file=sys.stderr)
         return []
-    with zipfile.ZipFile(path) as z:
-        names = sorted(x for x in z.namelist() if x.startswith("fer2013/test/") and x.endswith(".jpg"))
-        pick = np.random.default_rng(0).choice(len(names), n, replace=False)
-        return [np.asarray(Image.open(io.BytesIO(z.read(names[i]))).convert("L")) for i in sorted(pick)]
 
 
 def photo_jpeg() -> bytes:

@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from benchio import save_report  # noqa: E402
+from benchio import cpu_tag, save_report  # noqa: E402
 from synth import CLASSES, make_image_folders  # noqa: E402
 
 
@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "ray, 2 at a time (1 CPU per run)" in rows:
         report["sweep_speedup_ray"] = rows["ray, 1 at a time (2 CPUs per run)"] / rows["ray, 2 at a time (1 CPU per run)"]
     print(json.dumps({k: round(v, 2) for k, v in report.items() if k.endswith("speedup") or "speedup_" in k}))
-    flags = report["machine"].get("cpu_flags", [])
-    cpu = ("xeon" if "Xeon" in report["machine"]["cpu_model"] else "epyc") + "-" + (
-        "amx" if "amx_bf16" in flags else "avx512" if "avx512f" in flags else "avx2")
-    save_report(report, args.out or HERE / "results" / f"scaling-{cpu}.json")
+    save_report(report, args.out or HERE / "results" / f"scaling-{cpu_tag(report['machine'])}.json")
     return report
 
 
