@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ferkit.data.batches import EpochBatches
-from ferkit.distributed import Dist, from_env, shard
+from ferkit.distributed import Dist, from_env, share
 from ferkit.strategies import sampling_weights
 from synth import CLASSES, make_image_folders
 
@@ -42,7 +42,7 @@ def test_ranks_come_from_torchrun_or_default_to_one_process(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     d = from_env()
     assert (d.rank, d.world, d.local_rank, d.main, d.active) == (3, 4, 1, False, True)
-    assert torch.equal(shard(torch.arange(10), d), torch.tensor([3, 7]))
+    assert torch.equal(torch.arange(10)[share(d.rank, d.world)], torch.tensor([3, 7]))
 
 
 def train_cmd(data: Path, runs: Path, exp: str, *extra: str) -> list[str]:

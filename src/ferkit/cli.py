@@ -66,14 +66,12 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc inside torchrun: give one or the other")
     rest, skip = [], False
-    for i, a in enumerate(argv):  # the command without --nproc N
+    for a in argv:  # the command without --nproc N (or --nproc=N)
         if skip:
             skip = False
-            continue
-        if a == "--nproc":
+        elif a == "--nproc":
             skip = True
-            continue
-        if not a.startswith("--nproc="):
+        elif not a.startswith("--nproc="):
             rest.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "ferkit", *rest]
     sys.stdout.flush()

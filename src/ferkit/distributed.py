@@ -9,7 +9,7 @@ and nothing here changes anything.
 
 What makes N processes train the same model as one process at the same global batch:
 - Every process draws the same global order and augmentation from the same seeded generator
-  (`EpochBatches`), and takes its own slice of each global batch (`shard`): the union of the slices
+  (`EpochBatches`), and takes its own slice of each global batch (`share`): the union of the slices
   is exactly the one-process batch, so a re-sampling strategy keeps its class distribution.
 - DDP averages the gradients of the slices, which is the gradient of the global batch's mean loss.
 - BatchNorm: on CUDA its statistics are synchronised across processes (SyncBatchNorm); PyTorch
@@ -84,9 +84,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def shard(indices: torch.Tensor, dist: Dist) -> slice | torch.Tensor:
-    """This process's share of one global batch: every world-th item from its rank on."""
-    return indices[dist.rank::dist.world] if dist.active else indices
+def share(rank: int, world: int) -> slice:
+    """Which items of a global batch a process trains on: every world-th from its rank on."""
+    return slice(rank, None, world)
 
 
 def teardown(dist: Dist) -> None:

@@ -11,6 +11,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ferkit.distributed import share
+
 from .augment import SIZE, AugParams, augment, sample_params, to_input
 
 
@@ -56,7 +58,7 @@ class EpochBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order().to(self.images.device)
-        mine = slice(self.rank, None, self.world)  # this process's share of each global batch
+        mine = share(self.rank, self.world)  # this process's share of each global batch
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
             if self.train_augment:  # drawn for the whole global batch, so every process's generator stays in step

@@ -45,7 +45,20 @@ def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA), scale
 
 
-class HaarDetector:
+class Detector:
+    """What every detector offers: `detect_faces(image) -> [Found]`, largest first, and its `name`."""
+
+    name = ""
+
+    def detect_faces(self, image: np.ndarray) -> list[Found]:
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints."""
+        return [f.box for f in self.detect_faces(image)]
+
+
+class HaarDetector(Detector):
     """Frontal-face Haar cascade (Viola and Jones 2001) with the settings that decide speed and recall.
 
     scale_factor: step between the scanned face sizes (1.1 finds more faces, about 2.5x slower).
@@ -81,10 +94,6 @@ class HaarDetector:
 
     name = "haar"
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints."""
-        return [f.box for f in self.detect_faces(image)]
-
     def detect_faces(self, image: np.ndarray) -> list[Found]:
         """`detect` as `Found` rows (score 1, no landmarks: the cascade gives neither)."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
@@ -97,7 +106,7 @@ class HaarDetector:
         return [Found(b, 1.0, None) for b in sorted(boxes, key=lambda b: -b[2] * b[3])]
 
 
-class YuNetDetector:
+class YuNetDetector(Detector):
     """YuNet, a 75k-parameter CNN face detector (Wu et al. 2023), run by OpenCV's `FaceDetectorYN`.
 
     score_threshold: keep faces scored at least this (0..1; lower finds more, and more false faces).
@@ -129,10 +138,6 @@ class YuNetDetector:
         net.setInputSize(size)
         return net
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints."""
-        return [f.box for f in self.detect_faces(image)]
-
     def detect_faces(self, image: np.ndarray) -> list[Found]:
         """Faces with their score and five landmarks (in original-image pixels), largest first."""
         bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
@@ -152,7 +157,7 @@ class YuNetDetector:
 DETECTORS = {"yunet": YuNetDetector, "haar": HaarDetector}
 
 
-def make_detector(name: str, **settings) -> HaarDetector | YuNetDetector:
+def make_detector(name: str, **settings) -> Detector:
     """A detector by name ("yunet" or "haar"). Settings left at None take the detector's default;
     one that this detector does not have is an error (not silently dropped)."""
     if name not in DETECTORS:
