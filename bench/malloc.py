@@ -1,4 +1,4 @@
-"""glibc's default malloc against `ferkit.device.keep_freed_memory`, on a training step and on
+"""glibc's default malloc against `ferkit.memory.keep_freed_memory`, on a training step and on
 inference: speed and page faults, each measured in a fresh process, the two settings in turns.
 
     python bench/malloc.py                     # 5 rounds, about 3 minutes on a 2-core CPU
@@ -44,7 +44,7 @@ def timed(fn, calls: int, repeats: int) -> tuple[float, float]:
 
 def child(workload: str, quick: bool) -> dict:
     """Run one workload in this process (the setting was chosen by the parent's environment)."""
-    from ferkit.device import keep_freed_memory
+    from ferkit.memory import keep_freed_memory
 
     kept = keep_freed_memory()
     repeats = 2 if quick else 4

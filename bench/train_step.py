@@ -23,7 +23,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ferkit.device import amp_dtype, autocast, describe_cpu, keep_freed_memory
+from ferkit.device import amp_dtype, autocast, describe_cpu
+from ferkit.memory import keep_freed_memory
 from ferkit.models import ARCHS, build_model
 
 

@@ -16,7 +16,7 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the s
 # allocated again at every layer; glibc's default faults their pages in again every time.
 SCRIPT = """
 import resource, torch
-from ferkit.device import keep_freed_memory
+from ferkit.memory import keep_freed_memory
 applied = keep_freed_memory()
 from ferkit.models import build_model
 model, x = build_model("fer-resnet", "softmax", 7).eval(), torch.randn(64, 1, 48, 48)

@@ -392,9 +392,10 @@ def test_predict_video_every_nth_frame(ckpt, real_zip, tmp_path):
 def test_auto_backend_follows_the_cpu_and_the_files(monkeypatch, tmp_path, native_bf16, bf16, device, has_int8, want):
     """The choice is a function of (the CPU's bf16, the arguments, the files), tested here for both
     kinds of CPU whatever CPU runs the test."""
+    from ferkit import device as ferkit_device
     from ferkit.infer import predictor
 
-    monkeypatch.setattr(predictor, "bf16_available", lambda device_type: native_bf16)
+    monkeypatch.setattr(ferkit_device, "bf16_available", lambda device_type: native_bf16)
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"")
     if has_int8:
@@ -402,3 +403,19 @@ def test_auto_backend_follows_the_cpu_and_the_files(monkeypatch, tmp_path, nativ
     backend, model = predictor.choose_backend(ckpt, device, bf16)
     assert backend == want and model == (tmp_path / "m.int8.onnx" if want == "onnx" else ckpt)
     assert predictor.choose_backend(tmp_path / "x.onnx") == ("onnx", tmp_path / "x.onnx")
+
+
+def test_without_torch_auto_runs_an_onnx_sibling_or_says_how_to_get_one(monkeypatch, tmp_path):
+    """No torch installed (`pip install 'ferkit[infer]'`): a .pt runs as its int8 ONNX sibling, else
+    its float32 one; with neither, a one-line error names the extra and `ferkit export`."""
+    from ferkit.infer import predictor
+
+    monkeypatch.setattr(predictor, "installed", lambda module: module != "torch")
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no torch: pip install 'ferkit\[train\]'.*ferkit export"):
+        predictor.choose_backend(ckpt, "cpu", False)
+    (tmp_path / "m.onnx").write_bytes(b"")
+    assert predictor.choose_backend(ckpt, "cpu", False) == ("onnx", tmp_path / "m.onnx")
+    (tmp_path / "m.int8.onnx").write_bytes(b"")
+    assert predictor.choose_backend(ckpt) == ("onnx", tmp_path / "m.int8.onnx")

@@ -2,6 +2,7 @@
 the repository, it runs `Predictor()` and `ferkit predict` with the shipped model."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -48,3 +49,69 @@ def test_a_wheel_in_a_fresh_venv_runs_the_shipped_model(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((elsewhere / "p.jsonl").read_text().splitlines()[0])["faces"] == 1
+
+
+NO_TORCH = ("import sys\n"
+            "class Block:  # an install without torch, matplotlib, scikit-learn, tensorboard and onnx\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'sklearn', 'matplotlib', 'tensorboard', 'onnx'):\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import importlib.util\n"
+            "_find = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, package=None: None if name.split('.')[0] in "
+            "('torch', 'sklearn', 'matplotlib', 'tensorboard', 'onnx') else _find(name, package)\n")
+
+
+def run_without_torch(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=cwd, capture_output=True, text=True)
+
+
+def test_the_inference_path_runs_without_torch(tmp_path):
+    """Predictor, `ferkit predict` and the service's module run with torch unimportable; the shipped
+    .pt runs as its int8 ONNX model, with every TTA mode."""
+    code = ("import json, numpy as np\nfrom ferkit import Predictor\nimport ferkit.infer.service\n"
+            "out = {}\nfor tta in ('none', 'flip', 'crops'):\n"
+            "    p = Predictor(detect=False, tta=tta)\n"
+            "    out[tta] = p.predict(np.full((48, 48), 128, np.uint8))[0][0]['probs']\n"
+            "out['backend'] = p.describe()['backend']\n"
+            "out['torch'] = 'torch' in sys.modules\nprint(json.dumps(out))")
+    r = run_without_torch(code, tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["backend"] == "onnx int8" and out["torch"] is False
+    assert all(abs(sum(out[t].values()) - 1) < 1e-4 for t in ("none", "flip", "crops"))
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--data_root", "x"], "pip install 'ferkit[train]'"),
+    (["predict", "face.png", "--backend", "torch"], "pip install 'ferkit[train]'"),
+    (["predict", "face.png", "--ckpt", "model.pt"], "has no torch"),
+])
+def test_without_torch_a_command_that_needs_it_says_which_extra(tmp_path, argv, says):
+    from PIL import Image
+    Image.new("L", (48, 48), 128).save(tmp_path / "face.png")
+    (tmp_path / "model.pt").write_bytes(b"not read")
+    r = run_without_torch(f"from ferkit.cli import main\nsys.exit(main({argv!r}))", tmp_path)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "model.pt"]  # nothing written
+
+
+@pytest.mark.slow
+def test_the_infer_extra_in_a_fresh_venv_predicts_without_torch(tmp_path):
+    """`pip install '.[infer]'` into a fresh venv (no system packages): torch is not installed, and
+    a cold `ferkit predict` and `Predictor` predict a face with the shipped model (bench/light_install.py
+    reports the size and the time to the first prediction)."""
+    spec = importlib.util.spec_from_file_location("light_install", ROOT / "bench" / "light_install.py")
+    sys.path.insert(0, str(ROOT / "bench"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    venv = tmp_path / "venv"
+    light = bench.make_light_venv(venv)
+    assert not light["torch_installed"] and "onnxruntime" in light["packages"] and "fastapi" in light["packages"]
+    first = bench.first_prediction(venv / "bin" / "python", venv / "bin" / "ferkit", tmp_path / "work", repeats=1)
+    assert first["label"] and first["imported_torch"] is False
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", "import ferkit.infer.service"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr  # the service's dependencies came with the extra
+    r = subprocess.run([str(venv / "bin" / "ferkit"), "train", "--data_root", "x"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'ferkit[train]'" in r.stderr, r.stderr

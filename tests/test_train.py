@@ -265,6 +265,21 @@ def test_crop_tta_averages_ten_views():
     assert not np.allclose(got, predict_proba(model, imgs.numpy(), tta="flip"), atol=1e-3)
 
 
+@pytest.mark.parametrize("tta", ["none", "flip", "crops"])
+def test_numpy_tta_views_are_the_tensor_views(tta):
+    """`tta_views` (inference, numpy, no torch) gives the views `tta_inputs` (evaluation) gives, in
+    the same order, to float rounding: a prediction and a model card average the same views."""
+    from ferkit.tta import tta_inputs, tta_views, view_count
+
+    imgs = np.random.default_rng(7).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    imgs[0] = 255  # a white image: the zero fill at the crops' borders shows
+    got, want = tta_views(imgs, tta), tta_inputs(torch.from_numpy(imgs), tta)
+    assert len(got) == len(want) == view_count(tta)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32 and g.shape == (6, 1, 48, 48)
+        np.testing.assert_allclose(g, w.numpy(), atol=3e-5)
+
+
 @pytest.mark.slow
 def test_progressive_resizing_trains_its_first_epochs_on_smaller_images(tmp_path, monkeypatch):
     sizes = []

@@ -15,10 +15,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field, built from the field: its name (the reference project's flags,
     verbatim), type, help and default, and the allowed values of a registry field. Every flag
     defaults to None (not given), so that defaults < preset < config file < flags resolve in
-    `make_config`."""
+    `make_config`. Without torch (the inference install) the registries cannot load: the flags are
+    the same, their help lists no values, and `ferkit train` says which extra to install."""
+    import importlib.util
+
+    registries = importlib.util.find_spec("torch") is not None
     for f in fields(RunConfig):
         kinds = f.type.replace(" ", "").split("|")
-        allowed = choices(f.name)
+        allowed = choices(f.name) if registries else None
         help = f.metadata["help"]
         if allowed and f.name not in ("tta", "preset"):
             help += f": {' | '.join(allowed)}"
@@ -313,28 +317,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where each optional dependency comes from: a command that needs one this install lacks says which
+# extra to install (the inference install, `pip install 'ferkit[infer]'`, has no torch).
+EXTRA_OF = {"torch": "train", "sklearn": "train", "matplotlib": "train", "tensorboard": "train", "onnx": "train",
+            "fastapi": "infer", "uvicorn": "infer", "multipart": "infer", "starlette": "infer",
+            "ray": "ray", "optuna": "tune"}
+
+
 def known_errors() -> tuple[type[Exception], ...]:
-    """User-facing error types: printed as one line, exit status 2, no traceback."""
+    """User-facing error types: printed as one line, exit status 2, no traceback. Those of the
+    modules that need torch or matplotlib count only where they are installed (elsewhere nothing
+    raises them)."""
+    import importlib
+
     from ferkit.data import DataError
     from ferkit.data.images import ImageError
-    from ferkit.device import DeviceError
-    from ferkit.models import CheckpointError
-    from ferkit.report.commands import ReportError
 
-    return (ConfigError, DataError, CheckpointError, ReportError, DeviceError, ImageError, FileNotFoundError)
+    errors = [ConfigError, DataError, ImageError, FileNotFoundError]
+    for module, name in (("ferkit.device", "DeviceError"), ("ferkit.models", "CheckpointError"),
+                         ("ferkit.report.commands", "ReportError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] not in EXTRA_OF:
+                raise
+    return tuple(errors)
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The one-line hint for an optional dependency that is not installed; None for anything else."""
+    package = (e.name or "").split(".")[0]
+    if package not in EXTRA_OF:
+        return None
+    return f"this needs {package}, which this install lacks: pip install 'ferkit[{EXTRA_OF[package]}]'"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # `train --nproc` runs the same command under torchrun
-    from ferkit.device import keep_freed_memory
+    from ferkit.memory import keep_freed_memory
 
     keep_freed_memory()  # every subcommand moves activation-sized tensors: see its docstring
     try:
         return int(args.func(args) or 0)
     except known_errors() as e:
         print(f"ferkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        hint = missing_extra(e)
+        if hint is None:
+            raise
+        print(f"ferkit {args.command}: error: {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume runs/<exp>/last.pt", file=sys.stderr)

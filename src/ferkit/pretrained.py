@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ferkit.data import load_data
 from ferkit.evaluate import evaluate_run
-from ferkit.models import SHIPPED_DIR, count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
+from ferkit.paths import SHIPPED_DIR
+from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
 from ferkit.tta import TTA_MODES
 
 

@@ -19,7 +19,8 @@ from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
-from ferkit.device import amp_notice, autocast, describe_cpu, keep_freed_memory, pick_device, precision, set_threads
+from ferkit.device import amp_notice, autocast, describe_cpu, pick_device, precision, set_threads
+from ferkit.memory import keep_freed_memory
 from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
 from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler

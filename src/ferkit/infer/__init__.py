@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
         from . import predictor
         return getattr(predictor, name)
     if name == "export_onnx":
-        from .onnx import export_onnx
+        from .export import export_onnx
         return export_onnx
     if name == "ImageReadError":
         from .io import ImageReadError

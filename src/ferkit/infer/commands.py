@@ -226,7 +226,8 @@ def run_export(args: argparse.Namespace) -> int:
     quantise and measure the int8 model against float32 on val and test)."""
     import numpy as np
 
-    from .onnx import OnnxRunner, export_onnx
+    from .export import export_onnx
+    from .onnx import OnnxRunner
     from .predictor import TorchRunner
 
     if args.int8:
@@ -240,7 +241,8 @@ def run_export(args: argparse.Namespace) -> int:
     import torch
     from ferkit.models import to_input
 
-    x = to_input(torch.randint(0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8))
+    x = to_input(torch.randint(0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(0),
+                               dtype=torch.uint8)).numpy()
     diff = np.abs(OnnxRunner(out)(x) - TorchRunner(args.ckpt, bf16=False)(x)).max()
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input float32 (N,1,48,48) in [-1,1], "
           f"output softmax probabilities (N,C); max |onnx - torch| = {diff:.1e} on 64 random crops")

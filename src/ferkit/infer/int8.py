@@ -26,7 +26,7 @@ def export_int8(checkpoint: str | Path, out: Path, data_root: str | None = None,
     from ferkit.models import load_model, read_checkpoint
     from ferkit.tta import tta_mode
 
-    from .onnx import export_bytes, quantize_int8
+    from .export import export_bytes, quantize_int8
     from .predictor import Predictor
 
     ckpt = read_checkpoint(checkpoint)

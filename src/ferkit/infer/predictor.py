@@ -5,21 +5,25 @@
     faces = p.predict(["photo.jpg"])[0]              # one list of faces per image
     faces[0]  # {"box": [x, y, w, h], "label": "happy", "score": 0.91, "probs": {"angry": ..., ...}}
 
-Pipeline per image: read -> grayscale (PIL "L", as the training data) -> Haar cascade ->
-square crop with a margin -> 48x48 (PIL bilinear, as the training data) -> `to_input` ->
-model -> softmax. Crops of all images are classified together in batches.
+Pipeline per image: read -> grayscale (PIL "L", as the training data) -> face detector (YuNet) ->
+square crop with a margin -> 48x48 (PIL bilinear, as the training data) -> [-1, 1] (`to_input`)
+-> model -> softmax. Crops of all images are classified together in batches.
+
+The pipeline is numpy up to the model: torch loads only for the torch backend, so an install
+without it (`pip install 'ferkit[infer]'`) runs the shipped model's ONNX file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
+import importlib.util
+
 import numpy as np
-import torch
 from PIL import Image
 
-from ferkit.device import bf16_available
-from ferkit.tta import tta_inputs, tta_mode
+from ferkit.paths import SHIPPED_DIR
+from ferkit.tta import tta_mode, tta_views
 
 from .faces import FACE_SIZE, Box, face_crop, make_detector, resize_face
 from .io import load_image, to_gray
@@ -31,7 +35,6 @@ DEFAULT_MARGIN = 0.02
 
 def default_checkpoint() -> Path:
     """The shipped recommended model, `pretrained/ferkit-recommended.pt` in the repository."""
-    from ferkit.models import SHIPPED_DIR
     path = SHIPPED_DIR / "ferkit-recommended.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped model found at {path}; pass a checkpoint path (e.g. --ckpt runs/<exp>/best.pt)")
@@ -46,32 +49,46 @@ def int8_sibling(checkpoint: Any) -> Path | None:
     return path if path.is_file() else None
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
 def choose_backend(checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto") -> tuple[str, Any]:
     """backend="auto": (backend, model to load) from what is installed and what the CPU has.
 
-    A .onnx file runs on ONNX Runtime. On a CPU with native bfloat16 (AVX-512 BF16, AMX) torch in
-    bfloat16 is the fastest batched path; on one without it, the checkpoint's int8 ONNX model (when
-    `ferkit export --int8` made one, as for the shipped model, and onnxruntime is installed) is
-    2-3x faster than float32 (docs/INFERENCE.md "Speed"); anything else runs in torch. Asking for
-    bf16=False or a GPU keeps torch."""
+    A .onnx file runs on ONNX Runtime. Without torch installed, a .pt runs as the int8 ONNX model
+    that `ferkit export --int8` wrote next to it (the shipped model has one), else as its float32
+    `.onnx` sibling. With torch: on a CPU with native bfloat16 (AVX-512 BF16, AMX) torch in
+    bfloat16 is the fastest batched path; on one without it, the int8 ONNX model (when there is one
+    and onnxruntime is installed) is 2-3x faster than float32 (docs/INFERENCE.md "Speed"); anything
+    else runs in torch. Asking for bf16=False or a GPU keeps torch."""
     if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
         return "onnx", checkpoint
     int8 = int8_sibling(checkpoint)
-    if device != "cpu" or bf16 != "auto" or bf16_available("cpu") or int8 is None:
-        return "torch", checkpoint
-    import importlib.util
+    if not installed("torch"):
+        fp32 = Path(checkpoint).with_suffix(".onnx") if isinstance(checkpoint, (str, Path)) else None
+        onnx = int8 or (fp32 if fp32 is not None and fp32.is_file() else None)
+        if onnx is None:
+            raise ValueError(f"{checkpoint if isinstance(checkpoint, (str, Path)) else 'this checkpoint'} is a "
+                             "PyTorch checkpoint and this install has no torch: pip install 'ferkit[train]', or "
+                             "export it where torch is (ferkit export CKPT) and pass the .onnx file")
+        return "onnx", onnx
+    from ferkit.device import bf16_available
 
-    if importlib.util.find_spec("onnxruntime") is None:  # not installed: torch it is
+    if device != "cpu" or bf16 != "auto" or int8 is None or not installed("onnxruntime") or bf16_available("cpu"):
         return "torch", checkpoint
     return "onnx", int8
 
 
 def set_threads(threads: int) -> None:
-    """Intra-op threads of torch (`ferkit.device.set_threads`) and of OpenCV (process-wide settings)."""
+    """Intra-op threads of OpenCV and, where it is installed, of torch (`ferkit.device.set_threads`):
+    process-wide settings."""
     import cv2
 
-    from ferkit import device
-    device.set_threads(threads)
+    if installed("torch"):
+        from ferkit import device
+        device.set_threads(threads)
     cv2.setNumThreads(threads)
 
 
@@ -79,7 +96,10 @@ class TorchRunner:
     """A checkpoint's model in PyTorch: model inputs (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
 
     def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto"):
-        from ferkit.device import keep_freed_memory
+        import torch
+
+        from ferkit.device import bf16_available
+        from ferkit.memory import keep_freed_memory
         from ferkit.models import fold_batchnorm, load_model
 
         keep_freed_memory()
@@ -93,11 +113,19 @@ class TorchRunner:
             raise ValueError(f"bf16 must be 'auto', True or False (got {bf16!r})")
         self.bf16 = bf16_available(self.device.type) if bf16 == "auto" else bool(bf16)
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        x = x.to(self.device, memory_format=torch.channels_last)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Model inputs, float32 (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
+        import torch
+
+        t = torch.from_numpy(x).to(self.device, memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(x)
+            logits = self.model(t)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    @property
+    def threads(self) -> int:
+        import torch
+        return torch.get_num_threads()
 
 
 class Predictor:
@@ -167,9 +195,9 @@ class Predictor:
             raise ValueError(f"expected uint8 crops of shape (N, {FACE_SIZE}, {FACE_SIZE}), got {crops.shape}")
         out = np.empty((len(crops), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
-            batch = torch.from_numpy(crops[start:start + self.batch_size])
-            views = tta_inputs(batch, self.tta)  # all views in one forward pass, then the mean softmax
-            probs = self.runner(torch.cat(views) if len(views) > 1 else views[0])
+            batch = crops[start:start + self.batch_size]
+            views = tta_views(batch, self.tta)  # all views in one forward pass, then the mean softmax
+            probs = self.runner(np.concatenate(views) if len(views) > 1 else views[0])
             out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
         return out
 
@@ -218,4 +246,4 @@ class Predictor:
                 "align": self.align, "tta": self.tta, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
                 **{k: getattr(self.detector, k) for k in ("score_threshold", "scale_factor", "min_face", "max_side")
                    if hasattr(self.detector, k)},
-                "threads": torch.get_num_threads()}
+                "threads": self.runner.threads}

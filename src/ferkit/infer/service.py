@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ferkit.data.images import MAX_PIXELS
-from ferkit.device import release_freed_memory
+from ferkit.memory import release_freed_memory
 
 from .batching import CropBatcher
 from .io import ImageReadError, decode_image

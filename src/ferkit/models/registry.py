@@ -6,7 +6,6 @@ prints `describe_models()`.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -35,15 +34,6 @@ HEADS: dict[str, type[nn.Module]] = {
 }
 
 
-def _shipped_dir() -> Path:
-    """The shipped models: `ferkit/shipped/` in an installed package (a wheel, `pip install .`), else
-    the repository's `pretrained/` (an editable install or a checkout); pyproject.toml maps one to the other."""
-    package = Path(__file__).resolve().parents[1]
-    installed = package / "shipped"
-    return installed if installed.is_dir() else package.parents[1] / "pretrained"
-
-
-SHIPPED_DIR = _shipped_dir()  # `ferkit pack` writes there, `Predictor()` and `ferkit quickstart` read it
 
 
 class CheckpointError(ValueError):

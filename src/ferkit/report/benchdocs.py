@@ -161,3 +161,21 @@ def scaling_table(name: str) -> Callable[[Path], str]:
                    f"synthetic images per run, load {d['load_average'][0]:.1f} (`{name}`)\n\n")
         return caption + markdown_table(["what", "how", "seconds"], cells)
     return render
+
+
+def light_install_table(names: list[str]) -> Callable[[Path], str]:
+    """`bench/light_install.py` JSONs: the size of `pip install '.[infer]'` and a cold process's time to its
+    first prediction, next to the full install's (torch backend)."""
+    def render(root: Path) -> str:
+        cells = []
+        for name, d in bench_results(root, names):
+            light, full = d["light"], d.get("full") or {}
+            cells.append([f"{_cpu_label(d['machine'])} (`{name}`)", f"{light['site_packages_mb']:.0f} MB, "
+                          f"{len(light['packages'])} packages, no torch", f"{light['install_s']:.0f}",
+                          f"{light['cli_first_prediction_s']:.2f} / {light['api_first_prediction_s']:.2f}",
+                          f"{full['cli_first_prediction_s']:.2f}" if full else "-",
+                          f"{full['torch_mb']:.0f} MB" if full else "-"])
+        return markdown_table(["CPU (JSON under `bench/results/`)", "`.[infer]` installed", "install, s",
+                               "first prediction, s: `ferkit predict` / `Predictor`", "full install, `ferkit predict`, s",
+                               "torch alone in the full install"], cells)
+    return render

@@ -17,8 +17,8 @@ import numpy as np
 
 from ferkit.report.stats import ReportError, mean_std
 from ferkit.report.tables import markdown_table
-from ferkit.report.benchdocs import (_read_json, detection_conditions_table, detection_table, int8_table, predict_table,
-                                     scaling_table, service_table, throughput_table, video_table)
+from ferkit.report.benchdocs import (_read_json, detection_conditions_table, detection_table, int8_table, light_install_table,
+                                     predict_table, scaling_table, service_table, throughput_table, video_table)
 
 _BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.DOTALL)
 
@@ -202,6 +202,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "detection": detection_table("detection-xeon-amx.json"),
     "detection-conditions": detection_conditions_table("detection-xeon-amx.json"),
     "scaling": scaling_table("scaling-xeon-amx.json"),
+    "light-install": light_install_table(["light_install-epyc-avx512.json"]),
     "service": service_table(["service_load.json", "service_load-xeon-amx.json", "service_load-xeon-amx-maxside320.json"]),
     "converged-main": study_table(STUDY, STUDY_LABELS, ("seeds", "val", "macro_f1", "delta", "seed_std", "accuracy",
                                                         "recall_happy", "recall_neutral", "converged")),

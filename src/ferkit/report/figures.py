@@ -6,13 +6,14 @@ display, no global figure state, so they work on headless machines and inside th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from ferkit.report.stats import ReportError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 120
 
@@ -24,9 +25,17 @@ def row_normalise(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
 
 
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib Figure (matplotlib loads here, not on import: the inference install has none)."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize)
+
+
 def _save(fig: Figure, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=DPI)
     return path
@@ -59,7 +68,7 @@ def _check_square(cm: np.ndarray, class_names: list[str]) -> np.ndarray:
 def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path | str, title: str = "") -> Path:
     """Write one PNG: counts (left) and row-normalised rates (right, each true row sums to 1)."""
     cm = _check_square(cm, class_names)
-    fig = Figure(figsize=(13, 5.6))
+    fig = _new_figure((13, 5.6))
     ax_counts, ax_rates = fig.subplots(1, 2)
     _draw_matrix(ax_counts, cm, class_names, "counts", "d" if cm.dtype.kind in "iu" else ".0f",
                  vmax=max(float(cm.max()), 1.0))
@@ -84,7 +93,7 @@ def compare_confusions(metrics: dict[str, dict], out_path: Path | str) -> Path:
                               "compare runs of the same classes")
     ncols = min(len(runs), 4)
     nrows = -(-len(runs) // ncols)
-    fig = Figure(figsize=(5.6 * ncols, 5.2 * nrows))
+    fig = _new_figure((5.6 * ncols, 5.2 * nrows))
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     for ax, label, m in zip(axes, labels, runs):
         cm = _check_square(m["confusion_matrix"], class_names)
@@ -119,7 +128,7 @@ def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | st
     n = len(groups)
     x = np.arange(len(class_names))
     width = 0.8 / n
-    fig = Figure(figsize=(max(8.0, 1.2 * len(class_names) + 0.4 * n * len(class_names) / 2), 4.8))
+    fig = _new_figure((max(8.0, 1.2 * len(class_names) + 0.4 * n * len(class_names) / 2), 4.8))
     ax = fig.subplots()
     for k, (label, value) in enumerate(groups.items()):
         mean, std = _bar_values(value, len(class_names), label)
@@ -144,7 +153,7 @@ def val_curves_chart(curves: dict[str, list[list[float]]], out_path: Path | str,
         raise ReportError("no val curves to draw: the runs have no epochs.csv")
     ncols = min(len(curves), 4)
     nrows = -(-len(curves) // ncols)
-    fig = Figure(figsize=(3.6 * ncols, 2.8 * nrows))
+    fig = _new_figure((3.6 * ncols, 2.8 * nrows))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True)).ravel()
     base_mean = None
     if baseline in curves:
@@ -159,6 +168,7 @@ def val_curves_chart(curves: dict[str, list[list[float]]], out_path: Path | str,
         ax.set_title(f"{name} (n={len(runs)})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.set_xlabel("epoch", fontsize=8)
+        from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(curves):]:
         ax.set_visible(False)
