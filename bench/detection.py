@@ -11,8 +11,8 @@ kinds of background under four lightings; nothing derived from the data is writt
 a hit when its box has IoU >= 0.4 with a true face (one to one, best first): detectors frame faces
 a little differently, and 0.4 still demands the right place and size. Faces come from **val** by
 default, because this benchmark chooses ferkit's default detector, its settings and alignment.
-Detection is timed in this process with OpenCV on one thread (what `ferkit serve` uses), each
-setting over the same scenes in turn; times depend on what else the machine runs (load recorded).
+Detection is timed in this process on one thread (OpenCV's and ONNX Runtime's; what `ferkit
+serve` uses), each setting over the same scenes in turn; times depend on what else the machine runs (load recorded).
 """
 from __future__ import annotations
 
@@ -30,7 +30,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchio import CLASSES, cpu_tag, fer_split, save_report  # noqa: E402
 from scenes import make_scenes, match  # noqa: E402
 
-from ferkit.infer.faces import crop_face, face_crop, make_detector  # noqa: E402
+from ferkit.infer.faces import YUNET_FILE, YuNetDetector, crop_face, face_crop, make_detector  # noqa: E402
+
+
+class OpenCVYuNet(YuNetDetector):
+    """The same YuNet run by OpenCV's dnn (`cv2.FaceDetectorYN`, what ferkit used before): for the
+    time it takes; its faces are ferkit's (tests/test_faces.py)."""
+
+    name = "yunet (OpenCV dnn)"
+
+    def raw_faces(self, bgr: np.ndarray) -> np.ndarray:
+        if getattr(self, "_cv", None) is None:
+            self._cv = cv2.FaceDetectorYN.create(str(YUNET_FILE), "", (bgr.shape[1], bgr.shape[0]),
+                                                 self.score_threshold, self.nms_threshold, 5000)
+        self._cv.setInputSize((bgr.shape[1], bgr.shape[0]))
+        rows = self._cv.detect(bgr)[1]
+        return np.zeros((0, 15), np.float32) if rows is None else rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [  # (detector, settings): the defaults first
@@ -38,6 +53,7 @@ SETTINGS = [  # (detector, settings): the defaults first
     ("yunet", {"score_threshold": 0.5}), ("yunet", {"score_threshold": 0.3}),
     ("yunet", {"max_side": 480}), ("yunet", {"max_side": 480, "score_threshold": 0.3}), ("yunet", {"max_side": 320}),
     ("haar", {}), ("haar", {"scale_factor": 1.1, "min_face": 30}), ("haar", {"scale_factor": 1.3}),
+    ("yunet (OpenCV dnn)", {}),
 ]
 
 
@@ -138,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(str(e)) from None
     scenes = make_scenes(faces, labels, args.scenes, args.seed)
     settings = [s for s in SETTINGS if not s[1]] if args.quick else SETTINGS
-    detectors = [make_detector(name, **kw) for name, kw in settings]
+    detectors = [OpenCVYuNet(**kw) if name == OpenCVYuNet.name else make_detector(name, **kw) for name, kw in settings]
     for d in detectors:  # load each network once before timing
         d.detect_faces(scenes[0].image)
     rows = [evaluate(scenes, d) | {"detector": label(name, kw)} for d, (name, kw) in zip(detectors, settings)]

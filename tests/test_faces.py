@@ -29,6 +29,28 @@ def test_yunet_ships_inside_ferkit_with_its_licence():
         YUNET_FILE.parent / "LICENSE-YuNet.txt").read_text()
 
 
+def test_yunet_decodes_as_opencvs_own_yunet(portrait):
+    """ferkit runs YuNet in ONNX Runtime and decodes its outputs itself; OpenCV's FaceDetectorYN, on
+    the same (shipped) network, finds the same faces, boxes, landmarks and scores. The scene holds
+    the portrait at two scales and a FER face, on a grey canvas."""
+    rng = np.random.default_rng(0)
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    canvas[:300, :256] = cv2.resize(portrait, (256, 300))
+    canvas[200:440, 300:505] = cv2.resize(portrait, (205, 240))
+    face = cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (3, 3), 0)
+    canvas[20:116, 540:636] = cv2.cvtColor(cv2.resize(face, (96, 96)), cv2.COLOR_GRAY2BGR)
+    detector = make_detector("yunet")
+    for bgr in (canvas, cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR)):
+        ours = detector.raw_faces(bgr)
+        net = cv2.FaceDetectorYN.create(str(YUNET_FILE), "", (bgr.shape[1], bgr.shape[0]), detector.score_threshold,
+                                        detector.nms_threshold, 5000)
+        theirs = net.detect(bgr)[1]
+        theirs = np.zeros((0, 15), np.float32) if theirs is None else theirs
+        assert len(ours) == len(theirs) >= 1
+        order = lambda rows: rows[np.lexsort(rows[:, :2].T)]  # noqa: E731
+        np.testing.assert_allclose(order(ours), order(theirs), atol=0.01)
+
+
 def test_both_detectors_find_the_portraits_face_in_the_same_place(portrait):
     yunet = make_detector("yunet").detect_faces(portrait)
     haar = make_detector("haar").detect_faces(portrait)
