@@ -180,9 +180,9 @@ def test_service_load_bench_runs_a_small_version(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("service_load", BENCH / "service_load.py")
     sl = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sl)
-    report = sl.main(["--concurrent", "4", "--bombs", "1", "--out", str(tmp_path / "load.json")])
+    report = sl.main(["--concurrent", "4", "--bursts", "2", "--bombs", "1", "--out", str(tmp_path / "load.json")])
     assert report["server_5xx"] == 0 and report["alive_after"]
-    assert report["bomb_status"] == {413: 1} and report["upload_status"] == {200: 4}
+    assert report["bomb_status"] == {413: 1} and report["upload_status"] == {200: 8} and len(report["burst_p95_s"]) == 2
     assert report["fuzz_status"]["empty file"] == 400 and report["fuzz_status"]["text file"] == 415
     assert set(report["rss_mb"]) == {"start", "after_bombs", "after_burst"}
     assert "concurrent uploads" in capsys.readouterr().out

@@ -382,20 +382,21 @@ def test_predict_video_every_nth_frame(ckpt, real_zip, tmp_path):
     assert all(r["faces"] == 1 and found_at(r["box"]) for r in rows)
 
 
-@pytest.mark.parametrize("native_bf16, bf16, device, has_int8, want", [
-    (False, "auto", "cpu", True, "onnx"),    # no bf16 in hardware: the int8 model
-    (True, "auto", "cpu", True, "torch"),    # bf16 in hardware: torch in bfloat16
+@pytest.mark.parametrize("amx, bf16, device, has_int8, want", [
+    (False, "auto", "cpu", True, "onnx"),    # no AMX (AVX2, or AVX-512 with or without BF16): the int8 model
+    (True, "auto", "cpu", True, "torch"),    # AMX: torch in bfloat16
     (False, False, "cpu", True, "torch"),    # float32 asked for
+    (False, True, "cpu", True, "torch"),     # bfloat16 asked for
     (False, "auto", "cuda", True, "torch"),  # a GPU
     (False, "auto", "cpu", False, "torch"),  # no int8 model next to the checkpoint
 ])
-def test_auto_backend_follows_the_cpu_and_the_files(monkeypatch, tmp_path, native_bf16, bf16, device, has_int8, want):
-    """The choice is a function of (the CPU's bf16, the arguments, the files), tested here for both
+def test_auto_backend_follows_the_cpu_and_the_files(monkeypatch, tmp_path, amx, bf16, device, has_int8, want):
+    """The choice is a function of (the CPU's AMX, the arguments, the files), tested here for both
     kinds of CPU whatever CPU runs the test."""
     from ferkit import device as ferkit_device
     from ferkit.infer import predictor
 
-    monkeypatch.setattr(ferkit_device, "bf16_available", lambda device_type: native_bf16)
+    monkeypatch.setattr(ferkit_device, "cpu_has_amx", lambda: amx)
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"")
     if has_int8:

@@ -88,6 +88,15 @@ def cpu_supports_bf16() -> bool:
         return any(f in _cpuinfo()[1] for f in ("avx512_bf16", "amx_bf16"))
 
 
+def cpu_has_amx() -> bool:
+    """True when the CPU reports AMX (Intel's matrix tiles: bfloat16 torch runs 2-3x float32 there).
+    FERKIT_CPU_AMX=0 or 1 overrides the answer (to measure or test the other path)."""
+    forced = os.environ.get("FERKIT_CPU_AMX")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return "amx_bf16" in _cpuinfo()[1] and bf16_available("cpu")
+
+
 @functools.lru_cache(maxsize=None)
 def bf16_available(device_type: str) -> bool:
     """True when bfloat16 autocast runs natively on this device type (tried once, then cached): the

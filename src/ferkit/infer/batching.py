@@ -29,11 +29,16 @@ class CropBatcher:
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """The probabilities of one request's crops (blocks until its batch has run)."""
-        if len(crops) == 0:
-            return np.empty((0, 0), dtype=np.float32)
+        return self.submit(crops).result()
+
+    def submit(self, crops: np.ndarray) -> Future:
+        """Queue one request's crops; the future's result is their probabilities (the service awaits it)."""
         done: Future = Future()
-        self._queue.put((crops, done))
-        return done.result()
+        if len(crops) == 0:
+            done.set_result(np.empty((0, 0), dtype=np.float32))
+        else:
+            self._queue.put((crops, done))
+        return done
 
     def _take(self) -> list[tuple[np.ndarray, Future]]:
         batch = [self._queue.get()]

@@ -22,8 +22,8 @@ CHUNK = 32  # images (or video frames) classified together
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", help="checkpoint (.pt) or, with --backend onnx, a .onnx (default: the shipped model)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto: torch in bfloat16 where the CPU has it natively, else the model's int8 ONNX "
-                        "file when there is one (the shipped model has), else torch")
+                   help="auto: torch in bfloat16 on a CPU with AMX, else the model's int8 ONNX file when there "
+                        "is one (the shipped model has), else torch")
     p.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES,
                    help="test-time augmentation: flip (the bare flag) averages the face and its mirror; "
                         "crops averages 10 views (10x slower), as the shipped models' cards")

@@ -41,7 +41,9 @@ def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS
 def pil_to_array(im: Image.Image) -> np.ndarray:
     """A PIL image -> uint8 HxW for grayscale modes, HxWx3 RGB for the rest (alpha dropped)."""
     im = to_8bit(im)  # 16-bit and float modes become "L", scaled
-    if im.mode in ("L", "1"):
+    if im.mode in ("L", "RGB"):  # as decoded: no conversion, no copy
+        return np.asarray(im, dtype=np.uint8)
+    if im.mode == "1":
         return np.asarray(im.convert("L"), dtype=np.uint8)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 

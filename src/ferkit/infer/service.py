@@ -10,6 +10,7 @@ network and a decoded image. The faces of concurrent requests share forward pass
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -78,11 +79,11 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
         image = decode_image(data, name, max_pixels)
         return image, (predictor.find_faces(image, detect) if batcher is not None else None)
 
-    def faces_of(image, found) -> list[dict]:
+    async def faces_of(image, found) -> list[dict]:
         if batcher is None:
-            return predictor.predict([image])[0]
+            return (await asyncio.get_running_loop().run_in_executor(workers, predictor.predict, [image]))[0]
         boxes, crops = found
-        return predictor.faces(boxes, batcher(crops))
+        return predictor.faces(boxes, await asyncio.wrap_future(batcher.submit(crops)))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
@@ -103,28 +104,34 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
         """Liveness and what model is served."""
         return {"status": "ok", "max_bytes": max_bytes, "max_pixels": max_pixels, **predictor.describe()}
 
+    # The endpoint is a coroutine: a request waits for its image worker and its forward pass without
+    # holding a thread (100 concurrent uploads held 40 threadpool threads, contending for the GIL),
+    # and its JSON is written directly (FastAPI's encoder walked every probability).
     @app.post("/predict")
-    def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ..."),
-                detect: bool = Query(True, description="false: the image is a face crop already, skip detection")) -> dict:
+    async def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ..."),
+                      detect: bool = Query(True, description="false: the image is a face crop already, skip detection")
+                      ) -> JSONResponse:
         """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
         start = time.perf_counter()
         with tracked():
-            data = file.file.read(max_bytes + 1)
+            data = await file.read(max_bytes + 1)
             if len(data) > max_bytes:
                 raise HTTPException(413, too_large(None, max_bytes))
             try:
-                image, found = workers.submit(read_and_find, data, file.filename or "upload", detect).result()
+                image, found = await asyncio.get_running_loop().run_in_executor(
+                    workers, read_and_find, data, file.filename or "upload", detect)
             except ImageReadError as e:
                 raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
             del data
-            faces = faces_of(image, found)
+            faces = await faces_of(image, found)
         n = len(faces)
         message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
         if n == 0 and detect and max(image.shape[:2]) <= 96:
             message += f" (a {image.shape[1]}x{image.shape[0]} image looks like a face crop already: try detect=false)"
-        return {"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0]),
-                "message": message, "class_names": predictor.class_names, "detector": detector if detect else "none",
-                "backend": backend, "ms": round(1000 * (time.perf_counter() - start), 1)}
+        return JSONResponse({"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                             "message": message, "class_names": predictor.class_names,
+                             "detector": detector if detect else "none", "backend": backend,
+                             "ms": round(1000 * (time.perf_counter() - start), 1)})
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

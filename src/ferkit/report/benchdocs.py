@@ -143,11 +143,13 @@ def service_table(names: list[str]) -> Callable[[Path], str]:
         for name, d in bench_results(root, names):
             rss = d["rss_mb"]
             cells.append([f"{_cpu_label(d['machine'])} (`{name}`)", f"`{d.get('serve_args') or 'defaults'}`",
-                          f"{d['concurrent']}: {d['upload_status']}", f"{d['latency_p50_s']:.2f} / {d['latency_p95_s']:.2f}",
+                          f"{d.get('bursts', 1)} x {d['concurrent']}: {d['upload_status']}",
+                          f"{d['latency_p50_s']:.2f} / {d['latency_p95_s']:.2f}"
+                          + (f" ({', '.join(f'{t:.2f}' for t in d['burst_p95_s'])})" if "burst_p95_s" in d else ""),
                           f"{d['server_ms_p95']:.0f}" if d.get("server_ms_p95") is not None else "-",
                           str(d["server_5xx"]), f"{rss['after_bombs'] - rss['start']:+.0f} / {d['rss_growth_mb']:+.0f}"])
-        return markdown_table(["CPU (JSON under `bench/results/`)", "serve options", "uploads: answers",
-                               "latency p50 / p95, s", "server time p95, ms", "5xx", "RSS after the bombs / the burst, MB"], cells)
+        return markdown_table(["CPU (JSON under `bench/results/`)", "serve options", "bursts x uploads: answers",
+                               "latency p50 / p95 (per burst), s", "server time p95, ms", "5xx", "RSS after the bombs / the burst, MB"], cells)
     return render
 
 
