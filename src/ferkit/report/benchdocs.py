@@ -105,12 +105,14 @@ def video_table(names: list[str]) -> Callable[[Path], str]:
     return render
 
 
-def detection_table(name: str) -> Callable[[Path], str]:
-    """`bench/detection.py` JSON: recall, precision, false faces and ms per 640x480 image per detector."""
+def detection_table(name: str, only_defaults: bool = False) -> Callable[[Path], str]:
+    """`bench/detection.py` JSON: recall, precision, false faces and ms per 640x480 image per detector
+    (`only_defaults`: each detector's default setting only, for the README)."""
     def render(root: Path) -> str:
         d = _read_json(root / "bench" / "results" / name)
+        rows = [r for r in d["detectors"] if r["detector"].endswith("(default)") or not only_defaults]
         cells = [[r["detector"], f"{r['recall']:.3f}", f"{r['precision']:.3f}" if r["precision"] is not None else "-",
-                  str(r["false_faces"]), f"{r['ms_per_image']:.1f}"] for r in d["detectors"]]
+                  str(r["false_faces"]), f"{r['ms_per_image']:.1f}"] for r in rows]
         caption = (f"{d['scenes']} scenes, {d['faces']} FER {d['split']} faces; {_cpu_label(d['machine'])}, "
                    f"OpenCV {d['opencv']} on {d['opencv_threads']} thread, load {d['load_average'][0]:.1f} (`{name}`)\n\n")
         return caption + markdown_table(["detector, setting", "recall", "precision", "false faces", "ms per image"], cells)

@@ -200,6 +200,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "video": video_table(["video-xeon-amx.json", "video-epyc-avx512.json"]),
     "int8": int8_table("ferkit-recommended.int8.onnx.metrics.json"),
     "detection": detection_table("detection-epyc-avx512.json"),
+    "detection-defaults": detection_table("detection-epyc-avx512.json", only_defaults=True),
     "detection-conditions": detection_conditions_table("detection-epyc-avx512.json"),
     "scaling": scaling_table("scaling-xeon-amx.json"),
     "light-install": light_install_table(["light_install-epyc-avx512.json"]),
