@@ -82,7 +82,8 @@ def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, mon
 
 
 def test_cpu_info_names_the_cpu_and_its_flags():
-    from ferkit.device import CPU_FLAGS, cpu_info, describe_cpu
+    from ferkit.cpu import CPU_FLAGS
+    from ferkit.device import cpu_info, describe_cpu
 
     info = cpu_info()
     assert set(info["cpu_flags"]) <= set(CPU_FLAGS) and info["cpu_model"] and info["torch"]

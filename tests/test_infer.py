@@ -393,10 +393,9 @@ def test_predict_video_every_nth_frame(ckpt, real_zip, tmp_path):
 def test_auto_backend_follows_the_cpu_and_the_files(monkeypatch, tmp_path, amx, bf16, device, has_int8, want):
     """The choice is a function of (the CPU's AMX, the arguments, the files), tested here for both
     kinds of CPU whatever CPU runs the test."""
-    from ferkit import device as ferkit_device
     from ferkit.infer import predictor
 
-    monkeypatch.setattr(ferkit_device, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(predictor, "amx_in_torch", lambda: amx)
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"")
     if has_int8:
@@ -415,8 +414,26 @@ def test_without_torch_auto_runs_an_onnx_sibling_or_says_how_to_get_one(monkeypa
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"")
     with pytest.raises(ValueError, match=r"no torch: pip install 'ferkit\[train\]'.*ferkit export"):
-        predictor.choose_backend(ckpt, "cpu", False)
+        predictor.choose_backend(ckpt)
     (tmp_path / "m.onnx").write_bytes(b"")
-    assert predictor.choose_backend(ckpt, "cpu", False) == ("onnx", tmp_path / "m.onnx")
+    assert predictor.choose_backend(ckpt) == ("onnx", tmp_path / "m.onnx")
     (tmp_path / "m.int8.onnx").write_bytes(b"")
     assert predictor.choose_backend(ckpt) == ("onnx", tmp_path / "m.int8.onnx")
+    with pytest.raises(ValueError, match="torch settings and this install has no torch"):
+        predictor.choose_backend(ckpt, "cuda")  # not silently run on the CPU
+
+
+def test_on_a_cpu_without_amx_the_shipped_model_predicts_without_importing_torch(tmp_path):
+    """In a full install too, the auto backend on a CPU without AMX (forced here, whatever the CPU)
+    runs the int8 ONNX model and never imports torch (its import costs seconds)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom ferkit import Predictor\np = Predictor(threads=1)\n"
+            "faces = p.predict(np.full((48, 48), 128, np.uint8))\n"
+            "print(p.describe()['backend'], 'torch' in sys.modules)")
+    env = {**os.environ, "FERKIT_CPU_AMX": "0"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["onnx", "int8", "False"]

@@ -80,7 +80,7 @@ def test_no_source_file_over_400_lines():
 
 
 LAYERS = [  # lowest first; the same list as docs/DESIGN.md "Source layout"
-    ["ferkit.device", "ferkit.distributed", "ferkit.memory", "ferkit.paths", "ferkit.data"],
+    ["ferkit.cpu", "ferkit.device", "ferkit.distributed", "ferkit.memory", "ferkit.paths", "ferkit.data"],
     ["ferkit.models"],
     ["ferkit.strategies", "ferkit.optim", "ferkit.tta"],
     ["ferkit.config"],

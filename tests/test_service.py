@@ -193,3 +193,26 @@ def test_crop_batcher_passes_errors_to_every_request_of_the_batch():
     with pytest.raises(RuntimeError, match="model failed"):
         batcher(np.zeros((1, 48, 48), np.uint8))
     assert batcher(np.zeros((0, 48, 48), np.uint8)).shape[0] == 0  # no faces: no pass
+
+
+def test_crop_batcher_drops_a_cancelled_request_and_goes_on():
+    """A request cancelled while it waits (its client gone) is skipped; the worker keeps serving."""
+    from ferkit.infer.batching import CropBatcher
+
+    release, calls = threading.Event(), []
+
+    def predict(crops):
+        calls.append(len(crops))
+        release.wait(10)
+        return np.zeros((len(crops), 3), np.float32)
+
+    batcher = CropBatcher(predict, wait_s=0.0)
+    first = batcher.submit(np.zeros((1, 48, 48), np.uint8))
+    while not calls:  # the worker holds the first request's pass
+        time.sleep(0.01)
+    cancelled = batcher.submit(np.zeros((2, 48, 48), np.uint8))
+    assert cancelled.cancel()
+    release.set()
+    assert first.result(10).shape == (1, 3)
+    assert batcher(np.zeros((3, 48, 48), np.uint8)).shape == (3, 3)  # the worker is alive
+    assert calls == [1, 3]  # the cancelled request's crops never ran

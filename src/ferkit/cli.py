@@ -346,8 +346,10 @@ def known_errors() -> tuple[type[Exception], ...]:
 
 def missing_extra(e: ModuleNotFoundError) -> str | None:
     """The one-line hint for an optional dependency that is not installed; None for anything else."""
+    import importlib.util
+
     package = (e.name or "").split(".")[0]
-    if package not in EXTRA_OF:
+    if package not in EXTRA_OF or importlib.util.find_spec(package) is not None:  # installed: another problem
         return None
     return f"this needs {package}, which this install lacks: pip install 'ferkit[{EXTRA_OF[package]}]'"
 

@@ -5,9 +5,9 @@ import contextlib
 import functools
 import os
 import platform
-from pathlib import Path
-
 import torch
+
+from ferkit.cpu import cpu_flags
 
 
 class DeviceError(ValueError):
@@ -30,31 +30,11 @@ def pick_device(name: str | None = "auto") -> torch.device:
     return device
 
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # the ones that decide ferkit's speed on x86-64
-
-
-@functools.lru_cache(maxsize=None)
-def _cpuinfo() -> tuple[str, tuple[str, ...]]:
-    """(model name, flags) from Linux's /proc/cpuinfo; ("", ()) where it cannot be read (macOS, Windows)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return "", ()
-    model, flags = "", set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if not model and key.strip() in ("model name", "Model", "Hardware"):
-            model = value.strip()
-        elif key.strip() in ("flags", "Features") and not flags:
-            flags = set(value.split())
-    return model, tuple(f for f in CPU_FLAGS if f in flags)
-
-
 def cpu_info() -> dict:
     """What the figures of a benchmark or a model card were measured on: the CPU model, its relevant
     flags (where the OS tells them), the kernels PyTorch dispatches to, whether bfloat16 runs natively,
     and the torch version. Works on any OS: without /proc/cpuinfo the model comes from `platform`."""
-    model, flags = _cpuinfo()
+    model, flags = cpu_flags()
     return {"cpu_model": model or platform.processor() or platform.machine() or "unknown",
             "cpu_flags": list(flags), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "torch_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_supports_bf16(),
@@ -85,16 +65,7 @@ def cpu_supports_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older or unusual build: fall back to the CPU's flags
-        return any(f in _cpuinfo()[1] for f in ("avx512_bf16", "amx_bf16"))
-
-
-def cpu_has_amx() -> bool:
-    """True when the CPU reports AMX (Intel's matrix tiles: bfloat16 torch runs 2-3x float32 there).
-    FERKIT_CPU_AMX=0 or 1 overrides the answer (to measure or test the other path)."""
-    forced = os.environ.get("FERKIT_CPU_AMX")
-    if forced in ("0", "1"):
-        return forced == "1"
-    return "amx_bf16" in _cpuinfo()[1] and bf16_available("cpu")
+        return any(f in cpu_flags()[1] for f in ("avx512_bf16", "amx_bf16"))
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,8 +6,8 @@ views. Light on imports: torch loads only inside the tensor functions, so that t
 (`tta_views`, numpy) runs without it, and neither loads scikit-learn.
 
 Two implementations of the same views: `tta_inputs` on tensors (evaluation, on any device) and
-`tta_views` on numpy arrays (inference, with or without torch). tests/test_tta.py checks that
-they agree to float rounding.
+`tta_views` on numpy arrays (inference, with or without torch).
+tests/test_train.py::test_numpy_tta_views_are_the_tensor_views checks that they agree to float rounding.
 """
 from __future__ import annotations
 

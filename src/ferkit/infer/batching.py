@@ -55,7 +55,11 @@ class CropBatcher:
 
     def _work(self) -> None:
         while True:
-            batch = self._take()
+            # A request cancelled while it waited (a client gone, a server shutting down) is dropped
+            # here: a cancelled future refuses a result, and the worker must outlive every request.
+            batch = [(crops, done) for crops, done in self._take() if done.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 probs = self.predict(np.concatenate([crops for crops, _ in batch]))
                 self.passes += 1

@@ -256,8 +256,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest upload in bytes (10 MiB)")
     _add_model_args(p)
-    # Requests run in parallel in FastAPI's threadpool: one thread each avoids threads of
-    # concurrent forward passes waiting on each other.
+    # Requests are decoded and searched in parallel, one per core (service.py): one thread per
+    # library call avoids threads of concurrent calls waiting on each other.
     p.set_defaults(threads=1)
 
 

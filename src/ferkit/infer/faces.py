@@ -112,7 +112,7 @@ class YuNetDetector(Detector):
 
     The network is OpenCV Zoo's, with its input size made free (tools/yunet_dynamic.py), so that it
     runs at each image's own size; its outputs are decoded here as OpenCV's `FaceDetectorYN` decodes
-    them (the same faces to 0.001 pixel on the detection benchmark's scenes), and ONNX Runtime runs
+    them (the same faces to 0.001 pixel on the detection benchmark's scenes; tests/test_faces.py checks 0.01), and ONNX Runtime runs
     the network about 3x faster than OpenCV's dnn on these CPUs (bench/detection.py).
 
     score_threshold: keep faces scored at least this (0..1; lower finds more, and more false faces).
@@ -171,8 +171,9 @@ class YuNetDetector(Detector):
         rows = np.concatenate(rows).astype(np.float32)
         if len(rows) < 2:
             return rows
-        keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), self.score_threshold, self.nms_threshold,
-                                top_k=5000)
+        # OpenCV suppresses on integer boxes (its decode truncates them to Rect2i first)
+        keep = cv2.dnn.NMSBoxes(rows[:, :4].astype(np.int32).tolist(), rows[:, 14].tolist(), self.score_threshold,
+                                self.nms_threshold, top_k=5000)
         return rows[np.asarray(keep, int).reshape(-1)]
 
     def detect_faces(self, image: np.ndarray) -> list[Found]:

@@ -22,6 +22,7 @@ import importlib.util
 import numpy as np
 from PIL import Image
 
+from ferkit.cpu import cpu_has_amx
 from ferkit.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
@@ -49,6 +50,30 @@ def int8_sibling(checkpoint: Any) -> Path | None:
     return path if path.is_file() else None
 
 
+def onnx_sibling(checkpoint: Any) -> Path | None:
+    """The ONNX model next to a .pt checkpoint: its int8 one (`ferkit export --int8`), else its
+    float32 one (`ferkit export`); None without either."""
+    int8 = int8_sibling(checkpoint)
+    if int8 is not None or not isinstance(checkpoint, (str, Path)) or not str(checkpoint).endswith(".pt"):
+        return int8
+    fp32 = Path(checkpoint).with_suffix(".onnx")
+    return fp32 if fp32.is_file() else None
+
+
+def without_torch(checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto") -> Path:
+    """In an install without torch: the ONNX file to run for `checkpoint` (`onnx_sibling`), or a
+    one-line ValueError that says what to install or export."""
+    if device != "cpu" or bf16 != "auto":
+        raise ValueError(f"device {device!r} and bf16 {bf16!r} are torch settings and this install has no torch: "
+                         "pip install 'ferkit[train]', or leave them at cpu and auto")
+    onnx = onnx_sibling(checkpoint)
+    if onnx is None:
+        raise ValueError(f"{checkpoint if isinstance(checkpoint, (str, Path)) else 'this checkpoint'} is a "
+                         "PyTorch checkpoint and this install has no torch: pip install 'ferkit[train]', or "
+                         "export it where torch is (ferkit export CKPT) and pass the .onnx file")
+    return onnx
+
+
 def installed(module: str) -> bool:
     """Whether `module` can be imported here (without importing it)."""
     return importlib.util.find_spec(module) is not None
@@ -67,43 +92,34 @@ def choose_backend(checkpoint: Any, device: str = "cpu", bf16: bool | str = "aut
     keeps torch."""
     if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
         return "onnx", checkpoint
-    int8 = int8_sibling(checkpoint)
     if not installed("torch"):
-        fp32 = Path(checkpoint).with_suffix(".onnx") if isinstance(checkpoint, (str, Path)) else None
-        onnx = int8 or (fp32 if fp32 is not None and fp32.is_file() else None)
-        if onnx is None:
-            raise ValueError(f"{checkpoint if isinstance(checkpoint, (str, Path)) else 'this checkpoint'} is a "
-                             "PyTorch checkpoint and this install has no torch: pip install 'ferkit[train]', or "
-                             "export it where torch is (ferkit export CKPT) and pass the .onnx file")
-        return "onnx", onnx
-    from ferkit.device import cpu_has_amx
-
-    if device != "cpu" or bf16 != "auto" or int8 is None or not installed("onnxruntime") or cpu_has_amx():
+        return "onnx", without_torch(checkpoint, device, bf16)
+    int8 = int8_sibling(checkpoint)
+    if device != "cpu" or bf16 != "auto" or int8 is None or not installed("onnxruntime") or amx_in_torch():
         return "torch", checkpoint
     return "onnx", int8
 
 
-def set_threads(threads: int) -> None:
-    """Intra-op threads of OpenCV and, where it is installed, of torch (`ferkit.device.set_threads`):
-    process-wide settings."""
-    import cv2
-
-    if installed("torch"):
-        from ferkit import device
-        device.set_threads(threads)
-    cv2.setNumThreads(threads)
+def amx_in_torch() -> bool:
+    """The CPU has AMX and torch runs bfloat16 on it (torch is imported only when the flag is there)."""
+    if not cpu_has_amx():
+        return False
+    from ferkit.device import bf16_available
+    return bf16_available("cpu")
 
 
 class TorchRunner:
     """A checkpoint's model in PyTorch: model inputs (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
 
-    def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto"):
+    def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto", threads: int | None = None):
         import torch
 
-        from ferkit.device import bf16_available
+        from ferkit.device import bf16_available, set_threads
         from ferkit.memory import keep_freed_memory
         from ferkit.models import fold_batchnorm, load_model
 
+        if threads is not None:
+            set_threads(threads)  # torch's intra-op threads: process-wide
         keep_freed_memory()
         self.device = torch.device(device)
         model, self.info = load_model(checkpoint, map_location="cpu")
@@ -163,7 +179,8 @@ class Predictor:
                  min_face: int | None = None, min_neighbors: int | None = None, max_side: int | None = None,
                  batch_size: int = 64, threads: int | None = None):
         if threads is not None:
-            set_threads(threads)
+            import cv2
+            cv2.setNumThreads(threads)  # the detectors' threads (YuNet's ONNX Runtime session reads them): process-wide
         if checkpoint is None:
             checkpoint = default_checkpoint()
         if backend == "auto":
@@ -171,9 +188,12 @@ class Predictor:
         if backend == "torch":
             if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
                 raise ValueError(f"{checkpoint} is an ONNX model: use backend='onnx' (--backend onnx)")
-            self.runner = TorchRunner(checkpoint, device, bf16)
+            self.runner = TorchRunner(checkpoint, device, bf16, threads)
         elif backend == "onnx":
             from .onnx import OnnxRunner
+            if not (isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx")) \
+                    and not installed("torch"):
+                checkpoint = without_torch(checkpoint, device, bf16)  # a .pt is exported in memory where torch is
             self.runner = OnnxRunner(checkpoint, threads=threads or 0)
         else:
             raise ValueError(f"unknown backend {backend!r}: use 'auto', 'torch' or 'onnx'")

@@ -2,11 +2,11 @@
 
     app = create_app(Predictor(...))      # then: uvicorn.run(app)  (or `ferkit serve`)
 
-`/predict` is a plain `def` endpoint, so FastAPI runs it in its threadpool while the event loop
-stays free. Each request hands its upload to a small pool of image workers (one per core by
-default), which decode it and search it for faces: a burst of 100 requests then runs 2 decodes and
-detections at a time instead of 40 that crowd each other out, and only those workers hold a detector
-network and a decoded image. The faces of concurrent requests share forward passes (`CropBatcher`).
+`/predict` is a coroutine: it awaits the work and holds no thread while it waits. Each request
+hands its upload to a small pool of image workers (one per core by default), which decode it and
+search it for faces: a burst of 100 requests then runs 2 decodes and detections at a time instead
+of many that crowd each other out, and only those workers hold a decoded image. The faces of
+concurrent requests share forward passes (`CropBatcher`, one worker thread).
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
             with lock:
                 in_flight -= 1
                 last = in_flight == 0
-            if last:
-                release_freed_memory()
+            if last:  # off the event loop: trimming a large heap can take milliseconds
+                asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
     def read_and_find(data: bytes, name: str, detect: bool):
         """In an image worker: decode, then (for a two-step predictor) find the faces and crop them."""
