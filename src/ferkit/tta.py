@@ -11,6 +11,7 @@ tests/test_train.py::test_numpy_tta_views_are_the_tensor_views checks that they 
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +63,7 @@ def tta_inputs(images: torch.Tensor, tta: bool | str) -> list[torch.Tensor]:
     return [x, x.flip(3)] if mode == "flip" else [x]
 
 
+@functools.lru_cache(maxsize=None)  # 10 views of fixed offsets: made once, read-only afterwards
 def _resample_matrix(flip: bool, offset: float, size: int = 48, crop: int = 44, pad: int = 4) -> np.ndarray:
     """(size, size) matrix R with out = R @ line: one axis of a crop view, as `augment` samples it
     (`F.grid_sample`, bilinear, zero padding, align_corners=False). A crop view has no rotation, so
@@ -78,7 +80,9 @@ def _resample_matrix(flip: bool, offset: float, size: int = 48, crop: int = 44, 
     for tap, weight in ((left, 1 - frac), (left + 1, frac)):
         inside = (tap >= 0) & (tap < size)                         # taps outside the image read 0 (black)
         r[np.arange(size)[inside], tap[inside]] += weight[inside]
-    return r.astype(np.float32)
+    r = r.astype(np.float32)
+    r.setflags(write=False)  # shared by every call (the cache above)
+    return r
 
 
 def tta_views(images: np.ndarray, tta: bool | str) -> list[np.ndarray]:

@@ -135,28 +135,31 @@ class YuNetDetector(Detector):
         if min_face < 1 or max_side < 64:
             raise ValueError(f"min_face must be >= 1 and max_side >= 64 (got {min_face}, {max_side})")
         self.score_threshold, self.min_face, self.max_side, self.nms_threshold = score_threshold, min_face, max_side, nms_threshold
-        self._session, self._lock = None, threading.Lock()  # one session: ONNX Runtime runs it from any thread
+        self._net, self._lock = None, threading.Lock()  # one session: ONNX Runtime runs it from any thread
 
-    def _net(self):
-        with self._lock:
-            if self._session is None:
-                import onnxruntime as ort
+    def _session(self):
+        """(the ONNX Runtime session, its output names), made on first use; later calls take no lock."""
+        if self._net is None:
+            with self._lock:
+                if self._net is None:
+                    import onnxruntime as ort
 
-                if not YUNET_FILE.is_file():
-                    raise RuntimeError(f"YuNet's weights are missing ({YUNET_FILE}): reinstall ferkit")
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads, opts.inter_op_num_threads = max(1, cv2.getNumThreads()), 1
-                self._session = ort.InferenceSession(str(YUNET_FILE), opts, providers=["CPUExecutionProvider"])
-            return self._session
+                    if not YUNET_FILE.is_file():
+                        raise RuntimeError(f"YuNet's weights are missing ({YUNET_FILE}): reinstall ferkit")
+                    opts = ort.SessionOptions()
+                    opts.intra_op_num_threads, opts.inter_op_num_threads = max(1, cv2.getNumThreads()), 1
+                    session = ort.InferenceSession(str(YUNET_FILE), opts, providers=["CPUExecutionProvider"])
+                    self._net = session, [o.name for o in session.get_outputs()]
+        return self._net
 
     def raw_faces(self, bgr: np.ndarray) -> np.ndarray:
         """YuNet's faces in a BGR uint8 image, as `cv2.FaceDetectorYN.detect` gives them: float32 rows
         (x, y, w, h, 5 landmarks (x, y), score), after non-maximum suppression."""
         h, w = bgr.shape[:2]
-        net = self._net()
+        net, names = self._session()
         blob = np.zeros((1, 3, -(-h // 32) * 32, -(-w // 32) * 32), np.float32)  # zero-padded to the heads' grid
         blob[0, :, :h, :w] = bgr.transpose(2, 0, 1)
-        out = dict(zip([o.name for o in net.get_outputs()], net.run(None, {"input": blob})))
+        out = dict(zip(names, net.run(None, {"input": blob})))
         rows = []
         for s in self.strides:
             cols = blob.shape[3] // s

@@ -50,6 +50,11 @@ def int8_sibling(checkpoint: Any) -> Path | None:
     return path if path.is_file() else None
 
 
+def is_onnx_file(checkpoint: Any) -> bool:
+    """Whether `checkpoint` names a .onnx file (rather than a .pt or a checkpoint dict)."""
+    return isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx")
+
+
 def onnx_sibling(checkpoint: Any) -> Path | None:
     """The ONNX model next to a .pt checkpoint: its int8 one (`ferkit export --int8`), else its
     float32 one (`ferkit export`); None without either."""
@@ -90,7 +95,7 @@ def choose_backend(checkpoint: Any, device: str = "cpu", bf16: bool | str = "aut
     bfloat16 torch on an AMD EPYC Zen 4 with AVX-512 BF16, and 2-3x float32 elsewhere;
     docs/INFERENCE.md "Speed"); anything else runs in torch. Asking for bf16 (True or False) or a GPU
     keeps torch."""
-    if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
+    if is_onnx_file(checkpoint):
         return "onnx", checkpoint
     if not installed("torch"):
         return "onnx", without_torch(checkpoint, device, bf16)
@@ -186,13 +191,12 @@ class Predictor:
         if backend == "auto":
             backend, checkpoint = choose_backend(checkpoint, device, bf16)
         if backend == "torch":
-            if isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx"):
+            if is_onnx_file(checkpoint):
                 raise ValueError(f"{checkpoint} is an ONNX model: use backend='onnx' (--backend onnx)")
             self.runner = TorchRunner(checkpoint, device, bf16, threads)
         elif backend == "onnx":
             from .onnx import OnnxRunner
-            if not (isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx")) \
-                    and not installed("torch"):
+            if not is_onnx_file(checkpoint) and not installed("torch"):
                 checkpoint = without_torch(checkpoint, device, bf16)  # a .pt is exported in memory where torch is
             self.runner = OnnxRunner(checkpoint, threads=threads or 0)
         else:
