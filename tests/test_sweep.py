@@ -1,4 +1,5 @@
 """`ferkit sweep`: grid of strategies x seeds, skip finished, resume interrupted, N at a time."""
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,23 @@ def test_collected_runs_count_as_finished(sweep_file, tmp_path):
     sweep_file.write_text(sweep_file.read_text().replace(f'collected = "{collected}"', "collected = 3"))
     with pytest.raises(Exception, match="collected .* must be a folder path"):
         plan(sweep_file)
+
+
+def test_a_finished_run_with_other_settings_is_refused_not_skipped(sweep_file, tmp_path, capsys):
+    """Changing a strategy in the sweep file (epochs 1 -> 2) must not silently keep its old runs."""
+    collected = tmp_path / "results" / "runs"
+    sweep_file.write_text(f'collected = "{collected}"\n' + sweep_file.read_text())
+    done = collected / "E0_seed1"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")
+    as_planned = next(r for r in plan(sweep_file) if r.name == "E0_seed1").config
+    # written as `ferkit train` writes it: tta as a bool, and where it ran (which may differ)
+    (done / "config.json").write_text(json.dumps(as_planned | {"tta": False, "data_root": "elsewhere.zip",
+                                                               "run": {"precision": "float32"}}))
+    assert [r.action for r in plan(sweep_file)][:1] == ["skip"]
+    sweep_file.write_text(sweep_file.read_text().replace("epochs = 1", "epochs = 2"))
+    assert main(["sweep", str(sweep_file), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{done} was trained with epochs = 1" in err and "now gives 2" in err and "move that run aside" in err
+    assert (done / "metrics.json").is_file()  # nothing was touched

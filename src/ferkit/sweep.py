@@ -18,7 +18,8 @@ A sweep file (TOML or YAML) holds shared settings, seeds and named strategies:
 Run `<strategy>_seed<seed>` goes to `<runs_dir>/<strategy>_seed<seed>/`. A run whose
 `metrics.json` exists (in the runs dir, or in the `collected` folder where a study commits
 its finished runs' small outputs, so that a fresh checkout goes on where the study stopped) is skipped; one with a `last.pt` but no metrics (interrupted) is resumed;
-the others start. Each run is a `ferkit train --config` subprocess, so runs are isolated and a
+the others start. A run to skip or resume that was trained with other settings than the file now
+gives is refused (`check_same_run`): move it aside, nothing is overwritten. Each run is a `ferkit train --config` subprocess, so runs are isolated and a
 crash of one does not stop the others.
 """
 from __future__ import annotations
@@ -60,12 +61,47 @@ def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict], Path
     return spec.get("base", {}), seeds, spec["strategies"], Path(collected) if collected else None
 
 
+# Where a run lives, not what it trains: these may differ between a finished run and the sweep file.
+PLACE_FIELDS = {"data_root", "runs_dir", "device", "resume", "run"}
+
+
 def run_action(run_dir: Path, collected: Path | None = None) -> str:
     """What a sweep does with a run folder: "skip" a finished run (metrics.json is written last;
     a copy under `collected` counts too), "resume" an interrupted one (it has a last.pt), else "start"."""
     if (run_dir / "metrics.json").is_file() or (collected is not None and (collected / run_dir.name / "metrics.json").is_file()):
         return "skip"
     return "resume" if (run_dir / "last.pt").is_file() else "start"
+
+
+def existing_config(run_dir: Path, collected: Path | None = None) -> tuple[Path, dict] | None:
+    """The config.json of the run a sweep would skip or resume (run folder first, then `collected`)."""
+    for folder in (run_dir, collected / run_dir.name if collected is not None else None):
+        if folder is not None and (folder / "config.json").is_file() and (
+                (folder / "metrics.json").is_file() or (folder / "last.pt").is_file()):
+            try:
+                return folder / "config.json", json.loads((folder / "config.json").read_text())
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"{folder / 'config.json'} cannot be read ({e}): restore it, or move that run aside") from None
+    return None
+
+
+def check_same_run(planned: dict, run_dir: Path, collected: Path | None, where: str) -> None:
+    """Refuse to skip or resume a run trained with other settings than the sweep file now gives.
+
+    Without this, changing a strategy (say epochs 30 -> 40) would silently keep the old runs."""
+    found = existing_config(run_dir, collected)
+    if found is None:
+        return
+    path, old = found
+    known = {k: v for k, v in old.items() if k in field_names()}
+    try:  # the same normalisation as the plan (tta False and "none" are one setting)
+        old = make_config(known).to_dict()
+    except ConfigError:  # a setting this version no longer accepts: compare as written
+        old = known
+    for key in sorted(set(old) & set(planned) - PLACE_FIELDS):
+        if old[key] != planned[key]:
+            raise ConfigError(f"{path.parent} was trained with {key} = {old[key]!r}, but {where} now gives "
+                              f"{planned[key]!r}: move that run aside (a sweep never overwrites it) or restore the setting")
 
 
 def plan(path: str | Path) -> list[PlannedRun]:
@@ -81,6 +117,7 @@ def plan(path: str | Path) -> list[PlannedRun]:
             check_types(values, f"{path} [strategies.{name}]")
             cfg = make_config(values)  # validates every field now, before anything runs
             run_dir = Path(cfg.runs_dir) / cfg.exp
+            check_same_run(cfg.to_dict(), run_dir, collected, f"{path} [strategies.{name}]")
             runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, run_action(run_dir, collected)))
     return runs
 
