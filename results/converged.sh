@@ -3,7 +3,9 @@
 #   ferkit sweep results/converged.toml --jobs 2   train the grid (finished runs are skipped; rerun to go on)
 #   results/converged.sh collect                   copy each finished run's small outputs to results/converged/runs/
 #   results/converged.sh posthoc                   PH-LA, PH-TAUNORM, PH-CRT on each E0 run, tuned on val (needs its best.pt)
-#   results/converged.sh report                    ferkit summary over results/converged/runs/ -> results/converged/summary/
+#   results/converged.sh report                    ferkit summary over results/converged/runs/ -> results/converged/summary/,
+#                                                  the budget rule's runs (runs_30ep/, runs_40ep/) -> summary_budget/,
+#                                                  E5 against E0 both at 40 epochs -> summary_40ep/
 # `report` reads only committed files (metrics, epochs.csv, predictions), so anyone can recompute every
 # table cell from a clean checkout. Nothing is overwritten: a run already collected is left as it is.
 set -euo pipefail
@@ -43,6 +45,13 @@ posthoc() {  # each E0 seed's best checkpoint, adjusted three ways, each tuned o
 
 report() {
   ferkit summary "$out/runs" --baseline E0 --out "$out/summary"
+  # The budget rule: E5 and LDAM-DRW at each budget they were trained at, and E0 at 30 and 40, against E0 at 30.
+  ferkit summary "$out"/runs_30ep/*/ "$out"/runs_40ep/*/ "$out"/runs/E0_seed*/ "$out"/runs/E0-40ep_seed*/ \
+    "$out"/runs/E5_seed*/ "$out"/runs/LDAM-DRW_seed*/ --group 'E5-30ep=*runs_30ep/E5_seed*' \
+    --group 'LDAM-DRW-30ep=*runs_30ep/LDAM-DRW_seed*' --group 'LDAM-DRW-40ep=*runs_40ep/LDAM-DRW_seed*' \
+    --baseline E0 --out "$out/summary_budget"
+  # E5 against E0 at equal budget, both at 40 epochs.
+  ferkit summary "$out"/runs/E0-40ep_seed*/ "$out"/runs/E5_seed*/ --baseline E0-40ep --out "$out/summary_40ep"
 }
 
 case ${1:-} in

@@ -106,3 +106,12 @@ def test_late_gain_tells_a_noisy_plateau_from_a_climb():
     plateau = [0.3, 0.4, 0.5, 0.52, 0.52, 0.523, 0.519, 0.524, 0.517, 0.525, 0.522]
     climbing = [0.3, 0.35, 0.4, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.56]
     assert abs(convergence(plateau)["late_gain"]) < 0.005 and convergence(climbing)["late_gain"] > 0.05
+
+
+def test_summary_reports_each_groups_training_budget(tmp_path):
+    """A group's `epochs` column names its budget, both lengths when its seeds differ (the budget rule)."""
+    dirs = [_run_with_curve(tmp_path, "E0_seed1", 0.5, 1, [0.3, 0.5, 0.52, 0.52, 0.52])]
+    dirs += [_run_with_curve(tmp_path, "E5_seed1", 0.6, 11, [0.3, 0.5, 0.52, 0.52, 0.52, 0.52]),
+             _run_with_curve(tmp_path, "E5_seed2", 0.6, 12, [0.3, 0.5, 0.52, 0.52])]
+    rows = {r["group"]: r for r in summary.summarize(dirs, tmp_path / "out", n_boot=10, log=lambda m: None)}
+    assert (rows["E0"]["epochs"], rows["E5"]["epochs"]) == ("5", "4/6")

@@ -1,5 +1,6 @@
 """The docs' tables quote the committed result folders under results/ (no data needed)."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,36 @@ def test_every_committed_run_config_runs_as_written():
     for path in configs:
         cfg = make_config({}, read_config_file(path))
         assert not str(cfg.runs_dir).startswith("/tmp"), path  # run folders stay under the repository's runs/
+
+
+def _csv_cells(path: Path) -> list[list[object]]:
+    """A CSV's cells, numbers as floats (the last bits of a float may differ between CPUs' numpy)."""
+    import csv
+
+    def cell(v: str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    with open(path, newline="") as f:
+        return [[cell(v) for v in row] for row in csv.reader(f)]
+
+
+@pytest.mark.slow
+def test_the_study_tables_recompute_from_committed_predictions(tmp_path):
+    """Issue 17's "recomputable": `results/converged.sh report` on a copy of the committed runs gives
+    the committed summaries, every cell (to 1e-9), from predictions, metrics and epochs.csv alone."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "converged"
+    shutil.copytree(ROOT / "results" / "converged", copy, ignore=shutil.ignore_patterns("summary*"))
+    subprocess.run(["bash", str(ROOT / "results" / "converged.sh"), "report"], cwd=ROOT, check=True,
+                   env=os.environ | {"OUT": str(copy)}, capture_output=True)
+    for summary in ("summary", "summary_budget", "summary_40ep"):
+        for name in ("summary.csv", "paired.csv", "convergence.csv"):
+            mine = _csv_cells(copy / summary / name)
+            committed = _csv_cells(ROOT / "results" / "converged" / summary / name)
+            assert [len(r) for r in mine] == [len(r) for r in committed], (summary, name)
+            for a, b in zip(mine, committed):
+                assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (summary, name, a[0])

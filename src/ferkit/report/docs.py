@@ -115,6 +115,8 @@ def _cell(r: dict, column: str) -> str:
         return str(r["n_seeds"])
     if column == "converged":
         return f"{r['n_converged']}/{r['n_checked']}" if r.get("n_checked") else "post-hoc"
+    if column == "epochs":
+        return r.get("epochs") or "post-hoc"
     if column.startswith("recall_"):
         return pm(column)
     if column.startswith("f1_"):
@@ -124,16 +126,17 @@ def _cell(r: dict, column: str) -> str:
 
 _HEADERS = {"val": "val macro-F1", "accuracy": "test accuracy", "macro_f1": "test macro-F1 [95% CI]",
             "delta": "Δ macro-F1 vs E0 [95% CI]", "seed_std": "Δ seed std", "mcnemar": "McNemar p (max)",
-            "converged": "converged runs", "seeds": "seeds"}
+            "converged": "converged runs", "seeds": "seeds", "epochs": "epochs"}
 
 
 def study_table(summary_dir: str, labels: dict[str, str],
                 columns: tuple[str, ...] = ("val", "accuracy", "macro_f1", "delta", "mcnemar", "f1_disgust", "f1_fear"),
-                ) -> Callable[[Path], str]:
+                baseline: str = "E0") -> Callable[[Path], str]:
     """A study table from a `ferkit summary` folder's summary.csv, one row per group in the order of
     `labels` ({group: row label}; groups it does not name follow), the group with the best mean val
     macro-F1 in bold. Columns: val, accuracy, macro_f1 (with its CI), delta (vs the baseline, CI),
-    seed_std, mcnemar, converged, recall_<class>, f1_<class> (mean) and f1_<class>± (mean ± std)."""
+    seed_std, mcnemar, converged, epochs (of training), recall_<class>, f1_<class> (mean) and f1_<class>±
+    (mean ± std)."""
     def render(root: Path) -> str:
         rows = _read_csv(root / summary_dir / "summary.csv")
         order = list(labels)
@@ -147,7 +150,7 @@ def study_table(summary_dir: str, labels: dict[str, str],
                 if "val" in columns:
                     line[1 + columns.index("val")] = f"**{line[1 + columns.index('val')]}**"
             cells.append(line)
-        headers = [_HEADERS.get(c) or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
+        headers = [(_HEADERS.get(c) or "").replace("vs E0", f"vs {baseline}") or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
                    for c in columns]
         return markdown_table(["strategy"] + headers, cells)
     return render
@@ -158,7 +161,8 @@ def study_table(summary_dir: str, labels: dict[str, str],
 REFERENCE_F1 = {"E0": ("0.509", "3 seeds, 0.509-0.510"), "E5": ("0.586", "3 seeds, 0.576-0.600"),
                 "E1": ("0.421", "3 seeds, 0.411-0.433"), "E2": ("0.569", "one run")}
 STUDY = "results/converged/summary"
-STUDY_LABELS = {g: g for g in ("E0", "E5", "E2", "E1", "E4", "E6", "LA", "CE-DRW", "LDAM-DRW", "CE-DRS", "CB-sampling",
+STUDY_40EP = "results/converged/summary_40ep"  # E5 against E0-40ep: the gap at equal budget
+STUDY_LABELS = {g: g for g in ("E0", "E0-40ep", "E5", "E2", "E1", "E4", "E6", "LA", "CE-DRW", "LDAM-DRW", "CE-DRS", "CB-sampling",
                                "Focal-DRW", "PH-LA", "PH-TAUNORM", "PH-CRT")}
 
 
@@ -168,13 +172,19 @@ def reference_table(root: Path) -> str:
     cells = []
     for group, (ref, how) in REFERENCE_F1.items():
         r = rows.get(group)
-        mine = f"{float(r['macro_f1_mean']):.3f} ± {float(r['macro_f1_std']):.3f} ({r['n_seeds']} seed{'s' if int(r['n_seeds']) > 1 else ''})" if r else "not run yet"
+        budget = f", {r['epochs']} epochs" if r and r.get("epochs") else ""
+        mine = (f"{float(r['macro_f1_mean']):.3f} ± {float(r['macro_f1_std']):.3f} ({r['n_seeds']} "
+                f"seed{'s' if int(r['n_seeds']) > 1 else ''}{budget})") if r else "not run yet"
         cells.append([group, mine, f"{ref} ({how})"])
+    gap = lambda d: f"{float(d['macro_f1_diff_mean']):+.3f} [{float(d['diff_ci95_low']):+.3f}, {float(d['diff_ci95_high']):+.3f}]"
+    reference_gap = "+0.077 (3 seeds each; +0.042 between its README's single runs)"
     if "E0" in rows and "E5" in rows:
-        d = rows["E5"]
-        cells.append(["E5 - E0", f"{float(d['macro_f1_diff_mean']):+.3f} [{float(d['diff_ci95_low']):+.3f}, "
-                      f"{float(d['diff_ci95_high']):+.3f}]", "+0.077 (3 seeds each; +0.042 between its README's single runs)"])
-    return markdown_table(["recipe", "this study: test macro-F1 (seed-cnn-half, 30 epochs)",
+        cells.append([f"E5 ({rows['E5'].get('epochs')} epochs) - E0 ({rows['E0'].get('epochs')} epochs)", gap(rows["E5"]), reference_gap])
+    equal = root / STUDY_40EP / "summary.csv"
+    if equal.is_file():  # the equal-budget control: both at 40 epochs
+        e5 = next(r for r in _read_csv(equal) if r["group"] == "E5")
+        cells.append(["E5 - E0, both at 40 epochs", gap(e5), reference_gap])
+    return markdown_table(["recipe", "this study: test macro-F1 (seed-cnn-half)",
                    "the reference: test macro-F1 (seed-cnn, 30 epochs)"], cells)
 
 
@@ -206,11 +216,15 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "light-install": light_install_table(["light_install-epyc-avx512.json"]),
     "service": service_table(["service_load.json", "service_load-xeon-amx.json", "service_load-xeon-amx-maxside320.json",
                               "service_load-epyc-avx512.json", "service_load-epyc-avx512-maxside320.json"]),
-    "converged-main": study_table(STUDY, STUDY_LABELS, ("seeds", "val", "macro_f1", "delta", "seed_std", "accuracy",
+    "converged-main": study_table(STUDY, STUDY_LABELS, ("seeds", "epochs", "val", "macro_f1", "delta", "seed_std", "accuracy",
                                                         "recall_happy", "recall_neutral", "converged")),
     "converged-per-class": study_table(STUDY, STUDY_LABELS, ("seeds",) + tuple(
         f"f1_{c}±" for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"))),
     "converged-reference": reference_table,
+    "converged-budget": study_table("results/converged/summary_budget", {
+        "E0": "E0", "E0-40ep": "E0-40ep (the control)", "E5-30ep": "E5 (superseded)", "E5": "E5",
+        "LDAM-DRW-30ep": "LDAM-DRW (superseded)", "LDAM-DRW-40ep": "LDAM-DRW (superseded)", "LDAM-DRW": "LDAM-DRW"},
+        ("epochs", "seeds", "val", "macro_f1", "delta", "converged")),
 }
 
 

@@ -167,6 +167,7 @@ def group_row(name: str, runs: list[dict], n_boot: int = 1000, seed: int = 0) ->
     if checked:  # post-hoc runs have no curve of their own
         row["n_converged"] = sum(c["converged"] for c in checked)
         row["n_checked"] = len(checked)
+        row["epochs"] = "/".join(str(e) for e in sorted({c["epochs"] for c in checked}))  # the budget, "30" or "30/40"
         row |= _mean_std_cols("best_epoch", [c["best_epoch"] for c in checked])
     for metric in ("macro_f1", "accuracy"):
         cis = np.array([bootstrap_ci(r["y_true"], r["y_pred"], class_names, metric, n_boot, seed) for r in runs])
