@@ -178,7 +178,7 @@ def measure_ferkit(spec: dict) -> dict:
     from ferkit.config import RunConfig
     from ferkit.data import load_data
     from ferkit.data.batches import EpochBatches
-    from ferkit.device import amp_dtype, set_threads
+    from ferkit.device import set_threads
     from ferkit.evaluate import predict_proba
     from ferkit.train import build_for_run, train_one_epoch
     t0 = time.perf_counter()
@@ -189,9 +189,22 @@ def measure_ferkit(spec: dict) -> dict:
     cfg = RunConfig(batch_size=spec["batch_size"], amp=spec["amp"], device=spec["device"], seed=0)
     torch.manual_seed(cfg.seed)
     model, loss_fn, sample_w, _ = build_for_run(cfg, data, device)
+
+    def ferkit_amp_dtype(d):  # looked up at call time: the pin below replaces it for this process
+        import ferkit.device
+        return ferkit.device.amp_dtype(d)
+
+    if not spec.get("channels_last", True):  # ferkit trains channels-last; this row measures what that gives
+        model = model.to(memory_format=torch.contiguous_format)
+    if spec.get("amp_dtype"):
+        # float16 on a GPU that has bfloat16 is not a ferkit option (--amp takes bf16 there): pinned
+        # here only to compare the two, with the gradient scaler float16 needs.
+        import ferkit.device
+        pinned = getattr(torch, spec["amp_dtype"])
+        ferkit.device.amp_dtype = lambda _device: pinned
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = None
-    if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if cfg.amp and device.type == "cuda" and ferkit_amp_dtype(device) == torch.float16:
         scaler = torch.amp.GradScaler("cuda")
     train, val = data.splits["train"], data.splits["val"]
     images, labels = torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device)
@@ -213,8 +226,9 @@ def measure_ferkit(spec: dict) -> dict:
     t = time.perf_counter()
     predict_proba(model, val_images[:n_eval], device, cfg.amp)
     eval_s = time.perf_counter() - t
-    dtype = amp_dtype(device) if cfg.amp else None
+    dtype = ferkit_amp_dtype(device) if cfg.amp else None
     return {"device": device.type, "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
+            "channels_last": spec.get("channels_last", True),
             "threads": torch.get_num_threads(), "n_train": len(train), "n_val": len(val), "train_images": seen,
             "train_s": secs, "eval_images": n_eval, "eval_s": eval_s, "warm_load_s": warm_s}
 
@@ -366,9 +380,12 @@ def main(argv: list[str] | None = None) -> dict:
             runs["ferkit amp cpu"] = ("ferkit", {"amp": True})
         else:  # --amp runs in float32 here (ferkit.device.amp_notice): the same row again
             print("no native bfloat16 on this CPU: --amp runs in float32, so there is no amp row", flush=True)
-        if torch.cuda.is_available():
+        if torch.cuda.is_available():  # --amp takes bf16 where the GPU has it; fp16 and contiguous rows compare
             runs |= {"ferkit fp32 cuda": ("ferkit", {"device": "cuda"}),
-                     "ferkit amp cuda": ("ferkit", {"device": "cuda", "amp": True})}
+                     "ferkit amp cuda": ("ferkit", {"device": "cuda", "amp": True}),
+                     "ferkit fp16 cuda": ("ferkit", {"device": "cuda", "amp": True, "amp_dtype": "float16"}),
+                     "ferkit fp32 cuda nchw": ("ferkit", {"device": "cuda", "channels_last": False}),
+                     "ferkit amp cuda nchw": ("ferkit", {"device": "cuda", "amp": True, "channels_last": False})}
         pipes = {}
         for name, (role, extra) in runs.items():
             print(f"measuring {name} ...", flush=True)

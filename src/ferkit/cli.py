@@ -135,6 +135,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: ingest the dataset and evaluate the shipped models on it; with --train, also train."""
     from ferkit.data import format_counts, load_data
+    from ferkit.device import pick_device
     from ferkit.pretrained import evaluate_shipped, shipped_models
     from ferkit.train import fit
 
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--runs_dir", default="runs")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("posthoc", help="tune a post-hoc adjustment (la, taunorm, crt) on val and save it with the model")

@@ -248,15 +248,20 @@ def changed_predictions(a: str, b: str) -> int:
     return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
 
 
-def evaluate_shipped(data, out_dir: Path, folder: Path | None = None, log=print, progress: bool = True) -> list[dict]:
-    """Evaluate every shipped model on test as its card says (float32, the card's TTA).
+def evaluate_shipped(data, out_dir: Path, folder: Path | None = None, log=print, progress: bool = True,
+                     device: str = "cpu") -> list[dict]:
+    """Evaluate every shipped model on test as its card says (float32, the card's TTA), on `device`.
 
     Writes each model's metrics, predictions and confusion matrix under `out_dir/<name>/` and returns
     one row per model: its test metrics next to the card's, how many test predictions differ from
     the card's, and whether that is within the card's tolerance (`CARD_TOLERANCE`).
     """
+    import torch
+
     from ferkit.tta import view_count
 
+    if torch.device(device).type == "cuda":  # the cards are float32: TF32 would round the convolutions' inputs
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     rows = []
     for path in shipped_models(folder):
         card = json.loads(Path(str(path) + ".metrics.json").read_text())
@@ -264,7 +269,7 @@ def evaluate_shipped(data, out_dir: Path, folder: Path | None = None, log=print,
         n = len(data.splits["test"])
         log(f"{path.name}: {n:,} test images x {view_count(tta)} views (TTA {tta}), {card.get('precision', 'float32')} ...")
         bar = _progress_bar(n, path.stem) if progress else None
-        m = evaluate_run(path, data, Path(out_dir) / path.stem, False, tta, log=lambda s: None, splits=("test",),
+        m = evaluate_run(path, data, Path(out_dir) / path.stem, False, tta, device, log=lambda s: None, splits=("test",),
                          progress=bar.update if bar else None)
         if bar:
             bar.close()

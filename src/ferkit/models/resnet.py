@@ -83,3 +83,10 @@ def fer_resnet_slim() -> FerResNet:
     training step about 1.1x faster for 3% fewer parameters (`bench/results/train_step.txt`).
     """
     return FerResNet((48, 128, 256), first_stride=2, stem=16)
+
+
+def fer_resnet_wide() -> FerResNet:
+    """fer-resnet at twice the width (a 64-channel stem, blocks 64@48, 128@24, 256@12, 512@6; about
+    4.9M parameters, 4x the multiply-adds): a teacher for distillation, trained where compute
+    allows (a GPU) and never shipped."""
+    return FerResNet((64, 128, 256, 512), stem=64)
