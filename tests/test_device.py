@@ -88,3 +88,114 @@ def test_cpu_info_names_the_cpu_and_its_flags():
     info = cpu_info()
     assert set(info["cpu_flags"]) <= set(CPU_FLAGS) and info["cpu_model"] and info["torch"]
     assert info["torch_capability"] in describe_cpu()
+
+
+# /proc/cpuinfo as each CPU kind met so far reports it (the lines ferkit reads), the environment,
+# and whether bfloat16 is native there. The tests give ferkit these instead of the machine's own.
+AMX = "fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8"
+CPU_KINDS = {
+    "AMX Xeon": ("model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: " + AMX, {}, True),
+    "Zen 4 EPYC": ("model name\t: AMD EPYC 9R14 96-Core Processor\n"
+                   "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16", {}, True),
+    "Ice Lake Xeon": ("model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\n"
+                      "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni", {}, False),
+    "AVX2-only EPYC": ("model name\t: AMD EPYC 7R13 Processor\nflags\t\t: fpu sse4_2 avx avx2 fma", {}, False),
+    "AMX Xeon, oneDNN held to AVX2": ("model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: " + AMX,
+                                      {"ONEDNN_MAX_CPU_ISA": "avx2"}, False),
+    "AMX Xeon, oneDNN held to AVX-512 VNNI": ("model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: " + AMX,
+                                              {"DNNL_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, False),
+    "AMX Xeon, oneDNN held to AVX-512 BF16": ("model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: " + AMX,
+                                              {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+    "Graviton 3 (Arm BF16)": ("processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 "
+                              "crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 asimddp sha512 sve "
+                              "asimdfhm dit uscat ilrcpc flagm ssbs paca pacg dcpodp svei8mm svebf16 i8mm bf16 dgh rng\n"
+                              "CPU implementer\t: 0x41\n", {}, True),
+    "Graviton 2 (Arm, no BF16)": ("processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1 "
+                                  "sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs\n", {}, False),
+}
+
+
+@pytest.fixture
+def fake_cpu(tmp_path, monkeypatch):
+    """A function that makes ferkit see the CPU whose /proc/cpuinfo is `text`, under `env`, whatever
+    the real CPU is: oneDNN's probe says True (as it does on any AVX-512 CPU, Ice Lake included) and
+    the caches are cleared before and after."""
+    import torch
+
+    from ferkit import cpu, device
+
+    def clear() -> None:
+        cpu.cpu_flags.cache_clear(), device.cpu_supports_bf16.cache_clear(), device.bf16_available.cache_clear()
+
+    def use(text: str | None, env: dict[str, str]) -> None:
+        for name in ("FERKIT_CPU_BF16", "FERKIT_CPU_AMX", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        path = tmp_path / "cpuinfo"  # None: no /proc/cpuinfo, as on macOS and Windows
+        path.unlink(missing_ok=True)
+        if text is not None:
+            path.write_text(text)
+        monkeypatch.setattr(cpu, "CPUINFO", path)
+        clear()
+
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    yield use
+    clear()
+
+
+@pytest.mark.parametrize("kind", list(CPU_KINDS))
+def test_bf16_only_where_the_cpu_runs_it_natively(kind, fake_cpu, tmp_path):
+    """Each CPU kind met so far: --amp computes in bfloat16 only with AVX-512 BF16, AMX or Arm's BF16
+    (and oneDNN not held below them), else in float32 with one line that says so; the Predictor's
+    bf16="auto" makes the same choice (on an Ice Lake Xeon oneDNN's probe says True, and float32 is
+    still chosen: emulated bf16 ran at half of float32's speed there)."""
+    import torch
+
+    from ferkit.device import amp_dtype, amp_notice, cpu_supports_bf16, precision
+    from ferkit.infer import Predictor, predictor
+    from test_infer import make_checkpoint
+
+    text, env, native = CPU_KINDS[kind]
+    fake_cpu(text, env)
+    assert cpu_supports_bf16() is native
+    assert amp_dtype(torch.device("cpu")) == (torch.bfloat16 if native else None)
+    assert precision("cpu", True) == ("bfloat16" if native else "float32") and precision("cpu", False) == "float32"
+    notice = amp_notice("cpu", True)
+    if native:
+        assert notice is None
+    else:
+        assert notice.endswith("running in float32") and "\n" not in notice
+        assert ("ONEDNN_MAX_CPU_ISA" in notice) == bool(env) and ("no native bfloat16" in notice) != bool(env)
+    assert amp_notice("cpu", False) is None
+    assert Predictor(make_checkpoint(tmp_path / "m.pt"), backend="torch", detect=False).runner.bf16 is native
+    assert predictor.amx_in_torch() is (native and "amx_bf16" in text)  # else the int8 ONNX model is the faster
+
+
+@pytest.mark.parametrize("cpuid, env, native", [
+    ({"_is_avx512_bf16_supported": True}, {}, True),                             # Zen 4 or Ice Lake + BF16...
+    ({"_is_amx_tile_supported": True}, {}, True),                                # an AMX Xeon
+    ({}, {}, False),                                                             # Ice Lake, AVX2, Apple silicon
+    ({"_is_amx_tile_supported": True}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),   # held below bf16
+])
+def test_without_proc_cpuinfo_the_cpuid_bits_decide(cpuid, env, native, fake_cpu, monkeypatch):
+    """macOS and Windows have no /proc/cpuinfo: the AVX-512 BF16 and AMX bits that torch reads with
+    CPUID decide (False on any other CPU: float32 is the safe choice)."""
+    import torch
+
+    from ferkit.device import cpu_supports_bf16
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda value=cpuid.get(name, False): value, raising=False)
+    fake_cpu(None, env)
+    assert cpu_supports_bf16() is native
+
+
+def test_ferkit_cpu_bf16_overrides_the_flags(fake_cpu):
+    from ferkit.device import bf16_available, cpu_supports_bf16
+
+    fake_cpu(CPU_KINDS["Ice Lake Xeon"][0], {"FERKIT_CPU_BF16": "1"})
+    assert cpu_supports_bf16() and bf16_available("cpu")  # measuring emulated bf16 stays possible
+    fake_cpu(CPU_KINDS["AMX Xeon"][0], {"FERKIT_CPU_BF16": "0"})
+    assert not cpu_supports_bf16() and not bf16_available("cpu")

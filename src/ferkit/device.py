@@ -7,7 +7,7 @@ import os
 import platform
 import torch
 
-from ferkit.cpu import cpu_flags
+from ferkit.cpu import cpu_flags, cpu_native_bf16, onednn_isa_without_bf16
 
 
 class DeviceError(ValueError):
@@ -50,22 +50,34 @@ def describe_cpu() -> str:
 
 @functools.lru_cache(maxsize=None)
 def cpu_supports_bf16() -> bool:
-    """True when this CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX on x86-64).
+    """True when this CPU runs bfloat16 convolutions natively: AVX-512 BF16 or AMX on x86-64, BF16 on aarch64.
 
-    Without native support bf16 autocast is emulated, several times slower than float32, so
-    `--amp` runs in float32 there. Asks oneDNN (any OS), which also honours ONEDNN_MAX_CPU_ISA, so
-    that an AMX machine told to use only AVX2 kernels counts as having none; FERKIT_CPU_BF16=0 or 1
-    overrides the answer (to measure or test the other path).
+    Without them oneDNN emulates bf16 at about half of float32's speed, so `--amp` runs in float32
+    there. oneDNN's own probe (torch.ops.mkldnn._is_mkldnn_bf16_supported) is not asked: it says
+    True on any AVX-512 CPU (Ice Lake), where bf16 is emulated. The CPU's flags decide
+    (`ferkit.cpu.cpu_native_bf16`, which also honours ONEDNN_MAX_CPU_ISA, so that an AMX machine
+    told to use only AVX2 kernels counts as having none). Without /proc/cpuinfo (macOS, Windows)
+    the CPUID bits that torch reads decide on x86-64; elsewhere (Apple silicon) the answer is False,
+    as float32 is never the slow choice. FERKIT_CPU_BF16=0 or 1 overrides the answer (to measure or
+    test the other path).
     """
     forced = os.environ.get("FERKIT_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
     if not torch.backends.mkldnn.is_available():
         return False
+    native = cpu_native_bf16()
+    return cpuid_bf16() if native is None else native
+
+
+def cpuid_bf16() -> bool:
+    """AVX-512 BF16 or AMX from the CPUID bits torch's cpuinfo library reads (any OS; False off x86-64
+    and on torch builds without these probes)."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # an older or unusual build: fall back to the CPU's flags
-        return any(f in cpu_flags()[1] for f in ("avx512_bf16", "amx_bf16"))
+        return any(probe is not None and bool(probe()) for probe in probes)
+    except RuntimeError:
+        return False
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,8 +115,11 @@ def amp_notice(device: torch.device | str, amp: bool) -> str | None:
     if not amp or amp_dtype(device) is not None:
         return None
     if device.type == "cpu":
-        return ("--amp: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where emulated bf16 is several "
-                "times slower than float32: running in float32")
+        if onednn_isa_without_bf16():
+            return ("--amp: ONEDNN_MAX_CPU_ISA holds oneDNN below its bfloat16 kernels, where it would emulate "
+                    "bf16 at about half of float32's speed: running in float32")
+        return ("--amp: this CPU has no native bfloat16 (AVX-512 BF16, AMX or Arm's BF16; oneDNN would emulate "
+                "it at about half of float32's speed): running in float32")
     return f"--amp: no mixed precision on {device.type}: running in float32"
 
 
