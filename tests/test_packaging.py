@@ -20,6 +20,75 @@ def test_every_package_is_listed_in_pyproject():
     assert found | {"ferkit.shipped"} == listed
 
 
+def see_dependencies(python: Path) -> None:
+    """Make what this interpreter imports its dependencies from importable in the venv of `python`,
+    after the venv's own site-packages: a .pth file there lists the folders on this interpreter's
+    sys.path, but none of this checkout's own (src/, tests/; a venv inside it, like .ci-venv/, counts).
+    A .pth file's folders are added as they are, without running the .pth files inside them, so this
+    checkout's editable ferkit (a .pth import hook, or a path into src/) stays out, and `import ferkit`
+    finds only what is installed into the venv itself."""
+    folders = []
+    for entry in sys.path:
+        path = Path(entry or ".").resolve()
+        checkout = (path == ROOT or ROOT in path.parents) and not {"site-packages", "dist-packages"} & set(path.parts)
+        if entry and path.is_dir() and not checkout and str(path) not in folders:
+            folders.append(str(path))
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    Path(venv_site, "zz_ferkit_test_dependencies.pth").write_text("".join(f + "\n" for f in folders))
+
+
+LOCK = ROOT / "requirements" / "constraints.txt"
+
+
+def _readme_commands() -> list[str]:
+    """The README's `pip install ...` command lines, from its ```bash blocks."""
+    import re
+
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [line.strip() for b in blocks for line in b.splitlines() if line.strip().startswith("pip install")]
+
+
+def test_ci_runs_the_readmes_test_command_from_the_lock():
+    """.ci/run makes a fresh venv and runs the README's test command verbatim, and every README install
+    command installs from the lock."""
+    commands = _readme_commands()
+    tests = [c for c in commands if c.endswith("&& python -m pytest")]
+    assert len(tests) == 1, commands
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    assert ci[-1] == tests[0], (ci[-1], tests[0])  # the last thing CI does, character for character
+    assert any(" -m venv " in line for line in ci) and any("bin/activate" in line for line in ci)
+    assert all(" -c requirements/constraints.txt " in c for c in commands), commands
+
+
+def test_the_lock_pins_every_dependency_inside_pyprojects_ranges():
+    """requirements/constraints.txt pins one version of every dependency of every extra, and each
+    pinned version is one that pyproject.toml's ranges admit (the lock pins, pyproject states what fits)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and name == name.strip(), line  # name==version, nothing else
+            pins[canonicalize_name(name)] = Version(version)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    requirements += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    for req in requirements:
+        name = canonicalize_name(req.name)
+        if name == "ferkit":
+            continue
+        assert name in pins, f"{req.name} is not in {LOCK.name}: run tools/lock.sh"
+        assert req.specifier.contains(pins[name], prereleases=True), (str(req), str(pins[name]))
+    readme_torch = {c.split("torch==")[1].split()[0] for c in _readme_commands() if "torch==" in c}
+    assert readme_torch == {str(pins["torch"])}  # the README installs the torch that the lock pins
+    assert "pytest" in pins and "setuptools" in pins  # the test runner, and what builds the wheel below
+
+
 @pytest.mark.slow
 def test_a_wheel_in_a_fresh_venv_runs_the_shipped_model(tmp_path):
     wheels = tmp_path / "wheels"
@@ -27,9 +96,11 @@ def test_a_wheel_in_a_fresh_venv_runs_the_shipped_model(tmp_path):
                     "-w", str(wheels)], check=True, capture_output=True)
     wheel = next(wheels.glob("ferkit-*.whl"))
     venv = tmp_path / "venv"
-    # The venv sees this machine's installed dependencies (torch, OpenCV, ...) but gets its own ferkit.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # A plain venv that sees the dependencies installed for this interpreter (numpy, OpenCV, ...),
+    # whichever way Python was installed, but gets its own ferkit, from the wheel.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python, ferkit = venv / "bin" / "python", venv / "bin" / "ferkit"
+    see_dependencies(python)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -99,7 +170,7 @@ def test_without_torch_a_command_that_needs_it_says_which_extra(tmp_path, argv, 
 
 
 @pytest.mark.slow
-def test_the_infer_extra_in_a_fresh_venv_predicts_without_torch(tmp_path):
+def test_the_infer_extra_in_a_fresh_venv_predicts_without_torch(tmp_path, monkeypatch):
     """`pip install '.[infer]'` into a fresh venv (no system packages): torch is not installed, and
     a cold `ferkit predict` and `Predictor` predict a face with the shipped model (bench/light_install.py
     reports the size and the time to the first prediction)."""
@@ -108,6 +179,7 @@ def test_the_infer_extra_in_a_fresh_venv_predicts_without_torch(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     venv = tmp_path / "venv"
+    monkeypatch.setenv("PIP_CONSTRAINT", str(ROOT / "requirements" / "constraints.txt"))  # the lock's versions
     light = bench.make_light_venv(venv)
     assert not light["torch_installed"] and "onnxruntime" in light["packages"] and "fastapi" in light["packages"]
     first = bench.first_prediction(venv / "bin" / "python", venv / "bin" / "ferkit", tmp_path / "work", repeats=1)
