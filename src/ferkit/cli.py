@@ -213,6 +213,19 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teacher_logits(args: argparse.Namespace) -> int:
+    """Run a teacher once over every split and store its logits for `train --teacher FILE.npz`."""
+    from ferkit.data import load_data
+    from ferkit.device import pick_device
+    from ferkit.strategies.distill import save_teacher_logits
+
+    if Path(args.out).suffix != ".npz" or Path(args.out).exists():
+        raise ConfigError(f"--out {args.out} must be a new .npz file (it is never overwritten)")
+    save_teacher_logits(args.teacher, load_data(args.data_root), Path(args.out), args.teacher_space, pick_device(args.device))
+    print(f"teacher logits of every split written to {args.out} (use it as --teacher {args.out})")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ferkit.models import describe_models
 
@@ -301,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation of the shipped model; auto = the best on val (default: as the run was)")
     p.set_defaults(func=cmd_pack)
 
+    p = sub.add_parser("teacher-logits", help="run a teacher once over every split and store its logits (train --teacher FILE.npz)")
+    p.add_argument("teacher", help="a checkpoint, or several separated by commas (an ensemble)")
+    p.add_argument("--data_root", required=True, help="the dataset the student will train on")
+    p.add_argument("--out", required=True, help="a new .npz file")
+    p.add_argument("--teacher_space", choices=["prob", "logit"], default="prob", help="how an ensemble is averaged (prob)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
+    p.set_defaults(func=cmd_teacher_logits)
+
     p = sub.add_parser("models", help="list the architectures with parameters and multiply-adds")
     p.set_defaults(func=cmd_models)
 
@@ -337,7 +358,7 @@ def known_errors() -> tuple[type[Exception], ...]:
 
     errors = [ConfigError, DataError, ImageError, FileNotFoundError]
     for module, name in (("ferkit.device", "DeviceError"), ("ferkit.models", "CheckpointError"),
-                         ("ferkit.report.commands", "ReportError")):
+                         ("ferkit.report.commands", "ReportError"), ("ferkit.strategies.distill", "TeacherError")):
         try:
             errors.append(getattr(importlib.import_module(module), name))
         except ModuleNotFoundError as e:

@@ -50,6 +50,12 @@ class RunConfig:
     resample_from: int = option(1, "epoch from which re-sampling applies (> 1: deferred re-sampling, DRS)")
     mixup: float = option(0.0, "mixup alpha, 0 = off")
     cutmix: float = option(0.0, "cutmix alpha, 0 = off")
+    # knowledge distillation (ferkit.strategies.distill), an independent choice: off without a teacher
+    teacher: str | None = option(None, "distil from a teacher: a checkpoint, several separated by commas (an "
+                                       "ensemble), or a .npz of stored teacher logits (`ferkit teacher-logits`)")
+    kd_alpha: float = option(0.5, "weight of the distillation term (0 = the hard-label loss only)")
+    kd_temperature: float = option(4.0, "softmax temperature of the distillation term")
+    teacher_space: str = option("prob", "how an ensemble's teachers are averaged")
     # training augmentation beyond the reference's flip/rotate/crop (all off by default)
     scale_jitter: float = option(0.0, "training zoom by a factor in [1 - s, 1 + s], 0 = off")
     translate: float = option(0.0, "training shift of up to +-t of the image side on top of the crop, 0 = off")
@@ -74,7 +80,8 @@ class RunConfig:
     tta: str = option("none", "test-time augmentation at evaluation: flip (the bare flag) or crops (5 crops x flip)",
                       nargs="?", const="flip")
     resume: str | None = option(None, "a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
-    preset: str | None = option(None, "a reference recipe (explicit flags win over it)")
+    preset: str | None = option(None, "a recipe (explicit flags win over it): the reference's E0-E6 (strategy only), "
+                                         "shipped (the recommended model's whole recipe), fast (the fast recipe for this CPU)")
 
     def default_exp(self) -> str:
         base = self.preset or f"{self.head}_{self.loss}_{self.sampler}"
@@ -93,6 +100,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     "E5": {"head": "softmax", "loss": "ce", "sampler": "balanced"},
     "E6": {"head": "arcface", "loss": "focal", "sampler": "default"},
 }
+# Whole recipes (architecture, schedule, precision), presets too: `--preset shipped` trains the
+# recommended model's recipe, `--preset fast` the fast recipe for this CPU (`resolve_recipe`).
+_ADAMW = {"batch_size": 128, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 1, "amp": True, "tta": "crops"}
+RECIPES: dict[str, dict[str, Any]] = {
+    "shipped": PRESETS["E5"] | _ADAMW | {"arch": "fer-resnet", "epochs": 30},
+    # test macro-F1 >= 0.576 in at most 12 minutes on a 2-core CPU with native bfloat16 (docs/RESULTS.md)
+    "fast-bf16": PRESETS["E5"] | _ADAMW | {"arch": "fer-resnet-slim", "epochs": 12, "small_epochs": 6, "small_size": 40},
+}
+PRESETS |= RECIPES | {"fast": {}}
+
+
+def resolve_recipe(name: str) -> str:
+    """A preset's name, with "fast" resolved by this CPU: fast-bf16 where bfloat16 runs natively,
+    else fast-fp32 when there is one (docs/PERFORMANCE.md "Time to quality")."""
+    if name != "fast":
+        return name
+    from ferkit.device import bf16_available  # torch: only a run that asks for "fast" pays for it
+    return "fast-bf16" if bf16_available("cpu") or "fast-fp32" not in RECIPES else "fast-fp32"
 
 
 
@@ -170,7 +195,7 @@ def make_config(explicit: dict[str, Any], file_values: dict[str, Any] | None = N
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        values |= PRESETS[preset]
+        values |= PRESETS[resolve_recipe(preset)]
     values |= file_values or {}
     values |= {k: v for k, v in explicit.items() if v is not None}
     if isinstance(values.get("tta"), bool):  # configs written before tta was a mode name: False/True
@@ -190,26 +215,23 @@ def choices(name: str) -> tuple[str, ...] | None:
     from ferkit.strategies import LOSSES, WEIGHT_MODES
     from ferkit.strategies.sampling import SAMPLER_Q
 
+    from ferkit.strategies.distill import TEACHER_SPACES
+
     registries = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLER_Q, "weight_mode": WEIGHT_MODES,
-                  "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA_MODES, "preset": PRESETS}
+                  "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA_MODES, "preset": PRESETS,
+                  "teacher_space": TEACHER_SPACES}
     return tuple(registries[name]) if name in registries else None
 
 
 def validate(cfg: RunConfig) -> None:
     from ferkit.models import FIXED_SIZE_ARCHS
 
-    for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode"):
+    for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode", "teacher_space"):
         value, allowed = getattr(cfg, name), choices(name)
         if value not in allowed and not (name == "weight_mode" and value is None):
             raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
     if cfg.loss == "wce" and cfg.weight_mode is None:
         raise ConfigError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
-    if cfg.reweight_from < 1 or cfg.resample_from < 1 or cfg.warmup_epochs < 0:
-        raise ConfigError("reweight_from and resample_from are 1-based epochs (1 = from the start); warmup_epochs >= 0")
-    if not (0 <= cfg.scale_jitter < 1 and 0 <= cfg.translate < 0.5 and 0 <= cfg.erase_p <= 1):
-        raise ConfigError("scale_jitter must be in [0, 1), translate in [0, 0.5) and erase_p in [0, 1]")
-    if cfg.small_epochs < 0 or not 16 <= cfg.small_size <= IMAGE_SIZE:
-        raise ConfigError(f"small_epochs must be >= 0 and small_size in [16, {IMAGE_SIZE}] pixels (got {cfg.small_epochs}, {cfg.small_size})")
     if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:
         raise ConfigError(f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
                           f"(small_epochs) needs a fully convolutional arch such as fer-resnet")
@@ -217,8 +239,85 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name} must be a finite number, got {value}")
-    if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+    for name, bound in RANGES.items():  # each field's range, declared once below
+        bound.check(name, getattr(cfg, name, None))
+    if not (0 <= cfg.kd_alpha <= 1 and cfg.kd_temperature > 0):
+        raise ConfigError(f"kd_alpha must be in [0, 1] and kd_temperature > 0 (got {cfg.kd_alpha}, {cfg.kd_temperature})")
+    if cfg.teacher and cfg.teacher.strip().endswith(".npz") and (cfg.mixup or cfg.cutmix):
+        raise ConfigError("stored teacher logits cannot follow mixup or cutmix (the teacher never saw the mixed "
+                          "images): give teacher checkpoints, or drop --mixup/--cutmix")
     if cfg.exp is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.exp):
         raise ConfigError(f"--exp {cfg.exp!r} must be a plain folder name (letters, digits, . _ -): runs are "
                           f"created under --runs_dir, never elsewhere")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range of a numeric option, declared once where the option is: `check` raises the one-line
+    ConfigError; `arg(kind)` is the argparse type that parses a flag and checks it (one line, exit 2),
+    before any work starts. `open_low`/`open_high` exclude the bound itself."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        return f"{'<' if self.open_high else '<='} {self.high}"
+
+    def ok(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.open_high and value == self.high))
+
+    def check(self, name: str, value: float | None) -> None:
+        if value is not None and not self.ok(value):
+            raise ConfigError(f"{name} must be {self.describe()} (got {value})")
+
+    def arg(self, kind: type = int) -> Any:
+        import argparse
+
+        def parse(text: str) -> Any:
+            try:
+                value = kind(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+            if not self.ok(value):
+                raise argparse.ArgumentTypeError(f"must be {self.describe()} (got {text})")
+            return value
+        parse.__name__ = kind.__name__
+        return parse
+
+
+# The ranges of RunConfig's numeric fields (a field not named here takes any finite number).
+RANGES: dict[str, Bound] = {
+    "epochs": Bound(0), "batch_size": Bound(1), "lr": Bound(0, open_low=True), "weight_decay": Bound(0),
+    "warmup_epochs": Bound(0), "clip_norm": Bound(0, open_low=True), "reweight_from": Bound(1), "resample_from": Bound(1),
+    "label_smoothing": Bound(0, 1, open_high=True), "beta": Bound(0, 1, open_high=True), "gamma": Bound(0),
+    "mixup": Bound(0), "cutmix": Bound(0), "arc_s": Bound(0, open_low=True), "arc_m": Bound(0),
+    "scale_jitter": Bound(0, 1, open_high=True), "translate": Bound(0, 0.5, open_high=True), "erase_p": Bound(0, 1),
+    "small_epochs": Bound(0), "small_size": Bound(16, IMAGE_SIZE),
+}
+# What a resumed run may take from the command line: where the data and the device are now.
+RESUME_FREE = {"data_root", "resume", "device"}
+
+
+def resume_conflicts(given: RunConfig, saved: RunConfig) -> list[str]:
+    """The fields that the command line sets to something other than the checkpoint's configuration
+    (a resumed run keeps its own). A field at its default counts as not given: the saved value wins."""
+    defaults = RunConfig()
+    found = []
+    for f in fields(RunConfig):
+        value, kept = getattr(given, f.name), getattr(saved, f.name)
+        if f.name in RESUME_FREE or value == kept:
+            continue
+        unset = given.default_exp() if f.name == "exp" else getattr(defaults, f.name)
+        if value != unset:
+            found.append(f.name)
+    return found

@@ -25,6 +25,7 @@ from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
 from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
 from ferkit.strategies import class_weights, make_loss, sampling_weights
+from ferkit.strategies.distill import kd_loss, load_teacher
 from ferkit.strategies.mixing import mix_batch
 from ferkit.strategies.sampling import SAMPLER_Q
 
@@ -59,16 +60,19 @@ def sampling_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> np.ndarray 
 def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     batches, device: torch.device, amp: bool, clip_norm: float = 5.0,
                     scaler: torch.amp.GradScaler | None = None, progress: str | None = None,
-                    mix_fn: Callable | None = None) -> dict:
+                    mix_fn: Callable | None = None, teacher=None, kd_alpha: float = 0.0,
+                    kd_temperature: float = 4.0) -> dict:
     """One pass over `batches`; returns mean loss, accuracy and images/s.
 
     `mix_fn(x, y) -> (x, y_a, y_b, lam)` applies mixup/cutmix; the loss is then mixed the same way.
+    `teacher` (ferkit.strategies.distill) adds kd_alpha x its distillation term on the same batch:
+    (1 - kd_alpha) x the hard-label loss + kd_alpha x T^2 KL(teacher || student) at T = kd_temperature.
     """
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     share = -(-len(batches.labels) // getattr(batches, "world", 1))  # this process's images (all of them in one process)
     bar = tqdm(total=share, desc=progress, unit="img", leave=False, disable=progress is None)
-    for x, y in batches:
+    for x, y, *index in batches:  # EpochBatches(with_index=True) also yields the images' indices
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x, y, y_b, lam = mix_fn(x, y) if mix_fn else (x, y, y, 1.0)
         with autocast(device, amp):
@@ -76,6 +80,10 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
         loss = loss_fn(logits.float(), y)
         if lam < 1.0:
             loss = lam * loss + (1 - lam) * loss_fn(logits.float(), y_b)
+        if teacher is not None and kd_alpha > 0:
+            with torch.no_grad(), autocast(device, amp):
+                target = teacher.logits(x, index[0] if index else None)
+            loss = (1 - kd_alpha) * loss + kd_alpha * kd_loss(logits.float(), target.float(), kd_temperature)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:  # float16 on CUDA: scale the loss, unscale before clipping
             scaler.scale(loss).backward()
@@ -251,6 +259,11 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     train, val = data.splits["train"], data.splits["val"]
     images = torch.from_numpy(train.images).to(device)  # the whole uint8 split stays resident
     labels = torch.from_numpy(train.labels).to(device)
+    teacher = None
+    if cfg.teacher and cfg.kd_alpha > 0:
+        teacher = load_teacher(cfg.teacher, data.class_names, data.key, len(train), cfg.teacher_space, device)
+        log(f"distilling from {cfg.teacher} (alpha {cfg.kd_alpha}, T {cfg.kd_temperature}"
+            + (f", {cfg.teacher_space} average)" if "," in cfg.teacher else ")"))
     base = {"format": "ferkit", "version": 1, "arch": cfg.arch, "head": cfg.head, "head_kwargs": head_kwargs,
             "class_names": data.class_names, "config": cfg.to_dict()}
 
@@ -278,10 +291,12 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         lr = optimizer.param_groups[0]["lr"]
         size = cfg.small_size if epoch <= cfg.small_epochs else SIZE  # progressive resizing
         batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug,
-                               size=size, rank=dist.rank, world=dist.world)
+                               size=size, rank=dist.rank, world=dist.world,
+                               with_index=getattr(teacher, "needs_index", False))
         loss_fn = loss_for_epoch(cfg, data, epoch).to(device)
         stats = train_one_epoch(trained, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
-                                progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None, mix_fn=mix_fn)
+                                progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None, mix_fn=mix_fn,
+                                teacher=teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature)
         scheduler.step()
         if not dist.main:
             continue  # the other processes go on to the next epoch; rank 0 validates and writes

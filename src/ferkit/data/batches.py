@@ -35,7 +35,7 @@ class EpochBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
                  weights: np.ndarray | None = None, train_augment: bool = True, aug: dict | None = None,
-                 size: int = SIZE, rank: int = 0, world: int = 1):
+                 size: int = SIZE, rank: int = 0, world: int = 1, with_index: bool = False):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.generator = generator
@@ -46,6 +46,7 @@ class EpochBatches:
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in 0..{world - 1} (got {rank})")
         self.rank, self.world = rank, world
+        self.with_index = with_index  # also yield each batch's indices into the split (stored teacher logits)
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -56,7 +57,7 @@ class EpochBatches:
             return torch.randperm(n, generator=self.generator)
         return torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.order().to(self.images.device)
         mine = share(self.rank, self.world)  # this process's share of each global batch
         for i in range(0, len(order), self.batch_size):
@@ -68,4 +69,5 @@ class EpochBatches:
             else:
                 idx = idx[mine]
                 x = to_input(self.images[idx])
-            yield x.contiguous(memory_format=torch.channels_last), self.labels[idx]
+            x = x.contiguous(memory_format=torch.channels_last)
+            yield (x, self.labels[idx], idx) if self.with_index else (x, self.labels[idx])
