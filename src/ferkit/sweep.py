@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
+from ferkit.paths import atomic_text, check_output
 
 
 @dataclass
@@ -65,34 +66,33 @@ def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict], Path
 PLACE_FIELDS = {"data_root", "runs_dir", "device", "resume", "run"}
 
 
+def _existing_run(run_dir: Path, collected: Path | None) -> tuple[str, Path | None]:
+    """(what a sweep does with a run folder, the folder whose run it keeps): "skip" a finished run
+    (metrics.json is written last; a copy under `collected` counts too), "resume" an interrupted
+    one (it has a last.pt), else "start" (no folder)."""
+    if (run_dir / "metrics.json").is_file():
+        return "skip", run_dir
+    if collected is not None and (collected / run_dir.name / "metrics.json").is_file():
+        return "skip", collected / run_dir.name
+    return ("resume", run_dir) if (run_dir / "last.pt").is_file() else ("start", None)
+
+
 def run_action(run_dir: Path, collected: Path | None = None) -> str:
-    """What a sweep does with a run folder: "skip" a finished run (metrics.json is written last;
-    a copy under `collected` counts too), "resume" an interrupted one (it has a last.pt), else "start"."""
-    if (run_dir / "metrics.json").is_file() or (collected is not None and (collected / run_dir.name / "metrics.json").is_file()):
-        return "skip"
-    return "resume" if (run_dir / "last.pt").is_file() else "start"
+    """What a sweep does with a run folder: "skip", "resume" or "start" (`_existing_run`)."""
+    return _existing_run(run_dir, collected)[0]
 
 
-def existing_config(run_dir: Path, collected: Path | None = None) -> tuple[Path, dict] | None:
-    """The config.json of the run a sweep would skip or resume (run folder first, then `collected`)."""
-    for folder in (run_dir, collected / run_dir.name if collected is not None else None):
-        if folder is not None and (folder / "config.json").is_file() and (
-                (folder / "metrics.json").is_file() or (folder / "last.pt").is_file()):
-            try:
-                return folder / "config.json", json.loads((folder / "config.json").read_text())
-            except (OSError, ValueError) as e:
-                raise ConfigError(f"{folder / 'config.json'} cannot be read ({e}): restore it, or move that run aside") from None
-    return None
-
-
-def check_same_run(planned: dict, run_dir: Path, collected: Path | None, where: str) -> None:
-    """Refuse to skip or resume a run trained with other settings than the sweep file now gives.
+def check_same_run(planned: dict, folder: Path | None, where: str) -> None:
+    """Refuse to skip or resume the run in `folder` when it was trained with other settings than the
+    sweep file now gives (a run without a config.json is taken as it is).
 
     Without this, changing a strategy (say epochs 30 -> 40) would silently keep the old runs."""
-    found = existing_config(run_dir, collected)
-    if found is None:
+    if folder is None or not (folder / "config.json").is_file():
         return
-    path, old = found
+    try:
+        old = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{folder / 'config.json'} cannot be read ({e}): restore it, or move that run aside") from None
     known = {k: v for k, v in old.items() if k in field_names()}
     try:  # the same normalisation as the plan (tta False and "none" are one setting)
         old = make_config(known).to_dict()
@@ -100,7 +100,7 @@ def check_same_run(planned: dict, run_dir: Path, collected: Path | None, where: 
         old = known
     for key in sorted(set(old) & set(planned) - PLACE_FIELDS):
         if old[key] != planned[key]:
-            raise ConfigError(f"{path.parent} was trained with {key} = {old[key]!r}, but {where} now gives "
+            raise ConfigError(f"{folder} was trained with {key} = {old[key]!r}, but {where} now gives "
                               f"{planned[key]!r}: move that run aside (a sweep never overwrites it) or restore the setting")
 
 
@@ -114,11 +114,17 @@ def plan(path: str | Path) -> list[PlannedRun]:
             unknown = set(values) - field_names()
             if unknown:
                 raise ConfigError(f"unknown field(s) in {path} [strategies.{name}] or [base]: {', '.join(sorted(unknown))}")
-            check_types(values, f"{path} [strategies.{name}]")
-            cfg = make_config(values)  # validates every field now, before anything runs
-            run_dir = Path(cfg.runs_dir) / cfg.exp
-            check_same_run(cfg.to_dict(), run_dir, collected, f"{path} [strategies.{name}]")
-            runs.append(PlannedRun(cfg.exp, cfg.to_dict(), run_dir, run_action(run_dir, collected)))
+            where = f"{path} [strategies.{name}]"
+            check_types(values, where)
+            try:  # every field validated now, before anything runs; the error names the strategy
+                cfg = make_config(values)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            run_dir, config = Path(cfg.runs_dir) / cfg.exp, cfg.to_dict()
+            check_output(run_dir, inputs=[cfg.data_root], kind="dir", force=True, what=f"{where}: the run folder")
+            action, kept = _existing_run(run_dir, collected)
+            check_same_run(config, kept, f"{path} [strategies.{name}]")
+            runs.append(PlannedRun(cfg.exp, config, run_dir, action))
     return runs
 
 
@@ -128,12 +134,14 @@ def _command(run: PlannedRun) -> list[str]:
         return [sys.executable, "-m", "ferkit", "train", "--resume", str(run.run_dir / "last.pt"),
                 "--data_root", str(run.config["data_root"])]
     spec = run.run_dir / "sweep_config.json"
-    spec.write_text(json.dumps({k: v for k, v in run.config.items() if v is not None and k != "resume"}, indent=2))
+    atomic_text(spec, json.dumps({k: v for k, v in run.config.items() if v is not None and k != "resume"}, indent=2))
     return [sys.executable, "-m", "ferkit", "train", "--config", str(spec)]
 
 
 def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, log=print) -> int:
     """Run the sweep; returns the number of runs that failed."""
+    if jobs < 1:  # -3 would wait forever for a free slot, 0 divide the threads by zero
+        raise ConfigError(f"jobs must be at least 1 (got {jobs})")
     runs = plan(path)
     todo = [r for r in runs if r.action != "skip"]
     for r in runs:

@@ -183,3 +183,44 @@ def light_install_table(names: list[str]) -> Callable[[Path], str]:
                                "first prediction, s: `ferkit predict` / `Predictor`", "full install, `ferkit predict`, s",
                                "torch alone in the full install"], cells)
     return render
+
+
+def gpu_throughput_table(name: str) -> Callable[[Path], str]:
+    """`bench/gpu.py` JSON: training and evaluation img/s per pipeline (seed-cnn, batch 256) on the GPU,
+    with the reference pipeline and ferkit on that machine's CPU for scale."""
+    def render(root: Path) -> str:
+        d = _read_json(root / "bench" / "results" / name)
+        cells = []
+        for pipe, p in d["throughput"].items():
+            layout = "NCHW" if pipe.endswith("nchw") else "channels-last" if pipe.startswith("ferkit") else "NCHW"
+            cells.append([pipe.removesuffix(" nchw"), p["device"], p["precision"], layout, f"{p['train_img_per_s']:,.0f}",
+                          f"{p['eval_img_per_s']:,.0f}", f"{p['epoch_s']:.1f}"])
+        return markdown_table(["pipeline", "device", "precision", "layout", "train img/s", "eval img/s", "s per epoch (train + val)"], cells)
+    return render
+
+
+def time_to_quality_table(names: list[str], amx_runs: list[str]) -> Callable[[Path], str]:
+    """Time to quality per CPU kind: `bench/time_to_quality.py` JSONs (whole runs, or the first epochs
+    projected to the whole run), and the fast recipe's committed runs on the AMX Xeon (`amx_runs`:
+    run folders with wall_clock.txt, metrics.json and metrics_val.json)."""
+    def render(root: Path) -> str:
+        cells = []
+        for folder in amx_runs:
+            run = root / folder
+            wall = float((run / "wall_clock.txt").read_text().split(":")[1].split()[0])
+            test, val = (json.loads((run / n).read_text()) for n in ("metrics.json", "metrics_val.json"))
+            cells.append([f"Intel Xeon, AMX (`{folder}/`)", "fast-bf16", "bfloat16", folder.rsplit("seed", 1)[1],
+                          f"{wall / 60:.1f}", f"{val['macro_f1']:.3f}", f"{test['macro_f1']:.3f}"])
+        for name, d in bench_results(root, names):
+            where = f"{_cpu_label(d['machine'])} (`{name}`)"
+            for recipe, entry in d["recipes"].items():
+                for seed, r in entry["runs"].items():
+                    if "projected_epochs_s" in r:
+                        minutes = f"~{r['projected_epochs_s'] / 60:.1f} (epochs only, from {r['epochs_run']})"
+                        cells.append([where, recipe, r["precision"], seed, minutes, "", ""])
+                    else:
+                        cells.append([where, recipe, r["precision"], seed, f"{r['wall_s'] / 60:.1f}",
+                                      f"{r['val_macro_f1']:.3f}", f"{r['test_macro_f1']:.3f}"])
+        return markdown_table(["CPU (JSON or run folder)", "recipe", "precision", "seed", "minutes, start to test figures",
+                               "val macro-F1", "test macro-F1"], cells)
+    return render

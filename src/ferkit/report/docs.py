@@ -15,10 +15,12 @@ from typing import Callable
 
 import numpy as np
 
+from ferkit.paths import atomic_text
 from ferkit.report.stats import ReportError, mean_std
 from ferkit.report.tables import markdown_table
 from ferkit.report.benchdocs import (_read_json, detection_conditions_table, detection_table, int8_table, light_install_table,
-                                     predict_table, scaling_table, service_table, throughput_table, video_table)
+                                     predict_table, scaling_table, service_table, throughput_table, video_table,
+                                     gpu_throughput_table, time_to_quality_table)
 
 _BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.DOTALL)
 
@@ -131,7 +133,7 @@ _HEADERS = {"val": "val macro-F1", "accuracy": "test accuracy", "macro_f1": "tes
 
 def study_table(summary_dir: str, labels: dict[str, str],
                 columns: tuple[str, ...] = ("val", "accuracy", "macro_f1", "delta", "mcnemar", "f1_disgust", "f1_fear"),
-                baseline: str = "E0") -> Callable[[Path], str]:
+                ) -> Callable[[Path], str]:
     """A study table from a `ferkit summary` folder's summary.csv, one row per group in the order of
     `labels` ({group: row label}; groups it does not name follow), the group with the best mean val
     macro-F1 in bold. Columns: val, accuracy, macro_f1 (with its CI), delta (vs the baseline, CI),
@@ -150,7 +152,7 @@ def study_table(summary_dir: str, labels: dict[str, str],
                 if "val" in columns:
                     line[1 + columns.index("val")] = f"**{line[1 + columns.index('val')]}**"
             cells.append(line)
-        headers = [(_HEADERS.get(c) or "").replace("vs E0", f"vs {baseline}") or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
+        headers = [_HEADERS.get(c) or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
                    for c in columns]
         return markdown_table(["strategy"] + headers, cells)
     return render
@@ -221,6 +223,11 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "converged-per-class": study_table(STUDY, STUDY_LABELS, ("seeds",) + tuple(
         f"f1_{c}±" for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"))),
     "converged-reference": reference_table,
+    "gpu-reference": study_table("results/reference_budget/summary", {"E0": "E0 (softmax + CE)", "E5": "E5 (+ 1/sqrt(n_c) sampler)"},
+                                 ("seeds", "val", "macro_f1", "delta", "seed_std", "accuracy", "f1_disgust", "f1_fear")),
+    "gpu-throughput": gpu_throughput_table("gpu-h200.json"),
+    "time-to-quality": time_to_quality_table(["time_to_quality-epyc-avx512.json", "time_to_quality-epyc-avx512-avx2-kernels.json"],
+                                             [f"results/fast_slim/fast_seed{s}" for s in (42, 1, 2)]),
     "converged-budget": study_table("results/converged/summary_budget", {
         "E0": "E0", "E0-40ep": "E0-40ep (the control)", "E5-30ep": "E5 (superseded)", "E5": "E5",
         "LDAM-DRW-30ep": "LDAM-DRW (superseded)", "LDAM-DRW-40ep": "LDAM-DRW (superseded)", "LDAM-DRW": "LDAM-DRW"},
@@ -263,7 +270,7 @@ def run_report(root: Path, check: bool = False, log=print) -> int:
         for name in changed:
             stale.append(f"{path.relative_to(root)}: {name}")
         if changed and not check:
-            path.write_text(new, encoding="utf-8")
+            atomic_text(path, new)  # a doc is replaced whole (ferkit.paths), never left half-written
         if n:
             log(f"{path.relative_to(root)}: {n} block(s), {len(changed)} {'differ' if check else 'rewritten'}")
     if check and stale:

@@ -137,11 +137,13 @@ def read_teacher_logits(path: Path) -> dict:
 
 
 def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device: torch.device | str = "cpu",
-                        batch_size: int = 512) -> Path:
+                        batch_size: int = 512, amp: bool = True) -> Path:
     """Run a teacher (one checkpoint or an ensemble) once over every split's un-augmented images
     and store its logits, float16, with the data's key and class names. The file is what
-    `--teacher FILE.npz` reads; val and test logits are kept for reporting the teacher."""
+    `--teacher FILE.npz` reads; val and test logits are kept for reporting the teacher. `amp`: in
+    bfloat16 where it runs natively (the logits are stored in float16 anyway)."""
     from ferkit.data.augment import to_input
+    from ferkit.device import autocast
     device = torch.device(device)
     teacher = load_teacher(spec, data.class_names, data.key, len(data.splits["train"]), space, device)
     if not isinstance(teacher, ModelTeacher):
@@ -149,8 +151,9 @@ def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device:
     arrays = {}
     for split in ("train", "val", "test"):
         images = torch.from_numpy(data.splits[split].images)
-        chunks = [teacher.logits(to_input(images[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last))
-                  for i in range(0, len(images), batch_size)]
+        with autocast(device, amp), torch.inference_mode():
+            chunks = [teacher.logits(to_input(images[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)).float()
+                      for i in range(0, len(images), batch_size)]
         arrays[f"{split}_logits"] = torch.cat(chunks).cpu().numpy().astype(np.float16)
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp.npz")
