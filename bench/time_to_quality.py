@@ -67,8 +67,10 @@ def run_one(recipe: str, fields: dict, seed: int, data: str, runs: Path, env: di
         shutil.rmtree(run_dir)  # a bench run folder of its own (never a user's run): an interrupted one restarts
     cmd = [sys.executable, "-m", "ferkit", "train", "--data_root", data, *flags(fields), "--seed", str(seed),
            "--exp", exp, "--runs_dir", str(runs)]
+    runs.mkdir(parents=True, exist_ok=True)
+    log = open(runs / f"{exp}.stderr", "w")  # a file, not a pipe: a full pipe would stop the run (progress bars)
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=log)
     while proc.poll() is None:
         time.sleep(2)
         if max_epochs and len(epochs_csv(run_dir / "epochs.csv")) >= max_epochs:
@@ -76,9 +78,11 @@ def run_one(recipe: str, fields: dict, seed: int, data: str, runs: Path, env: di
             proc.wait()
             break
     wall = time.time() - t0
+    log.close()
     rows = epochs_csv(run_dir / "epochs.csv")
     if proc.returncode not in (0, None) and not (max_epochs and len(rows) >= max_epochs):
-        raise SystemExit(f"ferkit train failed (exit {proc.returncode}): {proc.stderr.read()[-2000:]}")
+        tail = (runs / f"{exp}.stderr").read_text()[-2000:]
+        raise SystemExit(f"ferkit train failed (exit {proc.returncode}): {tail}")
     config = json.loads((run_dir / "config.json").read_text())
     out = {"seed": seed, "command": " ".join(cmd[2:]), "precision": config["run"]["precision"],
            "machine": config["run"]["machine"], "epochs_run": len(rows),
