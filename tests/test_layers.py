@@ -84,7 +84,7 @@ LAYERS = [  # lowest first; the same list as docs/DESIGN.md "Source layout"
     ["ferkit.models"],
     ["ferkit.strategies", "ferkit.optim", "ferkit.tta"],
     ["ferkit.config"],
-    ["ferkit.report"],
+    ["ferkit.report", "ferkit.calibration"],
     ["ferkit.evaluate"],
     ["ferkit.train"],
     ["ferkit.posthoc"],
