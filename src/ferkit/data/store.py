@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
 
 import numpy as np
+
+from ferkit.paths import atomic_write
 
 from .errors import DataError
 
@@ -105,20 +105,7 @@ def is_store_dir(path: Path) -> bool:
     return path.is_dir() and (path / STORE_JSON).is_file() and (path / STORE_NPZ).is_file()
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` via a temporary file in the same folder and os.replace, so readers never see
-    a half-written file (a crash or a concurrent run leaves either the old file or the new one)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_store(data: FerData, npz_path: Path, json_path: Path) -> None:
+def save_store(data: FerData, npz_path: Path, json_path: Path, overwrite: bool = True) -> None:
     """Write `data` as a store: the npz first, then the json (which names the key of the npz)."""
     npz_path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"key": np.array(data.key)}
@@ -135,8 +122,10 @@ def save_store(data: FerData, npz_path: Path, json_path: Path) -> None:
         "key": data.key,
         "notes": data.notes,
     }
-    write_atomic(npz_path, lambda f: np.savez(f, **arrays))
-    write_atomic(json_path, lambda f: f.write(json.dumps(meta).encode("utf-8")))
+    # Each file appears whole or not at all (`atomic_write`); the json, which names the npz's key,
+    # goes last, so a store whose json is there is complete.
+    atomic_write(npz_path, lambda f: np.savez(f, **arrays), overwrite=overwrite)
+    atomic_write(json_path, lambda f: f.write(json.dumps(meta).encode("utf-8")), overwrite=overwrite)
 
 
 def load_store(npz_path: Path, json_path: Path) -> FerData:

@@ -99,9 +99,10 @@ def _load_data_only(path: Path, map_location: str) -> Any:
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
-    """Write a checkpoint so that an interruption never leaves a half-written file (`write_atomic`)."""
-    from ferkit.data.store import write_atomic
-    write_atomic(Path(path), lambda f: torch.save(obj, f))
+    """Write a checkpoint so that an interruption or a full disk never leaves a half-written file
+    (`ferkit.paths.atomic_write`: the earlier checkpoint stays until the new one is complete)."""
+    from ferkit.paths import atomic_write
+    atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dict:
