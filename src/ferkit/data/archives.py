@@ -3,11 +3,15 @@ do not care which one they read. Paths are posix strings relative to the archive
 ("" is the root, "fer2013/train" a folder, "fer2013/train/angry/a.jpg" a file)."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Iterable
+
+from ferkit.paths import special_kind
 
 from .errors import DataError
 
@@ -55,7 +59,9 @@ class DirSource:
         return str(self.root / rel) if rel else str(self.root)
 
     def children(self, rel: str) -> tuple[list[str], list[str]]:
-        """Sorted names of the (sub-folders, files) directly in folder `rel`, junk left out."""
+        """Sorted names of the (sub-folders, files) directly in folder `rel`, junk left out. FIFOs,
+        sockets and devices count as files: reading one is refused (`read`), so they are reported,
+        or skipped under --skip-bad, like any unreadable image."""
         dirs, files = [], []
         with os.scandir(self.root / rel) as it:
             for entry in it:
@@ -64,13 +70,25 @@ class DirSource:
                 (dirs if entry.is_dir() else files).append(entry.name)
         return sorted(dirs), sorted(files)
 
+    def open(self, rel: str) -> IO[bytes]:
+        """A regular file, opened for reading. Opened without blocking and checked first: opening a
+        FIFO for reading waits, forever, for a writer."""
+        fd = os.open(self.root / rel, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            kind = special_kind(os.fstat(fd).st_mode)
+            if kind:
+                raise OSError(errno.EINVAL, f"{kind}, not a regular file", str(self.root / rel))
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
     def read(self, rel: str) -> bytes:
-        with open(self.root / rel, "rb") as f:
+        with self.open(rel) as f:
             check_entry_size(os.fstat(f.fileno()).st_size)
             return f.read()
-
-    def open(self, rel: str) -> IO[bytes]:
-        return open(self.root / rel, "rb")
 
     def tree_key(self, prefix: str, files: Iterable[str]) -> bytes:
         """Key material for the image files of a folder tree: (path relative to the tree, size,
@@ -141,7 +159,12 @@ class ZipSource:
 
     def read(self, rel: str) -> bytes:
         check_entry_size(self.zf.getinfo(rel).file_size)  # from the zip's directory, before reading
-        return self.zf.read(rel)
+        try:
+            return self.zf.read(rel)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            # A damaged member (a wrong CRC-32, a cut-off stream) is a bad file, as an unreadable
+            # image is: reported with its name, or skipped under --skip-bad.
+            raise ValueError(f"damaged zip member ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
 
     def open(self, rel: str) -> IO[bytes]:
         return self.zf.open(rel)

@@ -165,8 +165,10 @@ def decode_tree(source: Source, plan: TreePlan, skip_bad: bool,
                 continue
             except ImageError as e:  # says which file and why
                 problem = str(e).splitlines()[0]
-            except (OSError, ValueError) as e:  # unreadable: permissions, a dangling link, an oversized zip entry
-                problem = f"{source.path(rel)}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            except OSError as e:  # unreadable: permissions, a dangling link, a FIFO
+                problem = f"{source.path(rel)}: {e.strerror or str(e).splitlines()[0]}"
+            except ValueError as e:  # an oversized or damaged zip entry
+                problem = f"{source.path(rel)}: {str(e).splitlines()[0]}"
             if not skip_bad:
                 raise DataError(f"cannot read image {problem}; fix or delete it, or use --skip-bad to skip "
                                 f"unreadable images") from None

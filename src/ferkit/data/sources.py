@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
+
+from ferkit.paths import OutputError, check_output, special_kind
 
 from .archives import DirSource, Source, ZipSource, join
 from .csvsource import read_fer_csv
@@ -41,6 +44,9 @@ def load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_b
     except OSError as e:
         where = e.filename or data_root
         raise DataError(f"cannot read {where} ({e.strerror or e}): check the path and its permissions") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a damaged member of a zip read as a stream (a csv)
+        raise DataError(f"{data_root} is a damaged zip ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                        f"download it again") from None
 
 
 def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False,
@@ -54,6 +60,9 @@ def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_
     root = Path(data_root).expanduser()
     if not root.exists():
         raise DataError(f"data root {root} does not exist: expected {LAYOUTS}")
+    special = special_kind(root.stat().st_mode)
+    if special:  # reading a FIFO would wait forever for a writer
+        raise DataError(f"data root {root} is {special}, not a file or folder: expected {LAYOUTS}")
     if is_store_dir(root):
         data = load_store(root / STORE_NPZ, root / STORE_JSON)
         data.source = str(root)
@@ -92,24 +101,22 @@ def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_
     try:
         save_store(data, npz_path, json_path)
         log(f"cached the decoded store in {npz_path}")
-    except OSError as e:  # a cache we cannot write costs speed next time, not correctness
+    except (OSError, OutputError) as e:  # a cache we cannot write costs speed next time, not correctness
         log(f"could not write the cache {npz_path} ({e}); set FERKIT_CACHE to a writable folder")
     return data
 
 
 def prepare(source: str | Path, out_dir: str | Path, skip_bad: bool = False, log: Log = print,
-            cache_dir: str | Path | None = None) -> FerData:
+            cache_dir: str | Path | None = None, force: bool = False) -> FerData:
     """Load `source` like `load_data` and write the store (ferkit_store.npz + .json) into
-    `out_dir` (created if needed), so `load_data(out_dir)` reads it directly."""
+    `out_dir` (created if needed), so `load_data(out_dir)` reads it directly.
+
+    `out_dir` is checked before anything is decoded (`check_output`): never the source or inside
+    it (the store would shadow the images), a folder that can be written, and an earlier store
+    there is replaced only with `force`."""
+    out = check_output(out_dir, inputs=[source], kind="dir", files=[STORE_NPZ, STORE_JSON], force=force)
     data = load_data(source, cache_dir=cache_dir, skip_bad=skip_bad, log=log)
-    out = Path(out_dir).expanduser()
-    if (out / STORE_NPZ).exists():
-        raise DataError(f"{out} already holds a prepared store: choose another --out or delete it first")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        save_store(data, out / STORE_NPZ, out / STORE_JSON)
-    except OSError as e:
-        raise DataError(f"cannot write the store to {out} ({e.strerror or e}): choose a writable --out folder") from None
+    save_store(data, out / STORE_NPZ, out / STORE_JSON, overwrite=force)
     log(f"wrote {out / STORE_NPZ} and {STORE_JSON}")
     return data
 
