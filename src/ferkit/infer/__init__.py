@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Predictor", "default_checkpoint", "export_onnx", "ImageReadError"]
+__all__ = ["Predictor", "default_checkpoint", "export_onnx", "ImageReadError", "ModelError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +23,7 @@ def __getattr__(name: str) -> Any:
     if name == "ImageReadError":
         from .io import ImageReadError
         return ImageReadError
+    if name == "ModelError":  # a corrupt .onnx, or a model whose outputs are NaN
+        from .onnx import ModelError
+        return ModelError
     raise AttributeError(f"module 'ferkit.infer' has no attribute {name!r}")

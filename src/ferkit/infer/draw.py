@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ferkit.paths import atomic_write
+
 from .io import to_rgb
 
 # One colour per class (RGB), in ferkit's alphabetical class order; the web page uses the same.
@@ -35,17 +37,14 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
-def save_annotated(image: np.ndarray, faces: list[dict], out_dir: Path, name: str, used: set[str]) -> Path:
-    """Save the annotated image as out_dir/name, adding _1, _2 ... when a name repeats in a run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem, suffix = Path(name).stem, Path(name).suffix.lower()
-    if suffix not in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
-        suffix = ".png"
-    candidate, k = f"{stem}{suffix}", 0
-    while candidate in used:
-        k += 1
-        candidate = f"{stem}_{k}{suffix}"
-    used.add(candidate)
-    path = out_dir / candidate
-    Image.fromarray(annotate(image, faces)).save(path)
-    return path
+# What an annotated copy of an image can be written as (PIL's format for the suffix); others become .png.
+IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
+                 ".tiff": "TIFF"}
+
+
+def save_annotated(image: np.ndarray, faces: list[dict], path: Path, overwrite: bool = True) -> Path:
+    """Save the annotated copy of `image` at `path` (its name from `annotation_names`), whole or not
+    at all. Not flushed to the disk one by one: copies are many, small and can be made again."""
+    drawn = Image.fromarray(annotate(image, faces))
+    return atomic_write(path, lambda f: drawn.save(f, format=IMAGE_FORMATS[path.suffix.lower()]),
+                        overwrite=overwrite, durable=False)

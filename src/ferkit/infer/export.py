@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ferkit.data.store import IMAGE_SIZE
+from ferkit.paths import OutputError, atomic_write, check_output
 
 OPSET = 17
 
@@ -56,13 +57,22 @@ def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
     return proto.SerializeToString(), info
 
 
-def export_onnx(checkpoint: Any, out: str | Path, opset: int = OPSET) -> Path:
-    """Write `checkpoint` as an ONNX file at `out`; returns the path."""
-    data, _ = export_bytes(checkpoint, opset)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+def check_onnx_out(checkpoint: Any, out: str | Path, force: bool = False, data_root: str | None = None) -> Path:
+    """Before any work: `out` ends in .onnx (a Predictor tells the formats apart by it), is not the
+    checkpoint or the data, and replaces an existing file only with `force` (`check_output`)."""
+    inputs = [checkpoint if isinstance(checkpoint, (str, Path)) else None, data_root]
+    out = check_output(out, inputs=inputs, force=force)
+    if out.suffix.lower() != ".onnx":
+        raise OutputError(f"--out {out} must end in .onnx")
     return out
+
+
+def export_onnx(checkpoint: Any, out: str | Path, opset: int = OPSET, force: bool = False) -> Path:
+    """Write `checkpoint` as an ONNX file at `out`; returns the path. `out` is checked first
+    (`check_onnx_out`) and written whole or not at all (`atomic_write`)."""
+    out = check_onnx_out(checkpoint, out, force)
+    data, _ = export_bytes(checkpoint, opset)
+    return atomic_write(out, lambda f: f.write(data), overwrite=force)
 
 
 def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: int = 64) -> Path:
@@ -106,6 +116,4 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: 
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
-    return out
+    return atomic_write(out, lambda f: f.write(proto.SerializeToString()))

@@ -18,21 +18,26 @@ CALIBRATION_SEED = 0
 
 
 def export_int8(checkpoint: str | Path, out: Path, data_root: str | None = None, calib: int = 512,
-                log=print) -> dict:
-    """Quantise `checkpoint` to `out` and write `out`.metrics.json; returns those metrics."""
+                log=print, force: bool = False) -> dict:
+    """Quantise `checkpoint` to `out` and write `out`.metrics.json; returns those metrics. Both outputs
+    are checked before any work (`check_onnx_out`) and written whole or not at all."""
     from ferkit.config import ConfigError
     from ferkit.data import load_data
     from ferkit.evaluate import compute_metrics, match_classes, predict_proba
     from ferkit.models import load_model, read_checkpoint
     from ferkit.tta import tta_mode
 
-    from .export import export_bytes, quantize_int8
+    from ferkit.paths import atomic_text, check_output
+
+    from .export import check_onnx_out, export_bytes, quantize_int8
     from .predictor import Predictor
 
     ckpt = read_checkpoint(checkpoint)
     root = data_root or (ckpt.get("config") or {}).get("data_root")
     if not root:
         raise ConfigError("--int8 calibrates on train images: give --data_root")
+    out = check_onnx_out(checkpoint, out, force, root)
+    report_path = check_output(out.with_name(out.name + ".metrics.json"), inputs=[checkpoint, root], force=force)
     data = match_classes(load_data(root), ckpt["class_names"])
     train = data.splits["train"]
     if not 1 <= calib <= len(train.labels):
@@ -59,7 +64,6 @@ def export_int8(checkpoint: str | Path, out: Path, data_root: str | None = None,
                          "changed_predictions": int((p32 != p8).sum()), "n": int(len(p8))}
         log(f"{split}: int8 macro-F1 {m8['macro_f1']:.4f}, float32 {m32['macro_f1']:.4f} (cost "
             f"{report[split]['macro_f1_cost']:+.4f}); {report[split]['changed_predictions']} of {len(p8):,} predictions differ")
-    path = out.with_name(out.name + ".metrics.json")
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {path.name}")
+    atomic_text(report_path, json.dumps(report, indent=2) + "\n")
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {report_path.name}")
     return report

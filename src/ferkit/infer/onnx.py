@@ -14,6 +14,26 @@ from typing import Any
 import numpy as np
 
 
+class ModelError(ValueError):
+    """A model that cannot be run: a corrupt .onnx file, or one whose outputs are NaN (broken weights).
+    One line that names the file."""
+
+
+def check_finite(probs: np.ndarray, source: Any) -> np.ndarray:
+    """`probs` if every value is finite; else a ModelError: NaN weights make every output NaN, and a
+    row must never say "score": NaN (not JSON, and not a prediction)."""
+    if not np.isfinite(probs).all():
+        name = source if isinstance(source, (str, Path)) else "the model"
+        raise ModelError(f"{name} gives NaN or infinite outputs (its weights are broken): retrain or re-export "
+                         f"it, or use another checkpoint")
+    return probs
+
+
+def _first_line(e: Exception, width: int = 160) -> str:
+    line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    return line if len(line) <= width else line[:width - 4] + " ..."
+
+
 class OnnxRunner:
     """onnxruntime on a .onnx file (or a .pt / checkpoint dict exported in memory first)."""
 
@@ -31,7 +51,11 @@ class OnnxRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads  # 0 = onnxruntime's default (one per core)
         self.threads = threads or (os.cpu_count() or 1)
-        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...) for a bad file
+            raise ModelError(f"{source} is not a valid ONNX model ({_first_line(e)}): export it again with "
+                             f"`ferkit export`") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in meta:
             raise ValueError(f"{source}: ONNX model without ferkit class_names metadata: export it with `ferkit export`")

@@ -22,12 +22,14 @@ import importlib.util
 import numpy as np
 from PIL import Image
 
+from ferkit.config import Bound
 from ferkit.cpu import cpu_has_amx
 from ferkit.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
 from .faces import FACE_SIZE, Box, face_crop, make_detector, resize_face
 from .io import load_image, to_gray
+from .onnx import check_finite
 
 # Measured on upscaled FER-2013 test faces: the cascade's box is ~3.4% smaller than the
 # 48x48 crop the face came from (median), so 2% on each side reproduces the training framing.
@@ -183,6 +185,8 @@ class Predictor:
                  score_threshold: float | None = None, scale_factor: float | None = None,
                  min_face: int | None = None, min_neighbors: int | None = None, max_side: int | None = None,
                  batch_size: int = 64, threads: int | None = None):
+        Bound(1).check("threads", threads)  # checked before anything loads or any setting changes
+        Bound(1).check("batch_size", batch_size)
         if threads is not None:
             import cv2
             cv2.setNumThreads(threads)  # the detectors' threads (YuNet's ONNX Runtime session reads them): process-wide
@@ -203,13 +207,15 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}: use 'auto', 'torch' or 'onnx'")
         if not 0 <= margin <= 1:
             raise ValueError(f"margin is a fraction of the face size per side, 0..1 (got {margin})")
+        # One image through the model now: broken (NaN) weights are refused here, not found in the rows.
+        check_finite(self.runner(np.zeros((1, 1, FACE_SIZE, FACE_SIZE), np.float32)), checkpoint)
         self.checkpoint = checkpoint if isinstance(checkpoint, dict) else str(checkpoint)
         self.backend = backend
         self.class_names: list[str] = self.runner.class_names
         self.detect = detect
         self.tta = tta_mode(tta)
         self.margin = margin
-        self.batch_size = max(1, batch_size)
+        self.batch_size = batch_size
         self.detector = make_detector(detector, score_threshold=score_threshold, scale_factor=scale_factor,
                                       min_face=min_face, min_neighbors=min_neighbors, max_side=max_side)
         self.align = align
@@ -225,7 +231,7 @@ class Predictor:
             views = tta_views(batch, self.tta)  # all views in one forward pass, then the mean softmax
             probs = self.runner(np.concatenate(views) if len(views) > 1 else views[0])
             out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
-        return out
+        return check_finite(out, self.checkpoint)
 
     def find_faces(self, image: np.ndarray, detect: bool | None = None) -> tuple[list[Box], np.ndarray]:
         """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting

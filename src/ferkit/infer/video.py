@@ -3,6 +3,7 @@ those frames followed by `FaceTracker` (a track id per face, probabilities smoot
 an annotated copy of the video on request."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -59,12 +60,17 @@ def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: 
     or one {"frame", "time_s", "faces": 0} row for a frame without a face. Faces are classified
     `chunk` frames at a time (one batch); with `annotate_to`, the processed frames are written there
     as an MP4 with the boxes, track ids and labels drawn."""
+    from ferkit.paths import atomic_path
+
     from .draw import annotate
 
     tracker = FaceTracker(detect_every, window)
     pending: list[tuple[int, float, np.ndarray, list, list[tuple[int, tuple]]]] = []
     writer = None
     fps = video_fps(path) / every or 10.0
+    # The annotated video is written under a temporary name and renamed once complete (`atomic_path`):
+    # an error, or a reader that stops early, leaves no partial video.
+    files = contextlib.ExitStack()
 
     def flush() -> Iterator[dict]:
         nonlocal writer
@@ -83,13 +89,14 @@ def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: 
                        "probs": {c: round(p, 6) for c, p in face["probs"].items()}}
             if annotate_to is not None:
                 if writer is None:
-                    annotate_to.parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(annotate_to), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                    temp = files.enter_context(atomic_path(annotate_to))
+                    writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                              (frame.shape[1], frame.shape[0]))
+                    files.callback(writer.release)  # released before the file is renamed
                 writer.write(cv2.cvtColor(annotate(frame, faces), cv2.COLOR_RGB2BGR))
         pending.clear()
 
-    try:
+    with files:
         for index, seconds, frame in iter_frames(path, every):
             gray = to_gray(frame)
             if not predictor.detect:
@@ -103,6 +110,3 @@ def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: 
             if len(pending) == chunk:
                 yield from flush()
         yield from flush()
-    finally:
-        if writer is not None:
-            writer.release()
