@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from dataclasses import fields
-
-from ferkit.config import PRESETS, ConfigError, RunConfig, choices, make_config, read_config_file
+from ferkit.config import PRESETS, Bound, ConfigError, RunConfig, check_resume, choices, make_config, read_config_file
+from ferkit.paths import NO_SPACE, OutputError, check_output, no_space
 from ferkit.tta import TTA_MODES
+
+AT_LEAST_0, AT_LEAST_1 = Bound(0).arg(int), Bound(1).arg(int)  # ranges declared with their flags below
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, exit status 2, as every other error of ferkit's (`--help` shows the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -37,9 +46,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
             kind = int if "int" in kinds else float if "float" in kinds else str
             p.add_argument(f"--{f.name}", type=kind, help=help, **extra)
     p.add_argument("--config", help="a TOML, YAML or JSON file of the same fields (explicit flags win over it)")
-    p.add_argument("--overwrite", action="store_true",
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
                    help="replace an existing run of the same --exp (otherwise it is refused: nothing is lost)")
-    p.add_argument("--nproc", type=int, default=None,
+    p.add_argument("--nproc", type=AT_LEAST_1, default=None,
                    help="train with N processes (DistributedDataParallel: gloo on CPU, nccl on CUDA) by starting "
                         "torchrun --standalone --nproc_per_node N; --batch_size stays the global batch")
 
@@ -50,23 +59,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc is not None:
         return launch_torchrun(args.nproc, args.argv)
     explicit = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "overwrite", "nproc", "argv")}
-    cfg = make_config(explicit, read_config_file(args.config) if args.config else None)
+    file_values = read_config_file(args.config) if args.config else {}
+    cfg = make_config(explicit, file_values)
     if cfg.epochs == 0:
         if not cfg.resume:
             raise ConfigError("--epochs 0 evaluates a checkpoint: give it with --resume CKPT")
         # The reference project's eval command names its output folder with --exp (runs/E5_eval/).
+        from ferkit.evaluate import evaluate_checkpoint
+
         out = str(Path(cfg.runs_dir) / args.exp) if args.exp else None
-        return run_eval(cfg.resume, cfg.data_root, out, cfg.runs_dir, args.amp, args.tta, cfg.device)
+        evaluate_checkpoint(cfg.resume, cfg.data_root, out, cfg.runs_dir, args.amp, args.tta, cfg.device, force=args.overwrite)
+        return 0
+    check_run(cfg, file_values | {k: v for k, v in explicit.items() if v is not None}, args.overwrite, args.config)
     fit(cfg, overwrite=args.overwrite)
     return 0
+
+
+def check_run(cfg: RunConfig, given: dict, overwrite: bool, config_file: str | None = None) -> None:
+    """Before any work: a resumed run takes no setting that conflicts with its checkpoint; a new run's folder
+    is not inside an input nor replaces a run without --overwrite (`check_output`; fit checks it again)."""
+    if cfg.resume:
+        from ferkit.models import read_checkpoint
+
+        return check_resume(given, read_checkpoint(cfg.resume).get("config", {}), cfg.resume)
+    run, teachers = Path(cfg.runs_dir) / cfg.exp, (getattr(cfg, "teacher", None) or "").split(",")
+    unfinished = (run / "last.pt").is_file() and not (run / "metrics.json").is_file()
+    hint = f" (or continue it with --resume {run / 'last.pt'})" if unfinished else ""
+    check_output(run, inputs=[cfg.data_root, config_file, *teachers], kind="dir", files=["metrics.json", "last.pt",
+                 "best.pt"], force=overwrite, what="the run folder", force_flag="--overwrite" + hint)
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
     """`ferkit train ... --nproc N`: the same command under `torchrun --standalone --nproc_per_node N`."""
     import os
 
-    if nproc < 1:
-        raise ConfigError(f"--nproc must be at least 1 (got {nproc})")
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc inside torchrun: give one or the other")
     rest, skip = [], False
@@ -84,49 +110,19 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
     return 0  # not reached
 
 
-def _data_root(given: str | None, saved_config: dict) -> str:
-    """The dataset to evaluate on: the one given, else the one the checkpoint's run recorded."""
-    root = given or saved_config.get("data_root")
-    if not root:
-        raise ConfigError("no --data_root given and the checkpoint does not record one")
-    return root
-
-
-def run_eval(ckpt: str, data_root: str | None, out: str | None, runs_dir: str, amp: bool | None, tta: bool | None,
-             device: str = "auto", splits: tuple[str, ...] = ("val", "test")) -> int:
-    from ferkit.data import load_data
-    from ferkit.device import amp_notice, pick_device
-    from ferkit.models import read_checkpoint
-    from ferkit.evaluate import evaluate_run
-
-    checkpoint = read_checkpoint(ckpt)
-    saved = checkpoint.get("config", {})
-    data_root = _data_root(data_root, saved)
-    # By default evaluate as the numbers to reproduce were made: a shipped model as its card (float32),
-    # a run as it trained (same precision and TTA).
-    if amp is None:
-        amp = checkpoint["card_precision"] != "float32" if "card_precision" in checkpoint else saved.get("amp", False)
-    notice = amp_notice(pick_device(device), amp)
-    if notice:
-        print(notice)
-    tta = saved.get("tta", False) if tta is None else tta
-    path = Path(ckpt)
-    out_dir = Path(out) if out else Path(runs_dir) / f"eval-{path.parent.name}-{path.stem}"
-    if (out_dir / "best.pt").exists() or (out_dir / "last.pt").exists():
-        raise ConfigError(f"{out_dir} holds a training run: write the evaluation elsewhere (another --exp or --out)")
-    evaluate_run(path, load_data(data_root), out_dir, amp, tta, pick_device(device), splits=splits)
-    return 0
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
+    from ferkit.evaluate import evaluate_checkpoint
+
     splits = ("val", "test") if args.split == "both" else (args.split,)
-    return run_eval(args.ckpt, args.data_root, args.out, args.runs_dir, args.amp, args.tta, args.device, splits)
+    evaluate_checkpoint(args.ckpt, args.data_root, args.out, args.runs_dir, args.amp, args.tta, args.device, splits,
+                        args.force)
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ferkit.data import format_counts, prepare
 
-    data = prepare(args.source, args.out, skip_bad=args.skip_bad)
+    data = prepare(args.source, args.out, skip_bad=args.skip_bad, force=args.force)
     print(format_counts(data))
     print(f"store written to {args.out}/ (use it as --data_root)")
     return 0
@@ -139,17 +135,21 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from ferkit.pretrained import evaluate_shipped, shipped_models
     from ferkit.train import fit
 
+    out = Path(args.runs_dir) / "shipped"
+    # Before any work: it rewrites its own evaluations in runs/shipped/ (a check job), never inside the data.
+    check_output(out, inputs=[args.data], kind="dir", not_into=("best.pt", "last.pt"), force=True, what="--runs_dir")
+    cfg = make_config({"data_root": args.data, "preset": args.preset, "amp": True, "epochs": args.epochs,
+                       "batch_size": args.batch_size, "seed": args.seed, "runs_dir": args.runs_dir})
+    if args.train:
+        check_run(cfg, {}, overwrite=False)
     data = load_data(args.data)
     print(format_counts(data))
-    out = Path(args.runs_dir) / "shipped"
     if not shipped_models():
         raise ConfigError("no shipped model under pretrained/: this is not a full ferkit checkout")
     print(f"\nThe shipped models on test (PrivateTest) only, in float32 with their cards' TTA, as the cards were "
           f"measured (outputs in {out}/; a progress bar shows the time left):")
     rows = evaluate_shipped(data, out)
     if args.train:
-        cfg = make_config({"data_root": args.data, "preset": args.preset, "amp": True, "epochs": args.epochs,
-                           "batch_size": args.batch_size, "seed": args.seed, "runs_dir": args.runs_dir})
         m = fit(cfg, data)
         run = Path(cfg.runs_dir) / cfg.exp
         print(f"\n{args.preset} on test: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
@@ -160,28 +160,11 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 def cmd_posthoc(args: argparse.Namespace) -> int:
     """Tune a post-hoc adjustment on val and save the adjusted checkpoint."""
-    from ferkit.data import load_data
-    from ferkit.models import read_checkpoint, save_checkpoint
-    from ferkit.posthoc import METHODS, adjust_checkpoint
-    from ferkit.evaluate import match_classes
+    from ferkit.posthoc import adjust_file
 
-    if args.method not in METHODS:
-        raise ConfigError(f"unknown post-hoc method {args.method!r}: choose one of {', '.join(METHODS)}")
-    ckpt = read_checkpoint(args.ckpt)
-    data = match_classes(load_data(_data_root(args.data_root, ckpt.get("config", {}))), ckpt["class_names"])
-    amp = ckpt.get("config", {}).get("amp", False)
-    try:
-        new = adjust_checkpoint(ckpt, data, args.method, amp, args.crt_epochs)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for key in ("optimizer", "scheduler", "rng", "history"):  # a last.pt's training state does not apply any more
-        new.pop(key, None)
-    save_checkpoint(new, out)
-    ph = new["posthoc"]
+    ph = adjust_file(args.ckpt, args.method, args.out, args.data_root, args.crt_epochs, args.force)
     print(f"{args.method}: val macro-F1 {ph['val_macro_f1']:.4f}" + (f" at tau {ph['tau']}" if "tau" in ph else ""))
-    print(f"saved {out}; evaluate it on test with: ferkit eval {out}")
+    print(f"saved {args.out}; evaluate it on test with: ferkit eval {args.out}")
     return 0
 
 
@@ -209,7 +192,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     from ferkit.pretrained import pack
 
-    pack(args.ckpt, args.out, args.data_root, args.title, tta=args.tta)
+    pack(args.ckpt, args.out, args.data_root, args.title, tta=args.tta, force=args.force)
     return 0
 
 
@@ -219,8 +202,9 @@ def cmd_teacher_logits(args: argparse.Namespace) -> int:
     from ferkit.device import pick_device
     from ferkit.strategies.distill import save_teacher_logits
 
-    if Path(args.out).suffix != ".npz" or Path(args.out).exists():
+    if Path(args.out).suffix != ".npz":
         raise ConfigError(f"--out {args.out} must be a new .npz file (it is never overwritten)")
+    check_output(args.out, inputs=[args.data_root, *args.teacher.split(",")])
     save_teacher_logits(args.teacher, load_data(args.data_root), Path(args.out), args.teacher_space, pick_device(args.device))
     print(f"teacher logits of every split written to {args.out} (use it as --teacher {args.out})")
     return 0
@@ -241,14 +225,15 @@ def _lazy(module: str, add: str, run: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ferkit", description="Imbalance-aware facial expression recognition on FER-2013")
+    parser = Parser(prog="ferkit", description="Imbalance-aware facial expression recognition on FER-2013")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="decode a FER-2013 download into a cached uint8 store and print its counts")
     p.add_argument("source", help="image-folder tree, its parent, a .zip, or fer2013.csv")
-    p.add_argument("--out", required=True, help="folder to write the store to")
+    p.add_argument("--out", required=True, help="folder to write the store to (never the source or inside it)")
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
-                   help="skip unreadable images (they are listed) instead of stopping")
+                   help="skip unreadable images and FIFOs, sockets and devices (they are listed) instead of stopping")
+    p.add_argument("--force", action="store_true", help="replace a store already in --out")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train a strategy, keep the best checkpoint on val, evaluate it on test")
@@ -267,14 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip (the bare flag) or crops (5 crops x flip); default: as the run was")
     p.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="no test-time augmentation")
     p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="replace an earlier evaluation in --out")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("quickstart", help="the main job: prepare the data, evaluate the shipped models on test")
     p.add_argument("data", help="FER-2013 zip, folder or fer2013.csv")
     p.add_argument("--train", action="store_true", help="also train --preset and evaluate it on test")
     p.add_argument("--preset", default="E5", choices=sorted(PRESETS))
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--epochs", type=AT_LEAST_1, default=30)
+    p.add_argument("--batch_size", type=AT_LEAST_1, default=64)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--runs_dir", default="runs")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
@@ -285,20 +271,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="a key of ferkit.posthoc.METHODS: la (logit "
                    "adjustment), taunorm (tau-normalisation), crt (classifier re-training, class-balanced); each tuned on val")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
-    p.add_argument("--out", required=True, help="path of the adjusted checkpoint")
-    p.add_argument("--crt_epochs", type=int, default=10)
+    p.add_argument("--out", required=True, help="path of the adjusted checkpoint (never the checkpoint given)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--crt_epochs", type=AT_LEAST_1, default=10, help="crt: epochs of classifier re-training (10)")
     p.set_defaults(func=cmd_posthoc)
 
     p = sub.add_parser("sweep", help="run a grid of strategies x seeds from a TOML/YAML file (restartable)")
     p.add_argument("config", help="sweep file (see ferkit/sweep.py)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split between them)")
+    p.add_argument("--jobs", type=AT_LEAST_1, default=1, help="runs at a time (threads are split between them)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="only list what would run")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: --jobs processes on this machine; ray: one Ray task per run (pip install 'ferkit[ray]')")
     p.add_argument("--address", help="ray: a running cluster's address (HEAD:6379); default: a local Ray for the sweep")
-    p.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs each run declares (and trains with) (1)")
-    p.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run declares (0)")
-    p.add_argument("--retries", type=int, default=2, help="ray: times a run whose worker died is retried, resuming (2)")
+    p.add_argument("--cpus-per-run", type=AT_LEAST_1, default=1, help="ray: CPUs each run declares (and trains with) (1)")
+    p.add_argument("--gpus-per-run", type=Bound(0).arg(float), default=0, help="ray: GPUs each run declares (0)")
+    p.add_argument("--retries", type=AT_LEAST_0, default=2, help="ray: times a run whose worker died is retried, resuming (2)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("tune", help="search hyper-parameters with Optuna on val macro-F1 (pip install 'ferkit[tune]')")
@@ -307,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pack", help="ship a checkpoint: float16 weights, model card, metrics evaluated from the file")
     p.add_argument("ckpt")
-    p.add_argument("--out", required=True, help="e.g. pretrained/ferkit-recommended.pt")
+    p.add_argument("--out", required=True, help="e.g. pretrained/ferkit-recommended.pt (never the checkpoint given)")
+    p.add_argument("--force", action="store_true", help="replace an earlier packed model, its card and evaluation")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--title", help="model card title")
     p.add_argument("--tta", choices=["auto", *TTA_MODES],
@@ -356,8 +344,8 @@ def known_errors() -> tuple[type[Exception], ...]:
     from ferkit.data import DataError
     from ferkit.data.images import ImageError
 
-    errors = [ConfigError, DataError, ImageError, FileNotFoundError]
-    for module, name in (("ferkit.device", "DeviceError"), ("ferkit.models", "CheckpointError"),
+    errors = [ConfigError, DataError, ImageError, OutputError, FileNotFoundError]
+    for module, name in (("ferkit.device", "DeviceError"), ("ferkit.models", "CheckpointError"), ("ferkit.infer.onnx", "ModelError"),
                          ("ferkit.report.commands", "ReportError"), ("ferkit.strategies.distill", "TeacherError")):
         try:
             errors.append(getattr(importlib.import_module(module), name))
@@ -379,7 +367,13 @@ def missing_extra(e: ModuleNotFoundError) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by its subcommand, as the subcommand's other errors are
+            parser.exit(2, f"ferkit {args.command}: error: unrecognized arguments: {' '.join(extra)}\n")
+    except SystemExit as e:  # a bad flag or value (one line, `Parser.error`), or --help
+        return e.code if isinstance(e.code, int) else 2
     args.argv = argv  # `train --nproc` runs the same command under torchrun
     from ferkit.memory import keep_freed_memory
 
@@ -394,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         if hint is None:
             raise
         print(f"ferkit {args.command}: error: {hint}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk met by a write that is not ferkit's own (a log, TensorBoard's events)
+        if e.errno not in NO_SPACE:
+            raise
+        where = e.filename or getattr(args, "out", None) or getattr(args, "runs_dir", None) or "."
+        print(f"ferkit {args.command}: error: {no_space(where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume runs/<exp>/last.pt", file=sys.stderr)

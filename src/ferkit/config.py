@@ -308,16 +308,18 @@ RANGES: dict[str, Bound] = {
 RESUME_FREE = {"data_root", "resume", "device"}
 
 
-def resume_conflicts(given: RunConfig, saved: RunConfig) -> list[str]:
-    """The fields that the command line sets to something other than the checkpoint's configuration
-    (a resumed run keeps its own). A field at its default counts as not given: the saved value wins."""
-    defaults = RunConfig()
-    found = []
-    for f in fields(RunConfig):
-        value, kept = getattr(given, f.name), getattr(saved, f.name)
-        if f.name in RESUME_FREE or value == kept:
-            continue
-        unset = given.default_exp() if f.name == "exp" else getattr(defaults, f.name)
-        if value != unset:
-            found.append(f.name)
-    return found
+def check_resume(given: dict[str, Any], saved: dict[str, Any], resume: str) -> None:
+    """Refuse the settings given for a resumed run (its flags and config file) that differ from
+    `saved`, the checkpoint's configuration, which a resumed run keeps: one line naming each flag,
+    rather than a run that silently ignores it."""
+    defaults = RunConfig().to_dict()  # a field an older checkpoint lacks was at its default
+
+    def norm(key: str, value: Any) -> Any:
+        return tta_mode(value) if key == "tta" and value is not None else value
+    conflicts = sorted(k for k, v in given.items() if k not in RESUME_FREE and k in defaults
+                       and norm(k, v) != norm(k, saved.get(k, defaults[k])))
+    if conflicts:
+        flags = ", ".join(f"--{k} {given[k]}" for k in conflicts)
+        kept = ", ".join(f"{k} {saved.get(k, defaults[k])!r}" for k in conflicts)
+        raise ConfigError(f"{flags}: --resume {resume} continues a run trained with {kept} and keeps it; drop the "
+                          f"flag, or start a new run (another --exp)")

@@ -18,7 +18,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from ferkit.data import DataError, FerData
 from ferkit.device import autocast
-from ferkit.models import fold_batchnorm, load_model
+from ferkit.models import CheckpointError, fold_batchnorm, load_model
+from ferkit.paths import atomic_file, atomic_text
 from ferkit.tta import tta_inputs, tta_mode
 
 # Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
@@ -72,7 +73,7 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
 def write_predictions(path: Path, names: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> None:
     """One row per image: name, true and predicted class names, and every class probability."""
     pred = probs.argmax(1)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_file(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["name", "true", "pred"] + [f"p_{c}" for c in class_names])
         for n, t, p, pr in zip(names, y_true, pred, probs):
@@ -98,12 +99,14 @@ def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_di
                    progress: Callable[[int], object] | None = None) -> dict:
     """Evaluate on one split; with `out_dir`, write metrics{suffix}.json, predictions and the confusion figure."""
     probs = predict_proba(model, split.images, device, amp, tta, progress=progress)
+    if not np.isfinite(probs).all():  # NaN weights: refused, rather than metrics of argmax(NaN) = class 0
+        raise CheckpointError(f"{(extra or {}).get('checkpoint', 'the model')} gives NaN or infinite outputs "
+                              f"(its weights are broken): retrain it, or use another checkpoint")
     m = compute_metrics(split.labels, probs.argmax(1), class_names)
     m |= {"split": split_name, "tta": tta, "amp": amp} | (extra or {})
-    if out_dir is not None:
+    if out_dir is not None:  # each file appears whole or not at all (ferkit.paths)
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"metrics{suffix}.json").write_text(json.dumps(m, indent=2))
+        atomic_text(out_dir / f"metrics{suffix}.json", json.dumps(m, indent=2))
         write_predictions(out_dir / f"predictions{suffix}.csv", split.names, split.labels, probs, class_names)
         from ferkit.report.figures import plot_confusion  # matplotlib is slow to import: only when drawing
         plot_confusion(np.array(m["confusion_matrix"]), class_names, out_dir / f"confusion_matrix{suffix}.png",
@@ -141,3 +144,48 @@ def match_classes(data: FerData, model_classes: list[str]) -> FerData:
     remap = np.array([model_classes.index(c) for c in data.class_names])
     splits = {k: dataclasses.replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
     return dataclasses.replace(data, class_names=list(model_classes), splits=splits)
+
+
+def output_files(splits: tuple[str, ...] = ("val", "test")) -> list[str]:
+    """The files `evaluate_split` writes into an output folder for `splits` (test has no suffix)."""
+    return [f"{stem}{'' if s == 'test' else '_' + s}.{ext}" for s in splits
+            for stem, ext in (("metrics", "json"), ("predictions", "csv"), ("confusion_matrix", "png"))]
+
+
+def data_root_of(given: str | None, saved_config: dict) -> str:
+    """The dataset to evaluate on: the one given, else the one the checkpoint's run recorded."""
+    from ferkit.config import ConfigError
+
+    root = given or saved_config.get("data_root")
+    if not root:
+        raise ConfigError("no --data_root given and the checkpoint does not record one")
+    return root
+
+
+def evaluate_checkpoint(ckpt: str | Path, data_root: str | None, out: str | Path | None, runs_dir: str = "runs",
+                        amp: bool | None = None, tta: bool | str | None = None, device: str = "auto",
+                        splits: tuple[str, ...] = ("val", "test"), force: bool = False, log: Callable = print) -> dict:
+    """`ferkit eval`: evaluate a checkpoint file on `splits` and write the outputs to `out` (default
+    runs_dir/eval-<run>-<ckpt>). By default as the numbers to reproduce were made: a shipped model
+    as its card (float32), a run as it trained (same precision and TTA). The output folder is
+    checked before the data loads (`check_output`): not an input, not a training run's folder, and
+    an earlier evaluation there is replaced only with `force`."""
+    from ferkit.data import load_data
+    from ferkit.device import amp_notice, pick_device
+    from ferkit.models import read_checkpoint
+    from ferkit.paths import check_output
+
+    checkpoint = read_checkpoint(ckpt)
+    saved = checkpoint.get("config", {})
+    data_root = data_root_of(data_root, saved)
+    path = Path(ckpt)
+    out_dir = Path(out) if out else Path(runs_dir) / f"eval-{path.parent.name}-{path.stem}"
+    check_output(out_dir, inputs=[ckpt, data_root], kind="dir", files=output_files(splits), force=force,
+                 not_into=("best.pt", "last.pt"), what="the evaluation folder")
+    if amp is None:
+        amp = checkpoint["card_precision"] != "float32" if "card_precision" in checkpoint else saved.get("amp", False)
+    notice = amp_notice(pick_device(device), amp)
+    if notice:
+        log(notice)
+    tta = saved.get("tta", False) if tta is None else tta
+    return evaluate_run(path, load_data(data_root), out_dir, amp, tta, pick_device(device), log=log, splits=splits)

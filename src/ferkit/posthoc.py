@@ -11,6 +11,7 @@ val search, so that `load_model` rebuilds the adjusted model.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -135,3 +136,30 @@ def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epoc
     model, result = METHODS[method](model, data, counts, amp, crt_epochs=crt_epochs)
     result["search"] = {str(k): round(v, 6) for k, v in result.get("search", {}).items()}
     return ckpt | {"model": model.state_dict(), "posthoc": result}
+
+
+def adjust_file(ckpt_path: str | Path, method: str, out: str | Path, data_root: str | None = None,
+                crt_epochs: int = 10, force: bool = False) -> dict:
+    """`ferkit posthoc`: tune `method` on val for the checkpoint file `ckpt_path` and save the adjusted
+    checkpoint at `out`; returns its `posthoc` entry. `out` is checked before the data loads
+    (`check_output`: never the checkpoint itself or the data; an existing file only with `force`)."""
+    from ferkit.config import ConfigError
+    from ferkit.data import load_data
+    from ferkit.evaluate import data_root_of, match_classes
+    from ferkit.models import read_checkpoint, save_checkpoint
+    from ferkit.paths import check_output
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown post-hoc method {method!r}: choose one of {', '.join(METHODS)}")
+    ckpt = read_checkpoint(ckpt_path)
+    root = data_root_of(data_root, ckpt.get("config", {}))
+    out = check_output(out, inputs=[ckpt_path, root], force=force)
+    data = match_classes(load_data(root), ckpt["class_names"])
+    try:
+        new = adjust_checkpoint(ckpt, data, method, ckpt.get("config", {}).get("amp", False), crt_epochs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for key in ("optimizer", "scheduler", "rng", "history"):  # a last.pt's training state does not apply any more
+        new.pop(key, None)
+    save_checkpoint(new, out)
+    return new["posthoc"]

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from ferkit.data import load_data
-from ferkit.evaluate import evaluate_run
-from ferkit.paths import SHIPPED_DIR
+from ferkit.evaluate import evaluate_run, output_files
+from ferkit.paths import SHIPPED_DIR, atomic_text, check_output
 from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
 from ferkit.tta import TTA_MODES
 
@@ -64,15 +64,19 @@ def choose_tta(ckpt_path: Path, data, amp: bool = False) -> tuple[str, dict[str,
 
 
 def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, title: str | None = None,
-         log=print, tta: str | None = None) -> dict:
+         log=print, tta: str | None = None, force: bool = False) -> dict:
     """Write `out` (float16 checkpoint), `out`.md (model card) and `out`.metrics.json; return test metrics.
 
     tta: "none", "flip" or "crops" sets the shipped model's test-time augmentation, "auto" picks it on
-    val; None keeps the run's.
+    val; None keeps the run's. Every output is checked before any work (`check_output`: never the
+    checkpoint packed or the data; an earlier one replaced only with `force`) and written whole.
     """
     ckpt = read_checkpoint(ckpt_path)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    inputs = [ckpt_path, data_root or ckpt.get("config", {}).get("data_root")]
+    for path in (out, Path(str(out.with_suffix("")) + ".md"), Path(str(out) + ".metrics.json")):
+        check_output(path, inputs=inputs, force=force)
+    check_output(out.parent / f"{out.stem}-eval", inputs=inputs, kind="dir", files=output_files(), force=force)
     previous = _previous_card(out)  # re-packing a shipped model keeps its figures in other precisions
     keep = {k: ckpt[k] for k in ("format", "version", "arch", "head", "head_kwargs", "class_names", "config", "epoch",
                                  "posthoc", "tta_selection") if k in ckpt}
@@ -110,8 +114,8 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
                "parameters": count_parameters(base), "macs_per_image": count_macs(base),
                "file_bytes": out.stat().st_size, "training": keep["training"], "config": cfg,
                "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection")}
-    Path(str(out) + ".metrics.json").write_text(json.dumps(summary, indent=2))
-    Path(str(out.with_suffix("")) + ".md").write_text(model_card(out, summary, title))
+    atomic_text(Path(str(out) + ".metrics.json"), json.dumps(summary, indent=2))
+    atomic_text(Path(str(out.with_suffix("")) + ".md"), model_card(out, summary, title))
     log(f"packed {out} ({out.stat().st_size / 1e6:.1f} MB), card {out.with_suffix('.md')}")
     return test
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
+from ferkit.paths import atomic_file, atomic_text, check_output
 
 
 def load_tune(path: str | Path) -> dict:
@@ -80,8 +81,9 @@ def run_tune(path: str | Path, log=print) -> dict:
     out = Path(spec["out"])
     if (out / "trials.csv").exists() or (out / "trials").exists():
         raise ConfigError(f"{out} holds a search already: set another out in {path}, or move that folder away")
+    base = make_config(spec["base"])  # a bad base fails now, not in the first trial
+    check_output(out, inputs=[base.data_root, path], kind="dir", files=["trials.csv", "best.json"], what=f"out ({path})")
     out.mkdir(parents=True, exist_ok=True)
-    make_config(spec["base"])  # a bad base fails now, not in the first trial
 
     def objective(trial) -> float:
         values = spec["base"] | suggest(trial, spec["search"])
@@ -108,7 +110,7 @@ def run_tune(path: str | Path, log=print) -> dict:
     rows = [{"trial": t.number, "state": t.state.name.lower(), "val_macro_f1": t.value,
              "epochs": len(t.intermediate_values), **t.params} for t in study.trials]
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "trials.csv", "w", newline="", encoding="utf-8") as f:
+    with atomic_file(out / "trials.csv", "w", newline="") as f:
         w = csv.DictWriter(f, columns, restval="")
         w.writeheader()
         w.writerows(rows)
@@ -118,7 +120,7 @@ def run_tune(path: str | Path, log=print) -> dict:
     best = study.best_trial
     result = {"best_trial": best.number, "best_value": best.value, "best_params": best.params,
               "best_config": spec["base"] | best.params, "chosen_on": "val macro-F1 (test never computed)"}
-    (out / "best.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    atomic_text(out / "best.json", json.dumps(result, indent=2) + "\n")
     log(f"best: trial {best.number}, val macro-F1 {best.value:.4f}, {best.params}; wrote {out / 'trials.csv'} "
         f"and {out / 'best.json'} (train it with its best_config, then test once)")
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ferkit.paths import check_output
 from ferkit.report import figures
 from ferkit.report.stats import ReportError, mean_std
 from ferkit.report.summary import group_runs, read_metrics, summarize
@@ -49,6 +50,18 @@ def add_summary_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=1000,
                    help="bootstrap resamples of the test set (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--force", action="store_true", help="replace the files of an earlier summary in --out")
+
+
+SUMMARY_FILES = ["summary.csv", "summary.md", "summary.tex", "per_class_f1.png", "paired.csv", "convergence.csv",
+                 "val_curves.png"]
+RUN_FILES = ("metrics.json", "best.pt", "last.pt")  # a folder holding one of these is a run: never written into
+
+
+def check_report_out(out: Path, run_dirs: list[Path], files: list[str], force: bool) -> None:
+    """Before any work: --out is a folder, not a run folder, not inside one of the runs read, and
+    holds no earlier output unless --force. A folder of run dirs (results/fast) may hold it."""
+    check_output(out, inputs=run_dirs, kind="dir", files=files, not_into=RUN_FILES, force=force)
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -56,10 +69,10 @@ def run_summary(args: argparse.Namespace) -> int:
     if args.n_boot < 1:
         raise ReportError(f"--n-boot must be at least 1, got {args.n_boot}")
     run_dirs = find_run_dirs(args.run_dirs)
+    check_report_out(Path(args.out), run_dirs, SUMMARY_FILES, getattr(args, "force", False))
     summarize(run_dirs, args.out, groups=args.group, baseline=args.baseline, n_boot=args.n_boot, seed=args.seed)
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"), end="")
-    written = ["summary.csv", "summary.md", "summary.tex", "per_class_f1.png", "paired.csv", "convergence.csv", "val_curves.png"]
-    print(f"wrote {', '.join(w for w in written if (Path(args.out) / w).is_file())} to {args.out}")
+    print(f"wrote {', '.join(w for w in SUMMARY_FILES if (Path(args.out) / w).is_file())} to {args.out}")
     return 0
 
 
@@ -67,6 +80,7 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
     """Arguments of `ferkit figures`."""
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run dirs, or folders of run dirs")
     p.add_argument("--out", required=True, type=Path, help="folder for confusions.png and per_class_f1.png")
+    p.add_argument("--force", action="store_true", help="replace the figures of an earlier run of figures in --out")
 
 
 def run_figures(args: argparse.Namespace) -> int:
@@ -75,6 +89,7 @@ def run_figures(args: argparse.Namespace) -> int:
     if len(run_dirs) < 2:
         raise ReportError(f"figures compares runs: pass at least two run dirs, got {len(run_dirs)}")
     out = Path(args.out)
+    check_report_out(out, run_dirs, ["confusions.png", "per_class_f1.png"], getattr(args, "force", False))
     metrics = {d: read_metrics(d) for d in run_dirs}
     figures.compare_confusions(dict(zip(_run_labels(run_dirs), metrics.values())), out / "confusions.png")
     class_names = metrics[run_dirs[0]]["class_names"]  # compare_confusions checked all runs agree

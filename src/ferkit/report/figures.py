@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ferkit.paths import atomic_write
 from ferkit.report.stats import ReportError
 
 if TYPE_CHECKING:
@@ -32,13 +33,12 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def _save(fig: Figure, path: Path | str) -> Path:
+    """Save as the suffix says (.png), whole or not at all (`atomic_write`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format=path.suffix.lstrip(".") or "png"))
 
 
 def _draw_matrix(ax, values: np.ndarray, class_names: list[str], title: str, fmt: str, vmax: float) -> None:

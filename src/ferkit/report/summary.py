@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.paths import atomic_text
 from ferkit.report import figures
 from ferkit.report.convergence import LATE, RULE, convergence, read_val_curve
 from ferkit.report.stats import (ReportError, as_indices, bootstrap_ci, confusion_counts, mcnemar,
@@ -300,12 +301,11 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
         log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged ({RULE})")
     if baseline is not None and not all_pairs:
         log(f"note: {baseline} is the only group: nothing to compare it with, no paired.csv written")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # each file below appears whole or not at all (ferkit.paths)
     write_csv(out_dir / "summary.csv", rows)
     table = summary_table(rows, class_names, baseline, n_boot, majority_classes(next(iter(runs.values()))[0]["metrics"]))
-    (out_dir / "summary.md").write_text(to_markdown(*table), encoding="utf-8")
-    (out_dir / "summary.tex").write_text(to_latex(*table), encoding="utf-8")
+    atomic_text(out_dir / "summary.md", to_markdown(*table))
+    atomic_text(out_dir / "summary.tex", to_latex(*table))
     if all_pairs:
         write_csv(out_dir / "paired.csv", all_pairs)
     if checks:

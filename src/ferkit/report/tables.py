@@ -5,13 +5,14 @@ import csv
 import re
 from pathlib import Path
 
+from ferkit.paths import atomic_file
 from ferkit.report.convergence import RULE
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """Rows to CSV, columns in first-seen order; a field a row lacks is left empty."""
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_file(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, restval="")
         w.writeheader()
         w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
