@@ -68,6 +68,22 @@ def _run_figures(folder: Path) -> list[float]:
     return [val["macro_f1"], test["accuracy"], test["macro_f1"], test["f1_disgust"], test["f1_fear"]]
 
 
+def figures_table(rows: list[tuple[str, str]]) -> Callable[[Path], str]:
+    """Runs and stored teachers side by side: (label, a run folder or a teacher's *.metrics.json)."""
+    def render(root: Path) -> str:
+        cells = []
+        for label, source in rows:
+            if source.endswith(".json"):
+                d = _read_json(root / source)
+                figures = [d["val"]["macro_f1"], d["test"]["accuracy"], d["test"]["macro_f1"], d["test"]["f1_disgust"],
+                           d["test"]["f1_fear"]]
+            else:
+                figures = _run_figures(root / source)
+            cells.append([label] + [f"{v:.3f}" for v in figures])
+        return markdown_table(["model", "val macro-F1", "test accuracy", "test macro-F1", "disgust F1", "fear F1"], cells)
+    return render
+
+
 def _times(folder: Path) -> list[str]:
     seconds = sum(float(r["seconds"]) for r in _read_csv(folder / "epochs.csv"))
     wall = (folder / "wall_clock.txt").read_text(encoding="utf-8").split(":")[-1].strip()
@@ -228,6 +244,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "gpu-throughput": gpu_throughput_table("gpu-h200.json"),
     "time-to-quality": time_to_quality_table(["time_to_quality-epyc-avx512.json", "time_to_quality-epyc-avx512-avx2-kernels.json"],
                                              [f"results/fast_slim/fast_seed{s}" for s in (42, 1, 2)]),
+    "teachers": figures_table([(f"fer-resnet-wide, seed {s}", f"results/teachers/runs/T-wide_seed{s}") for s in (1, 2, 3)]
+                              + [("the three averaged (stored logits)", "results/teachers/T-wide-ensemble.npz.metrics.json")]),
     "converged-budget": study_table("results/converged/summary_budget", {
         "E0": "E0", "E0-40ep": "E0-40ep (the control)", "E5-30ep": "E5 (superseded)", "E5": "E5",
         "LDAM-DRW-30ep": "LDAM-DRW (superseded)", "LDAM-DRW-40ep": "LDAM-DRW (superseded)", "LDAM-DRW": "LDAM-DRW"},
