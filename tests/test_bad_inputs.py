@@ -1,14 +1,22 @@
-"""Untrusted files given to ferkit: each is refused with one line on stderr and exit 2, runs nothing,
-and writes nothing."""
+"""Untrusted files, paths and values given to ferkit: each is refused with one line on stderr and exit 2
+(or a 4xx), runs nothing, changes no input and leaves no partial output. The table is in bad_cases.py."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
+import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
+
+from bad_cases import API_CASES, CASES, HTTP_CASES, _errors, build_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "pretrained" / "ferkit-recommended.pt"
@@ -78,150 +86,133 @@ def test_the_shipped_and_reference_checkpoints_still_load(tmp_path):
     assert info["arch"] == "seed-cnn" and info["head"] == "softmax"
 
 
-# ---------------------------------------------------------------- the table of bad inputs
-# Each case: (id, setup(tmp) -> argv). Run in-process in a fresh folder with a tiny valid dataset
-# at data/ and a finished run at runs/done/; the case must exit 2 with one line on stderr, no
-# traceback, and leave the folder exactly as it was.
+# ---------------------------------------------------------------- the table of bad inputs (tests/bad_cases.py)
 
-def _file(tmp: Path, name: str, content: str | bytes) -> str:
-    path = tmp / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    return str(path)
-
-
-def _ckpt(tmp: Path, name: str, obj) -> str:
-    torch.save(obj, tmp / name)
-    return str(tmp / name)
-
-
-def _symlink_loop(tmp: Path) -> str:
-    (tmp / "loop").symlink_to(tmp / "loop")
-    return str(tmp / "loop")
-
-
-def _empty_dir(tmp: Path, name: str) -> str:
-    (tmp / name).mkdir()
-    return str(tmp / name)
-
-
-def _no_val(tmp: Path) -> str:
-    import shutil
-    shutil.copytree(tmp / "data", tmp / "noval")
-    shutil.rmtree(tmp / "noval" / "val")
-    return str(tmp / "noval")
-
-
-TRAIN = ["train", "--data_root", "data", "--epochs", "1", "--batch_size", "8"]
-SWEEP_OK = 'seeds = [1]\n[base]\ndata_root = "data"\nepochs = 1\n[strategies.E0]\n'
-
-CASES = [
-    # prepare
-    ("prepare: no such source", lambda t: ["prepare", "missing.zip", "--out", "store"]),
-    ("prepare: empty folder", lambda t: ["prepare", _empty_dir(t, "empty"), "--out", "store"]),
-    ("prepare: no val/ folder", lambda t: ["prepare", _no_val(t), "--out", "store"]),
-    ("prepare: a .zip that is not a zip", lambda t: ["prepare", _file(t, "junk.zip", b"PK not really"), "--out", "store"]),
-    ("prepare: malformed csv", lambda t: ["prepare", _file(t, "fer2013.csv", "emotion,pixels,Usage\n0,1 2 3,Training\n"), "--out", "store"]),
-    ("prepare: symlink loop", lambda t: ["prepare", _symlink_loop(t), "--out", "store"]),
-    ("prepare: --out is a file", lambda t: ["prepare", "data", "--out", _file(t, "afile", "x")]),
-    # train: flags
-    ("train: no --data_root", lambda t: ["train", "--epochs", "1"]),
-    ("train: --lr nan", lambda t: TRAIN + ["--lr", "nan"]),
-    ("train: --lr inf", lambda t: TRAIN + ["--lr", "inf"]),
-    ("train: --lr -1", lambda t: TRAIN + ["--lr", "-1"]),
-    ("train: --epochs -1", lambda t: TRAIN[:3] + ["--epochs", "-1"]),
-    ("train: --batch_size 0", lambda t: TRAIN[:5] + ["--batch_size", "0"]),
-    ("train: --weight_decay nan", lambda t: TRAIN + ["--weight_decay", "nan"]),
-    ("train: --device tpu", lambda t: TRAIN + ["--device", "tpu"]),
-    ("train: --device cuda without CUDA", lambda t: TRAIN + ["--device", "cuda" if not torch.cuda.is_available() else "cuda:99"]),
-    ("train: --exp ../x", lambda t: TRAIN + ["--exp", "../x"]),
-    ("train: --exp a/b", lambda t: TRAIN + ["--exp", "a/b"]),
-    ("train: --exp /abs", lambda t: TRAIN + ["--exp", str(t / "abs")]),
-    ("train: unknown --loss", lambda t: TRAIN + ["--loss", "nope"]),
-    ("train: unknown --arch", lambda t: TRAIN + ["--arch", "vit"]),
-    ("train: wce without weights", lambda t: TRAIN + ["--loss", "wce"]),
-    ("train: --small_size 8", lambda t: TRAIN + ["--arch", "fer-resnet", "--small_epochs", "1", "--small_size", "8"]),
-    ("train: --runs_dir is a file", lambda t: TRAIN + ["--runs_dir", _file(t, "runsfile", "x")]),
-    ("train: a finished run of the same name", lambda t: TRAIN + ["--exp", "done"]),
-    ("train: --resume missing", lambda t: TRAIN + ["--resume", "nope/last.pt"]),
-    ("train: --resume a best.pt", lambda t: TRAIN + ["--resume", "runs/done/best.pt"]),
-    ("train: data root does not exist", lambda t: ["train", "--data_root", "nowhere", "--epochs", "1"]),
-    # train: config files
-    ("config: missing file", lambda t: TRAIN + ["--config", "none.toml"]),
-    ("config: wrong suffix", lambda t: TRAIN + ["--config", _file(t, "c.ini", "epochs = 1")]),
-    ("config: malformed TOML", lambda t: TRAIN + ["--config", _file(t, "c.toml", "epochs = = 1")]),
-    ("config: malformed YAML", lambda t: TRAIN + ["--config", _file(t, "c.yaml", "epochs: [1\n")]),
-    ("config: malformed JSON", lambda t: TRAIN + ["--config", _file(t, "c.json", "{epochs: 1")]),
-    ("config: not a table", lambda t: TRAIN + ["--config", _file(t, "c.json", "[1, 2]")]),
-    ("config: epochs = 'three'", lambda t: ["train", "--data_root", "data", "--config", _file(t, "c.toml", 'epochs = "three"')]),
-    ("config: lr = 'fast'", lambda t: TRAIN + ["--config", _file(t, "c.toml", 'lr = "fast"')]),
-    ("config: epochs = 1.5", lambda t: ["train", "--data_root", "data", "--config", _file(t, "c.toml", "epochs = 1.5")]),
-    ("config: amp = 'no'", lambda t: TRAIN + ["--config", _file(t, "c.toml", 'amp = "no"')]),
-    ("config: unknown field", lambda t: TRAIN + ["--config", _file(t, "c.toml", "epoch = 3")]),
-    # eval and checkpoints
-    ("eval: no such checkpoint", lambda t: ["eval", "nope.pt", "--data_root", "data"]),
-    ("eval: junk bytes", lambda t: ["eval", _file(t, "junk.pt", b"not a checkpoint"), "--data_root", "data"]),
-    ("eval: a list, not a dict", lambda t: ["eval", _ckpt(t, "list.pt", [1, 2]), "--data_root", "data"]),
-    ("eval: ferkit dict missing keys", lambda t: ["eval", _ckpt(t, "partial.pt", {"format": "ferkit", "arch": "seed-cnn"}), "--data_root", "data"]),
-    ("eval: unknown dict", lambda t: ["eval", _ckpt(t, "other.pt", {"weights": torch.zeros(2)}), "--data_root", "data"]),
-    ("eval: weights of another arch", lambda t: ["eval", _ckpt(t, "wrong.pt", dict(torch.load(SHIPPED, weights_only=True), arch="seed-cnn")), "--data_root", "data"]),
-    ("eval: --device tpu", lambda t: ["eval", "runs/done/best.pt", "--device", "tpu"]),
-    ("eval: into a training run's folder", lambda t: ["eval", "runs/done/best.pt", "--out", "runs/done"]),
-    # predict
-    ("predict: an empty folder", lambda t: ["predict", _empty_dir(t, "photos"), "--no-detect", "--ckpt", "runs/done/best.pt"]),
-    ("predict: --every 0", lambda t: ["predict", "data", "--every", "0", "--ckpt", "runs/done/best.pt"]),
-    ("predict: --ckpt missing", lambda t: ["predict", "data", "--ckpt", "nope.pt"]),
-    # sweep
-    ("sweep: missing file", lambda t: ["sweep", "none.toml"]),
-    ("sweep: malformed", lambda t: ["sweep", _file(t, "s.toml", "seeds = [1\n")]),
-    ("sweep: unknown field", lambda t: ["sweep", _file(t, "s.toml", SWEEP_OK + "lossy = 1\n")]),
-    ("sweep: epochs = 'x'", lambda t: ["sweep", _file(t, "s.toml", SWEEP_OK.replace("epochs = 1", 'epochs = "x"'))]),
-    # other commands
-    ("posthoc: no such checkpoint", lambda t: ["posthoc", "nope.pt", "--method", "la", "--out", "la.pt"]),
-    ("pack: no such checkpoint", lambda t: ["pack", "nope.pt", "--out", "m.pt"]),
-    ("summary: no runs", lambda t: ["summary", "nowhere", "--out", "sum"]),
-]
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def workspace(tmp_path_factory) -> Path:
-    """A tiny valid dataset and one finished run, made once and copied for each case."""
-    from ferkit.cli import main
-    from synth import make_image_folders
+    """A tiny dataset, a finished run and broken models, made once (bad_cases.build_workspace)."""
+    return build_workspace(tmp_path_factory.mktemp("ws"))
 
-    root = tmp_path_factory.mktemp("ws")
-    make_image_folders(root / "data", {s: {c: 2 for c in ["angry", "disgust", "fear", "happy", "neutral", "sad",
-                                                           "surprise"]} for s in ("train", "val", "test")})
-    assert main(["train", "--data_root", str(root / "data"), "--epochs", "1", "--batch_size", "8", "--exp", "done",
-                 "--runs_dir", str(root / "runs")]) == 0
-    return root
+
+@pytest.fixture
+def case_dir(workspace, tmp_path, monkeypatch) -> Path:
+    """A copy of the workspace to run one case in (hard links: a case must not change them anyway,
+    and the hashes below would see it), as the current folder."""
+    for item in workspace.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, tmp_path / item.name, copy_function=os.link)
+        else:
+            os.link(item, tmp_path / item.name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under `root` with what it is: a folder, a link and its target, a FIFO, or a regular
+    file's SHA-256 (cached by inode, size and mtime, as the cases share the workspace's files)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                found[str(path)] = "link to " + os.readlink(path)
+            elif stat.S_ISDIR(st.st_mode):
+                found[str(path)] = "folder"
+            elif not stat.S_ISREG(st.st_mode):
+                found[str(path)] = "special"
+            else:
+                key = (st.st_ino, st.st_size, st.st_mtime_ns)
+                if key not in _HASHES:
+                    _HASHES[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[str(path)] = _HASHES[key]
+    return found
+
+
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail a case that hangs (a FIFO read, a sweep waiting for a slot that never frees) instead of
+    hanging the test run: SIGALRM interrupts even a blocking open()."""
+    def stop(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def no_server(*args, **kwargs):
+    raise AssertionError("ferkit serve started a server for a bad input")
 
 
 @pytest.mark.parametrize("name, setup", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_line_exit_2_and_leaves_nothing(name, setup, workspace, tmp_path, monkeypatch, capsys):
-    import shutil
+def test_bad_input_gets_one_line_exit_2_and_leaves_nothing(name, setup, case_dir, monkeypatch, capsys):
+    import uvicorn
 
     from ferkit.cli import main
 
-    for item in ("data", "runs"):
-        shutil.copytree(workspace / item, tmp_path / item, symlinks=True)
-    monkeypatch.chdir(tmp_path)
-    argv = setup(tmp_path)
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.is_symlink()}
+    monkeypatch.setattr(uvicorn, "run", no_server)
+    argv = setup(case_dir)
+    assert argv[0] == name.split(":")[0]
+    before = snapshot(case_dir)
     capsys.readouterr()
-    code = main(argv)
+    with deadline(10 if "no hang" in name else 120):  # the FIFO cases must return at once: 10 s is generous
+        code = main(argv)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, (code, err)
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"ferkit {argv[0]}"), err
-    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.is_symlink()}
-    assert after == before, f"files changed: {sorted(set(after) ^ set(before)) or 'modified'}"
+    assert lines[0].startswith(f"ferkit {argv[0]}: error: "), err
+    after = snapshot(case_dir)
+    assert after == before, f"changed or left behind: {sorted(k for k in set(after) | set(before) if after.get(k) != before.get(k))}"
 
 
-def test_the_table_covers_every_command_and_at_least_40_cases():
-    assert len(CASES) >= 40
-    assert {c[0].split(":")[0] for c in CASES} >= {"prepare", "train", "config", "eval", "predict", "sweep"}
+@pytest.mark.parametrize("name, setup, errors", API_CASES, ids=[c[0] for c in API_CASES])
+def test_the_python_api_refuses_with_one_line(name, setup, errors, case_dir):
+    call = setup(case_dir)
+    before = snapshot(case_dir)
+    with deadline(10 if "no hang" in name else 120), pytest.raises(_errors(*errors)) as e:
+        call()
+    assert len(str(e.value).splitlines()) == 1, str(e.value)
+    assert snapshot(case_dir) == before
+
+
+@pytest.fixture(scope="module")
+def client(workspace):
+    from fastapi.testclient import TestClient
+
+    from ferkit.infer import Predictor
+    from ferkit.infer.service import create_app
+
+    app = create_app(Predictor(workspace / "runs" / "done" / "best.pt", bf16=False), max_bytes=200_000)
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.parametrize("name, send, status", HTTP_CASES, ids=[c[0] for c in HTTP_CASES])
+def test_the_service_refuses_with_a_4xx_and_one_line(name, send, status, client, workspace):
+    before = snapshot(workspace)
+    r = send(client)
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert "Traceback" not in r.text and (not isinstance(detail, str) or len(detail.splitlines()) == 1), detail
+    assert snapshot(workspace) == before
+
+
+def test_the_table_covers_every_subcommand_and_the_python_api():
+    from ferkit.cli import build_parser
+
+    commands = set(next(a for a in build_parser()._actions if a.dest == "command").choices)
+    covered = {c[0].split(":")[0] for c in CASES + API_CASES + HTTP_CASES}
+    assert commands - covered == set(), f"no case for {sorted(commands - covered)}"
+    assert {"api", "http"} <= covered
+    assert len(CASES) + len(API_CASES) + len(HTTP_CASES) >= 100
 
 
 # ---------------------------------------------------------------- images: bombs, 16-bit, oversized entries
