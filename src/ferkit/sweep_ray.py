@@ -21,6 +21,7 @@ import socket
 from pathlib import Path
 
 from ferkit.config import ConfigError
+from ferkit.paths import atomic_text
 from ferkit.sweep import PlannedRun, plan, run_action
 
 
@@ -45,8 +46,7 @@ def train_one(config: dict, cpus: int) -> str:
         return "skipped"
     set_threads(cpus)
     # Which machine and process runs this attempt (a cluster's operator, or a test, can find it).
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "ray_worker.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    atomic_text(run_dir / "ray_worker.json", json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     if action == "resume":
         fit(make_config({"resume": str(run_dir / "last.pt"), "data_root": config["data_root"]}), progress=False)
         return "resumed"
