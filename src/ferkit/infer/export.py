@@ -81,8 +81,8 @@ def float_nodes(model) -> list[str]:
     Quantised, the softmax's output came in steps of 1/255 (probabilities that did not sum to 1,
     small ones read 0), and the classifier's logits on a uint8 grid turned near-ties into exact
     ties between the top two classes (82 of 3,589 test faces of the shipped model, where float32
-    has none; a tie went to the class first in the alphabet). One float 256 x 7 layer costs
-    nothing measurable."""
+    has none; a tie went to the class first in the alphabet). The classifier is a few thousand of
+    the model's millions of multiply-adds."""
     nodes = model.graph.node
     classifier = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")][-1:]
     return classifier + [n.name for n in nodes if n.op_type == "Softmax"]
