@@ -315,6 +315,29 @@ CASES: list[Case] = [
 ]
 
 
+# What the one line must say, for the examples (by the start of the case's id): both paths, the
+# flag, the strategy and the key.
+SAYS: dict[str, tuple[str, ...]] = {
+    "prepare: --out is the source": ("--out data", "the input data"),
+    "prepare: a FIFO among": ("pipe.png", "FIFO", "--skip-bad"),
+    "prepare: a zip member": ("crc.zip", "CRC-32", "--skip-bad"),
+    "predict: --out is the input photo": ("--out photo.png", "the input photo.png"),
+    "predict: --annotate is the input's own": ("--annotate .", "the input photo.png"),
+    "predict: NaN weights": ("nan.pt", "NaN"),
+    "predict: a corrupt .onnx": ("bad.onnx", "not a valid ONNX model"),
+    "export: --out is the checkpoint": ("--out runs/done/best.pt", "the input runs/done/best.pt"),
+    "posthoc: --out is the checkpoint": ("--out runs/done/best.pt", "the input runs/done/best.pt"),
+    "pack: --out is the checkpoint": ("--out runs/done/best.pt", "the input runs/done/best.pt"),
+    "summary: --out is a run folder it reads": ("--out runs/done", "the input runs/done"),
+    "train: --resume with --epochs": ("--arch fer-resnet", "--epochs 2", "runs/done/last.pt"),
+    "train: --label_smoothing": ("label_smoothing", "[0, 1)"),
+    "sweep: --jobs -3": ("--jobs", ">= 1"),
+    "sweep: a strategy's lr": ("[strategies.E0]", "lr must be > 0"),
+    "serve: --port -1": ("--port", "[0, 65535]"),
+    "posthoc: --crt_epochs": ("--crt_epochs", ">= 1"),
+}
+
+
 # ---------------------------------------------------------------- the Python API
 
 def api(where: str, *args, **kwargs) -> Callable[[], object]:

@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from bad_cases import API_CASES, CASES, HTTP_CASES, _errors, build_workspace
+from bad_cases import API_CASES, CASES, HTTP_CASES, SAYS, _errors, build_workspace, crc_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "pretrained" / "ferkit-recommended.pt"
@@ -169,6 +169,8 @@ def test_bad_input_gets_one_line_exit_2_and_leaves_nothing(name, setup, case_dir
     assert code == 2, (code, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"ferkit {argv[0]}: error: "), err
+    for prefix, words in SAYS.items():
+        assert not name.startswith(prefix) or all(w in lines[0] for w in words), (words, lines[0])
     after = snapshot(case_dir)
     assert after == before, f"changed or left behind: {sorted(k for k in set(after) | set(before) if after.get(k) != before.get(k))}"
 
@@ -203,6 +205,22 @@ def test_the_service_refuses_with_a_4xx_and_one_line(name, send, status, client,
     detail = r.json()["detail"]
     assert "Traceback" not in r.text and (not isinstance(detail, str) or len(detail.splitlines()) == 1), detail
     assert snapshot(workspace) == before
+
+
+def test_skip_bad_skips_a_fifo_and_a_damaged_zip_member_with_a_note(workspace, tmp_path):
+    """The two bad files that used to hang or give a traceback are skipped like unreadable images."""
+    from ferkit.data import load_data
+    from synth import Log
+
+    shutil.copytree(workspace / "data", tmp_path / "data")
+    os.mkfifo(tmp_path / "data" / "train" / "angry" / "pipe.png")
+    damaged = crc_zip(workspace / "data", tmp_path / "crc.zip")  # its first image, of 42, cannot be read
+    for source, name, kept in ((tmp_path / "data", "pipe.png", 42), (damaged, "PrivateTest_angry_0.png", 41)):
+        with deadline(10):
+            log = Log()
+            data = load_data(source, cache_dir=tmp_path / "cache", skip_bad=True, log=log)
+        assert sum(map(len, data.splits.values())) == kept and any(name in n for n in data.notes), data.notes
+        assert log.has("skipped 1 unreadable image")
 
 
 def test_the_table_covers_every_subcommand_and_the_python_api():

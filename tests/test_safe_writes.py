@@ -28,7 +28,7 @@ PROGRESS = re.compile(r"^\s*epoch \d+/\d+:")  # train's progress bar (tqdm, on s
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
-    """data/ (2 images per class and split), model.pt (an untrained seed-cnn-half), photo.png."""
+    """data/ (2 images per class and split), model.pt (an untrained seed-cnn-half), photo.png, run/."""
     from ferkit.models import build_model
 
     root = tmp_path_factory.mktemp("writes")
@@ -38,6 +38,8 @@ def ws(tmp_path_factory) -> Path:
                 "class_names": CLASSES, "config": {"data_root": str(root / "data")}, "model": model.state_dict()},
                root / "model.pt")
     shutil.copy(root / "data" / "test" / "sad" / "PrivateTest_sad_0.png", root / "photo.png")
+    (root / "run").mkdir()
+    (root / "run" / "metrics.json").write_text("{}")  # enough for `summary` to take it as a run: its guard comes first
     return root
 
 
@@ -196,32 +198,75 @@ def unshare_works() -> bool:
         return False
 
 
+NAMESPACES = pytest.mark.skipif(sys.platform != "linux" or not shutil.which("unshare") or not unshare_works(),
+                                reason="needs a user and mount namespace (unshare -rm) to mount a small tmpfs")
+
+
+def on_small_fs(ws: Path, tmp_path: Path, argv: list[str], options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `ferkit argv` ({fs} in it is the mount point) with a tmpfs mounted with `options` in a private
+    namespace ("full": 64 KiB, filled up first); returns the result and {path: size} of the files left there."""
+    fs, listing = tmp_path / "fs", tmp_path / "listing"
+    fs.mkdir()
+    fill = '(dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null; true)' if options == "full" else "true"
+    script = (f'mount -t tmpfs -o {"size=64k" if options == "full" else options} tmpfs "$1" && {fill} && shift && "$@"; '
+              'rc=$?; find "$0" -type f -printf "%s %p\\n" > "$LISTING"; exit $rc')
+    argv = [a.format(fs=fs, ws=ws) for a in argv]
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", script, str(fs), str(fs), *FERKIT, *argv],
+                       capture_output=True, text=True, env=os.environ | {"LISTING": str(listing)})
+    return r, {p: int(n) for n, p in (line.split(" ", 1) for line in listing.read_text().splitlines())}
+
+
+FULL = {"export": ["export", "{ws}/model.pt", "--out", "{fs}/m.onnx"],
+        "predict": ["predict", "{ws}/photo.png", "--no-detect", "--ckpt", "{ws}/model.pt", "--out", "{fs}/p.jsonl"],
+        "train": ["train", "--data_root", "{ws}/data", "--epochs", "1", "--batch_size", "8", "--arch", "seed-cnn-half",
+                  "--runs_dir", "{fs}"]}
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux" or not shutil.which("unshare") or not unshare_works(),
-                    reason="needs a user and mount namespace (unshare -rm) to mount a small tmpfs")
-@pytest.mark.parametrize("command", ["export", "predict", "train"])
+@NAMESPACES
+@pytest.mark.parametrize("command", sorted(FULL))
 def test_a_really_full_file_system(command, ws, tmp_path):
     """The same on a real full file system: a 64 KiB tmpfs filled up, mounted in a private namespace."""
-    full = tmp_path / "full"
-    full.mkdir()
-    argv = {"export": ["export", str(ws / "model.pt"), "--out", f"{full}/m.onnx"],
-            "predict": ["predict", str(ws / "photo.png"), "--no-detect", "--ckpt", str(ws / "model.pt"), "--out", f"{full}/p.jsonl"],
-            "train": ["train", "--data_root", str(ws / "data"), "--epochs", "1", "--batch_size", "8",
-                      "--arch", "seed-cnn-half", "--runs_dir", str(full)]}[command]
-    listing = tmp_path / "listing"
-    script = ('mount -t tmpfs -o size=64k tmpfs "$1" && (dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null; true) '
-              '&& shift && "$@"; rc=$?; find "$0" -type f -printf "%s %p\\n" > "$LISTING"; exit $rc')
     before = snapshot(ws)
-    r = subprocess.run(["unshare", "-rm", "sh", "-c", script, str(full), str(full), *FERKIT, *argv],
-                       capture_output=True, text=True, env=os.environ | {"LISTING": str(listing)})
+    r, files = on_small_fs(ws, tmp_path, FULL[command], "full")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "no space left on tmpfs" in lines[0], r.stderr
-    files = dict(line.split(" ", 1)[::-1] for line in listing.read_text().splitlines())
-    assert files.pop(f"{full}/filler") != "0"
+    assert files.pop(str(tmp_path / "fs" / "filler")) > 0
     # No file but the filler holds anything. export and predict leave no file at all; train's run
     # folder may hold the empty log and config that it opened before the disk said it was full.
-    assert all(size == "0" for size in files.values()) and (command == "train" or not files), files
+    assert all(size == 0 for size in files.values()) and (command == "train" or not files), files
     assert snapshot(ws) == before
+
+
+READ_ONLY = {"predict": FULL["predict"], "export": FULL["export"],
+             "eval": ["eval", "{ws}/model.pt", "--data_root", "{ws}/data", "--out", "{fs}/ev"],
+             "summary": ["summary", "{ws}/run", "--out", "{fs}/sum"],
+             "pack": ["pack", "{ws}/model.pt", "--data_root", "{ws}/data", "--out", "{fs}/m.pt"]}
+
+
+@pytest.mark.slow
+@NAMESPACES
+@pytest.mark.parametrize("command", sorted(READ_ONLY))
+def test_a_read_only_file_system_is_refused_before_any_work(command, ws, tmp_path):
+    before = snapshot(ws)
+    r, files = on_small_fs(ws, tmp_path, READ_ONLY[command], "ro")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "read-only file system" in lines[0], r.stderr
+    assert files == {} and snapshot(ws) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+@pytest.mark.parametrize("command", sorted(READ_ONLY))
+def test_a_folder_without_write_permission_is_refused_before_any_work(command, ws, tmp_path, capsys):
+    locked = tmp_path / "fs"
+    locked.mkdir(mode=0o555)
+    try:
+        assert main([a.format(fs=locked, ws=ws) for a in READ_ONLY[command]]) == 2
+    finally:
+        locked.chmod(0o755)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no permission to write" in err, err
+    assert list(locked.iterdir()) == []
 
 
 def test_writers_racing_for_one_output_leave_one_whole_file(tmp_path):
