@@ -293,7 +293,7 @@ def test_progressive_resizing_trains_its_first_epochs_on_smaller_images(tmp_path
     m = fit(cfg_for(tmp_path, arch="fer-resnet-fast", epochs=3, small_epochs=2, small_size=32), tiny_data(),
             log=lambda s: None, progress=False)
     assert sizes == [32, 32, 48] and np.isfinite(m["macro_f1"])
-    with pytest.raises(ConfigError, match="small_size in"):
+    with pytest.raises(ConfigError, match="small_size must be in"):
         make_config({"arch": "fer-resnet", "small_epochs": 2, "small_size": 64})
     with pytest.raises(ConfigError, match="seed-cnn takes only 48x48"):
         make_config({"small_epochs": 2})
