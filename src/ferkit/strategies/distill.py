@@ -155,9 +155,7 @@ def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device:
             chunks = [teacher.logits(to_input(images[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)).float()
                       for i in range(0, len(images), batch_size)]
         arrays[f"{split}_logits"] = torch.cat(chunks).cpu().numpy().astype(np.float16)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, format=np.array(LOGITS_FORMAT), class_names=np.array(data.class_names),
-                        key=np.array(data.key), teachers=np.array([str(p) for p in teacher_paths(spec)]), **arrays)
-    tmp.replace(out)  # never a partial file under the final name
-    return out
+    from ferkit.paths import atomic_write  # whole or not at all, never over an existing file
+    return atomic_write(out, lambda f: np.savez_compressed(
+        f, format=np.array(LOGITS_FORMAT), class_names=np.array(data.class_names), key=np.array(data.key),
+        teachers=np.array([str(p) for p in teacher_paths(spec)]), **arrays), overwrite=False)
