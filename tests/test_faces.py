@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.infer.faces import (FACE_SIZE, FER_LANDMARKS, YUNET_FILE, align_face, face_crop, make_detector,
-                                similarity)
+from ferkit.infer.faces import (FACE_SIZE, FER_LANDMARKS, YUNET_FILE, align_face, clip_box, crop_face, face_crop,
+                                found_from_square, make_detector, similarity, whole_image)
 from ferkit.infer.io import decode_image, to_gray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -142,3 +142,44 @@ def test_matching_is_one_to_one_best_first():
     assert sorted(scenes.match(truth, found)) == [(0, 1)]  # the exact box wins; one detection per face
     assert scenes.match(truth, [(210, 0, 100, 100)]) == [(1, 0)]
     assert scenes.iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_boxes_are_clipped_to_the_image_and_the_crop_keeps_its_square(portrait):
+    """A face that fills its image (as a FER crop does) has a detector square that runs past the edges:
+    the reported box is cut to the image, the crop is still cut from the square (padded outside)."""
+    x, y, w, h = make_detector("yunet").detect_faces(portrait)[0].box
+    for tight in (portrait[y + 15:y + h - 15, x + 15:x + w - 15], cv2.resize(portrait[y:y + h, x:x + w], (48, 48))):
+        gray = to_gray(tight)
+        H, W = gray.shape
+        found = make_detector("yunet", min_face=10).detect_faces(tight)
+        assert found, "YuNet finds the face that fills the image"
+        for f in found:
+            bx, by, bw, bh = f.box
+            assert 0 <= bx and 0 <= by and bx + bw <= W and by + bh <= H and bw > 0 and bh > 0
+            sx, sy, side, side2 = f.crop_box
+            assert side == side2 and (sx < 0 or sy < 0 or sx + side > W or sy + side > H) and f.square is not None
+            assert np.array_equal(face_crop(gray, f, 0.02, align=False), crop_face(gray, f.square, 0.02))
+            row = f.fields()
+            assert row["box"] == list(f.box) and 0.4 <= row["detector_score"] <= 1
+            assert np.array(row["landmarks"]).shape == (5, 2)
+
+
+def test_clip_box_and_a_box_inside_the_image():
+    assert clip_box((-3, -1, 58, 58), 48, 48) == (0, 0, 48, 48)
+    assert clip_box((10, 20, 30, 40), 100, 50) == (10, 20, 30, 30)
+    assert clip_box((200, 5, 10, 10), 100, 50) == (100, 5, 0, 10)  # outside: empty, never negative
+    inside = found_from_square((5, 5, 20, 20), 0.9, None, (48, 48))
+    assert inside.box == inside.crop_box == (5, 5, 20, 20) and inside.square is None
+
+
+def test_haar_has_no_detector_score_and_no_landmarks(portrait):
+    f = make_detector("haar").detect_faces(portrait)[0]
+    assert f.score is None and f.landmarks is None
+    assert f.fields() == {"box": list(f.box), "detector_score": None, "landmarks": None}
+    (rx, ry), (lx, ly), *_ = make_detector("yunet").detect_faces(portrait)[0].fields()["landmarks"]
+    x, y, w, h = f.box
+    assert x < rx < lx < x + w and y < ry < y + h  # YuNet's eyes inside the cascade's box: image pixels
+
+
+def test_whole_image_is_one_face_without_score():
+    assert whole_image((48, 64)) == ((0, 0, 64, 48), None, None, None)

@@ -1,7 +1,8 @@
 """Face detectors (YuNet, the Haar cascade) and face crops prepared as the model's training images.
 
     detector = make_detector("yunet")           # or "haar"; DETECTORS lists them
-    found = detector.detect_faces(image)        # [Found(box, score, landmarks)], largest first
+    found = detector.detect_faces(image)        # [Found(box, score, landmarks, square)], largest first
+    found[0].fields()                           # {"box", "detector_score", "landmarks"}: a result row's keys
 
 Nothing is downloaded. YuNet (Wu et al. 2023, opencv_zoo, MIT licence: weights/LICENSE-YuNet.txt)
 ships inside ferkit as its 230 KB ONNX file and runs in ONNX Runtime, decoded as OpenCV's
@@ -32,9 +33,43 @@ Box = tuple[int, int, int, int]  # x, y, w, h in pixels of the original image
 
 
 class Found(NamedTuple):
+    """One detected face. `box` is clipped to the image (what a result row reports); `square` is the
+    square the face is cropped from, which may run past the image's edges (the crop is padded there)."""
+
     box: Box
-    score: float
-    landmarks: np.ndarray | None  # (5, 2) float32: right eye, left eye, nose tip, right and left mouth corner
+    score: float | None           # the detector's confidence, 0..1 (YuNet); None for the cascade, which has none
+    landmarks: np.ndarray | None  # (5, 2) float32 image pixels: right eye, left eye, nose tip, right and left mouth corner
+    square: Box | None = None     # None: the same as `box`
+
+    @property
+    def crop_box(self) -> Box:
+        """The box the face's crop is cut from (`square`, else `box`)."""
+        return self.box if self.square is None else self.square
+
+    def fields(self) -> dict:
+        """This face's keys in a result row: "box" [x, y, w, h] inside the image, "detector_score"
+        (None for the cascade) and "landmarks" [[x, y] x 5] in image pixels, 0.1 px (None without)."""
+        return {"box": [int(v) for v in self.box],
+                "detector_score": None if self.score is None else round(float(self.score), 4),
+                "landmarks": None if self.landmarks is None else np.round(self.landmarks.astype(float), 1).tolist()}
+
+
+def clip_box(box: Box, width: int, height: int) -> Box:
+    """`box` (x, y, w, h) cut to the part inside a `width` x `height` image (w or h 0 if none is)."""
+    x0, y0 = min(max(int(box[0]), 0), width), min(max(int(box[1]), 0), height)
+    x1, y1 = max(min(int(box[0] + box[2]), width), x0), max(min(int(box[1] + box[3]), height), y0)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def found_from_square(square: Box, score: float | None, landmarks: np.ndarray | None, shape: tuple[int, ...]) -> Found:
+    """A `Found` for a face cropped from `square` in an image of `shape`: its box clipped to the image."""
+    box = clip_box(square, shape[1], shape[0])
+    return Found(box, score, landmarks, None if box == tuple(square) else tuple(square))
+
+
+def whole_image(shape: tuple[int, ...]) -> Found:
+    """The whole image as one face (no detection: the image is a face crop already)."""
+    return Found((0, 0, int(shape[1]), int(shape[0])), None, None)
 
 
 def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -55,7 +90,7 @@ class Detector:
         raise NotImplementedError
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints."""
+        """Faces in a uint8 HxW (or HxWx3 RGB) image, largest first, as (x, y, w, h) ints inside the image."""
         return [f.box for f in self.detect_faces(image)]
 
 
@@ -96,7 +131,7 @@ class HaarDetector(Detector):
     name = "haar"
 
     def detect_faces(self, image: np.ndarray) -> list[Found]:
-        """`detect` as `Found` rows (score 1, no landmarks: the cascade gives neither)."""
+        """`detect` as `Found` rows (no score, no landmarks: the cascade gives neither)."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         small, scale = _shrink(gray, self.max_side)
         min_side = max(24, round(self.min_face * scale))  # 24x24 is the cascade's own window
@@ -104,7 +139,7 @@ class HaarDetector(Detector):
                                                  minNeighbors=self.min_neighbors,
                                                  minSize=(min_side, min_side))
         boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
-        return [Found(b, 1.0, None) for b in sorted(boxes, key=lambda b: -b[2] * b[3])]
+        return [found_from_square(b, None, None, gray.shape) for b in sorted(boxes, key=lambda b: -b[2] * b[3])]
 
 
 class YuNetDetector(Detector):
@@ -190,8 +225,8 @@ class YuNetDetector(Detector):
                 continue
             side = max(w, h)  # a square around YuNet's box: the crop is square, as the training images
             box = (int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), int(round(side)), int(round(side)))
-            found.append(Found(box, float(row[14]), (row[4:14].reshape(5, 2) / scale).astype(np.float32)))
-        return sorted(found, key=lambda f: -f.box[2] * f.box[3])
+            found.append(found_from_square(box, float(row[14]), (row[4:14].reshape(5, 2) / scale).astype(np.float32), bgr.shape))
+        return sorted(found, key=lambda f: -f.crop_box[2] * f.crop_box[3])
 
 
 DETECTORS = {"yunet": YuNetDetector, "haar": HaarDetector}
@@ -222,9 +257,8 @@ def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
     image that is not 48x48: PIL widens the filter when it shrinks, so it averages like
     INTER_AREA (no aliasing) for large crops and interpolates for small ones.
     """
-    x, y, w, h = box
-    pad_x, pad_y = round(w * margin), round(h * margin)
-    x0, y0, x1, y1 = x - pad_x, y - pad_y, x + w + pad_x, y + h + pad_y
+    x0, y0, cw, ch = crop_region(box, margin)
+    x1, y1 = x0 + cw, y0 + ch
     H, W = gray.shape
     crop = gray[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)]
     if crop.size == 0:
@@ -233,6 +267,14 @@ def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
     if any(border):
         crop = cv2.copyMakeBorder(crop, *border, cv2.BORDER_REPLICATE)
     return resize_face(crop)
+
+
+def crop_region(box: Box, margin: float) -> Box:
+    """The image region (x, y, w, h) that `crop_face(gray, box, margin)` resizes to 48x48: the box
+    grown by `margin` x its size on each side (it may run past the image's edges)."""
+    x, y, w, h = box
+    pad_x, pad_y = round(w * margin), round(h * margin)
+    return (x - pad_x, y - pad_y, w + 2 * pad_x, h + 2 * pad_y)
 
 
 def resize_face(gray: np.ndarray) -> np.ndarray:
@@ -293,4 +335,4 @@ def face_crop(gray: np.ndarray, found: Found, margin: float, align: bool) -> np.
         aligned = align_face(gray, found.landmarks)
         if aligned is not None:
             return aligned
-    return crop_face(gray, found.box, margin)
+    return crop_face(gray, found.crop_box, margin)
