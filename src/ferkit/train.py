@@ -21,6 +21,7 @@ from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
 from ferkit.device import amp_notice, autocast, describe_cpu, pick_device, precision, set_threads
 from ferkit.memory import keep_freed_memory
+from ferkit.paths import atomic_file, atomic_text
 from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
 from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
@@ -127,7 +128,7 @@ def _set_rng_state(gen: torch.Generator, state: dict) -> None:
 
 
 def _write_epochs_csv(path: Path, history: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_file(path, "w", durable=False, newline="") as f:  # whole or the previous epoch's, never half
         w = csv.DictWriter(f, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
@@ -244,7 +245,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         notice = amp_notice(device, cfg.amp)
         if notice:
             log(notice)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict() | {"run": run_info}, indent=2))
+        atomic_text(run_dir / "config.json", json.dumps(cfg.to_dict() | {"run": run_info}, indent=2))
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
