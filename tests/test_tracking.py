@@ -88,3 +88,134 @@ def test_predict_video_writes_track_ids_and_an_annotated_video(tmp_path):
     video = cv2.VideoCapture(str(tmp_path / "ann" / "clip.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     video.release()
+
+
+# ---------------------------------------------------------------- the live camera, a video file standing in for it
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory):
+    """A 20-frame clip of a real face (matplotlib's portrait, 110 px) moving 4 px a frame over a grey
+    background, the face partly past the left edge at first: what a webcam might send."""
+    matplotlib = pytest.importorskip("matplotlib")
+    from pathlib import Path
+
+    from ferkit.infer.io import decode_image
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not photo.is_file():
+        pytest.skip("matplotlib's sample photo grace_hopper.jpg is not installed")
+    face = cv2.resize(decode_image(photo.read_bytes())[90:400, 110:420], (110, 110))
+    clip = tmp_path_factory.mktemp("camera") / "standin.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (240, 180))
+    for step in range(20):
+        frame = np.full((180, 240, 3), 120, np.uint8)
+        x = -20 + 4 * step
+        frame[30:140, max(0, x):x + 110] = face[:, max(0, -x):]
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return clip
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from ferkit.infer import Predictor
+    return Predictor(threads=1)  # the shipped model, as `ferkit predict --camera` runs it
+
+
+def test_camera_rows_carry_track_ids_detector_scores_and_landmarks(face_clip, predictor):
+    from ferkit.infer.video import run_camera
+
+    rows = []
+    assert run_camera(predictor, str(face_clip), rows.append, detect_every=5, window=3, show=False) == 20
+    assert [r["frame"] for r in rows] == list(range(20)) and {r["track"] for r in rows} == {0}
+    times = [r["time_s"] for r in rows]
+    assert times == sorted(times) and times[0] >= 0  # seconds since the camera opened
+    for r in rows:
+        x, y, w, h = r["box"]
+        assert 0 <= x and 0 <= y and x + w <= 240 and y + h <= 180  # inside the frame, also where the face leaves it
+        assert 0.4 <= r["detector_score"] <= 1 and len(r["landmarks"]) == 5 and r["label"] in r["probs"]
+    # between detections (frames 1-4) the landmarks move with the face: 4 px a frame
+    eye = [r["landmarks"][0][0] for r in rows[:5]]
+    assert np.diff(eye) == pytest.approx([4, 4, 4, 4], abs=1.5)
+
+
+class FakeWindow:
+    """cv2's window calls, recorded: `keys` are what waitKey returns, frame by frame (or an exception)."""
+
+    def __init__(self, keys):
+        self.keys, self.shown, self.closed = list(keys), 0, False
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(cv2, "imshow", self.imshow)
+        monkeypatch.setattr(cv2, "waitKey", self.wait_key)
+        monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
+        monkeypatch.setattr(cv2, "destroyWindow", self.destroy)
+
+    def imshow(self, name, image):
+        assert image.ndim == 3 and image.dtype == np.uint8
+        self.shown += 1
+
+    def wait_key(self, delay):
+        if self.closed:
+            return -1
+        key = self.keys.pop(0) if self.keys else -1
+        if isinstance(key, BaseException):
+            raise key
+        return key
+
+    def destroy(self, name):
+        self.closed = True
+
+
+@pytest.mark.parametrize("stop", [ord("q"), 27, KeyboardInterrupt()], ids=["q", "esc", "ctrl-c"])
+def test_the_camera_window_stops_on_q_esc_and_ctrl_c(face_clip, predictor, monkeypatch, stop):
+    from ferkit.infer.video import run_camera
+
+    window = FakeWindow([-1, -1, stop])
+    window.install(monkeypatch)
+    rows = []
+    assert run_camera(predictor, str(face_clip), rows.append, show=True) == 3
+    assert [r["frame"] for r in rows] == [0, 1, 2] and window.shown == 3 and window.closed
+
+
+def test_ctrl_c_while_rows_are_written_ends_cleanly(face_clip, predictor):
+    from ferkit.infer.video import run_camera
+
+    written = []
+
+    def write(row):
+        if row["frame"] == 4:
+            raise KeyboardInterrupt
+        written.append(row["frame"])
+    assert run_camera(predictor, str(face_clip), write, show=False) == 4 and written == [0, 1, 2, 3]
+
+
+def test_camera_sources_and_displays(tmp_path, monkeypatch):
+    from ferkit.infer.io import ImageReadError
+    from ferkit.infer.video import camera_source, has_display, open_camera
+
+    assert camera_source("0") == 0 and camera_source(" 2 ") == 2 and camera_source(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(ValueError, match="camera /dev/video99: no such device.*ls /dev/video"):
+        camera_source("/dev/video99")
+    with pytest.raises(ImageReadError, match="camera 97: cannot open it"):
+        open_camera("97")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not has_display()
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
+    assert not has_display()  # opencv-python-headless: rows, no window
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GUI:                           GTK3\n")
+    assert has_display()
+
+
+def test_a_track_past_the_frames_edge_follows_its_face_without_a_jump():
+    """A box that runs past the left edge keeps only the visible part as its template; following it
+    moves the box by the face's motion, not by the part cut off."""
+    patch = np.random.default_rng(2).integers(0, 255, (40, 40)).astype(np.uint8)
+    t = FaceTracker(detect_every=5, window=1)
+    for step in range(5):
+        x = 10 + 3 * step  # the square starts 10 px past the left edge (detection at step 0 only)
+        gray = _frame(x, 60, patch)
+        (track,) = t.boxes(gray, [(x - 20, 50, 60, 60)] if step == 0 else None)
+        assert track.box == (x - 20, 50, 60, 60), (step, track.box)

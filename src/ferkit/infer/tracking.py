@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .faces import Box
+from .faces import Box, Found, found_from_square
 
 SEARCH = 0.5        # the template search window reaches this fraction of the box size beyond it
 MIN_MATCH = 0.5     # a template match below this correlation leaves the box where it was
@@ -34,12 +34,38 @@ def iou(a: Box, b: Box) -> float:
 class Track:
     id: int
     box: Box
-    template: np.ndarray                      # the face's grayscale pixels at its last confirmed box
+    template: np.ndarray                      # the face's grayscale pixels at its last confirmed box (inside the frame)
     history: deque = field(default_factory=deque)  # the last `window` probability vectors
     missed: int = 0                           # detections in a row that did not confirm it
+    score: float | None = None                # the detector's confidence at its last detection (None: haar)
+    landmarks: np.ndarray | None = None       # its last detected landmarks (5, 2), moved with the box since
+    offset: tuple[int, int] = (0, 0)          # where the template starts in the box: a box past the frame's edge is cut
 
     def smoothed(self) -> np.ndarray:
         return np.mean(self.history, axis=0)
+
+    def found(self, shape: tuple[int, ...]) -> Found:
+        """The track's face in a frame of `shape`: its box clipped to the frame (for the row), its
+        square (for the crop), the last detection's score and the landmarks moved with the box."""
+        return found_from_square(self.box, self.score, self.landmarks, shape)
+
+    def move(self, box: Box) -> None:
+        """Follow the face to `box` (same size): the landmarks move with it."""
+        if self.landmarks is not None:
+            self.landmarks = self.landmarks + np.array([box[0] - self.box[0], box[1] - self.box[1]], np.float32)
+        self.box = box
+
+    def confirm(self, face: Found | Box) -> None:
+        """A detection of this track's face: its box, score and landmarks."""
+        self.box, self.score, self.landmarks = _parts(face)
+        self.missed = 0
+
+
+def _parts(face: Found | Box) -> tuple[Box, float | None, np.ndarray | None]:
+    """(the square to crop, score, landmarks) of a detection given as a `Found` or a plain box."""
+    if isinstance(face, Found):
+        return face.crop_box, face.score, face.landmarks
+    return tuple(int(v) for v in face), None, None
 
 
 def _follow(gray: np.ndarray, track: Track) -> Box:
@@ -54,7 +80,8 @@ def _follow(gray: np.ndarray, track: Track) -> Box:
         return track.box  # at the frame's edge: keep the box
     scores = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
     _, best, _, (bx, by) = cv2.minMaxLoc(scores)
-    return (x0 + bx, y0 + by, w, h) if best >= MIN_MATCH else track.box
+    ox, oy = track.offset
+    return (x0 + bx - ox, y0 + by - oy, w, h) if best >= MIN_MATCH else track.box
 
 
 class FaceTracker:
@@ -79,16 +106,18 @@ class FaceTracker:
         """Whether the next frame given to `boxes` should be searched by the detector."""
         return self.frames % self.detect_every == 0 or not self.tracks
 
-    def boxes(self, gray: np.ndarray, detected: list[Box] | None) -> list[Track]:
-        """This frame's tracks: `detected` boxes (when the detector ran) matched to the tracks, or the
-        tracks followed by template matching. Call `add_probs` with their probabilities next."""
+    def boxes(self, gray: np.ndarray, detected: list[Found] | list[Box] | None) -> list[Track]:
+        """This frame's tracks: `detected` faces (when the detector ran: `Found`s, whose squares are
+        tracked, or plain boxes) matched to the tracks, or the tracks followed by template matching.
+        Call `add_probs` with their probabilities next."""
         self.frames += 1
         if detected is None:
             live = [t for t in self.tracks if t.missed == 0]  # a track the last detection missed waits for the next
             for t in live:
-                t.box = _follow(gray, t)
+                t.move(_follow(gray, t))
             return live
-        pairs = sorted(((iou(t.box, d), i, j) for i, t in enumerate(self.tracks) for j, d in enumerate(detected)),
+        squares = [_parts(d)[0] for d in detected]
+        pairs = sorted(((iou(t.box, d), i, j) for i, t in enumerate(self.tracks) for j, d in enumerate(squares)),
                        reverse=True)
         taken_t, taken_d = set(), set()
         for overlap, i, j in pairs:  # greedy: the largest overlaps first
@@ -96,19 +125,22 @@ class FaceTracker:
                 continue
             taken_t.add(i)
             taken_d.add(j)
-            self.tracks[i].box, self.tracks[i].missed = detected[j], 0
+            self.tracks[i].confirm(detected[j])
         for i, t in enumerate(self.tracks):
             if i not in taken_t:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for j, d in enumerate(detected):
             if j not in taken_d:
-                self.tracks.append(Track(self.next_id, d, np.empty((0, 0), np.uint8), deque(maxlen=self.window)))
+                track = Track(self.next_id, squares[j], np.empty((0, 0), np.uint8), deque(maxlen=self.window))
+                track.confirm(d)
+                self.tracks.append(track)
                 self.next_id += 1
         for t in self.tracks:
             if t.missed == 0:
                 x, y, w, h = t.box
                 t.template = np.ascontiguousarray(gray[max(0, y):y + h, max(0, x):x + w])
+                t.offset = (max(0, x) - x, max(0, y) - y)
         return [t for t in self.tracks if t.missed == 0]
 
     def add_probs(self, tracks: list[Track], probs: np.ndarray) -> list[np.ndarray]:
