@@ -1,4 +1,5 @@
-// ferkit page: upload a photo (or a webcam snapshot), draw the faces, show per-face bar charts.
+// ferkit page: upload a photo (or a webcam snapshot), draw the faces, show per-face bar charts and,
+// on request, each face's heatmap (occlusion sensitivity, computed by the server with explain=true).
 // Plain JS, no external files: the page works offline.
 "use strict";
 
@@ -9,6 +10,7 @@ const COLORS = {  // same as ferkit/infer/draw.py
 const $ = (id) => document.getElementById(id);
 const canvas = $("photo"), video = $("video"), results = $("results"), statusLine = $("status");
 let stream = null;
+let lastUpload = null;  // {blob, name}: sent again when the heatmap box is ticked or cleared
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -16,11 +18,15 @@ function setStatus(text, isError = false) {
 }
 
 function loadImage(blob) {
+  return loadURL(URL.createObjectURL(blob));
+}
+
+function loadURL(src) {
   return new Promise((resolve, reject) => {
     const img = new Image();
     img.onload = () => resolve(img);
     img.onerror = () => reject(new Error("the browser cannot show this file"));
-    img.src = URL.createObjectURL(blob);
+    img.src = src;
   });
 }
 
@@ -29,9 +35,10 @@ async function request(blob, name) {
   const form = new FormData();
   form.append("file", blob, name);
   const detect = $("nodetect").checked ? "false" : "true";
+  const explain = $("explain").checked ? "true" : "false";
   let response, data;
   try {
-    response = await fetch(`/predict?detect=${detect}`, { method: "POST", body: form });
+    response = await fetch(`/predict?detect=${detect}&explain=${explain}`, { method: "POST", body: form });
     data = await response.json();
   } catch (err) {
     throw new Error(`request failed: ${err.message}`);
@@ -46,7 +53,8 @@ function describeAnswer(name, data) {
 }
 
 async function upload(blob, name) {
-  setStatus("Predicting…");
+  lastUpload = { blob, name };
+  setStatus($("explain").checked ? "Predicting and explaining…" : "Predicting…");
   results.dataset.state = "busy";
   results.replaceChildren();
   let data;
@@ -56,12 +64,12 @@ async function upload(blob, name) {
     return fail(err.message);
   }
   try {
-    drawPhoto(await loadImage(blob), data);
+    await drawPhoto(await loadImage(blob), data);
   } catch (err) {
     drawPlaceholder(data);
   }
   showResults(data);
-  setStatus(describeAnswer(name, data));
+  setStatus(describeAnswer(name, data) + heatmapNote(data));
   results.dataset.state = "done";
 }
 
@@ -72,12 +80,33 @@ function fail(message) {
 
 function colorOf(label) { return COLORS[label] || "#2f6fdf"; }
 
-function drawPhoto(img, data) {
+async function drawPhoto(img, data) {
   canvas.width = data.width;
   canvas.height = data.height;
   const ctx = canvas.getContext("2d");
   ctx.drawImage(img, 0, 0, data.width, data.height);
+  await drawHeatmaps(ctx, data);
   drawBoxes(ctx, data);
+}
+
+async function drawHeatmaps(ctx, data) {
+  // Each explained face's heatmap (a 48x48 PNG, transparent where cold) stretched over the part of
+  // the photo its crop was cut from; the page counts them (data-heatmaps) for its tests.
+  const shown = $("explain").checked ? data.faces.filter((f) => f.heatmap && f.heatmap_box) : [];
+  const images = await Promise.all(shown.map((f) => loadURL(f.heatmap)));
+  ctx.imageSmoothingEnabled = true;
+  shown.forEach((face, i) => {
+    const [x, y, w, h] = face.heatmap_box;
+    ctx.drawImage(images[i], x, y, w, h);
+  });
+  results.dataset.heatmaps = String(shown.length);
+}
+
+function heatmapNote(data) {
+  if (!$("explain").checked || data.faces.length === 0) return "";
+  const n = data.faces.filter((f) => f.heatmap).length;
+  if (n === 0) return " · this server returned no heatmaps";
+  return n < data.faces.length ? ` · heatmaps for the ${n} largest faces` : "";
 }
 
 function drawBoxes(ctx, data) {
@@ -132,6 +161,14 @@ function faceCard(face, i, classNames) {
   small.textContent = `${(face.score * 100).toFixed(1)}% · box ${face.box.join(", ")}`;
   title.append(small);
   card.append(title);
+  if (face.heatmap && $("explain").checked) {
+    const why = document.createElement("p");
+    why.className = "why";
+    why.dataset.heatmap = "shown";
+    why.textContent = `Heatmap: hiding the hottest part lowers p(${face.label}) by `
+      + `${Math.round((face.heatmap_drop || 0) * 100)} points.`;
+    card.append(why);
+  }
   for (const name of classNames) {
     const p = face.probs[name];
     const row = document.createElement("div");
@@ -156,6 +193,9 @@ function faceCard(face, i, classNames) {
 }
 
 // ---- file input and drag & drop
+$("explain").addEventListener("change", () => {
+  if (lastUpload && !live) upload(lastUpload.blob, lastUpload.name);  // the same photo, with or without heatmaps
+});
 $("file").addEventListener("change", (e) => {
   const file = e.target.files[0];
   if (file) { stopWebcam(); upload(file, file.name); }
@@ -236,6 +276,7 @@ async function liveLoop() {
     canvas.width = shot.width; canvas.height = shot.height;
     const ctx = canvas.getContext("2d");
     ctx.drawImage(shot, 0, 0);
+    await drawHeatmaps(ctx, data);
     drawBoxes(ctx, data);
     showResults(data);
     results.dataset.frames = String(Number(results.dataset.frames) + 1);
