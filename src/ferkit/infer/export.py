@@ -88,11 +88,16 @@ def float_nodes(model) -> list[str]:
     return classifier + [n.name for n in nodes if n.op_type == "Softmax"]
 
 
-def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: int = 64) -> Path:
+def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: int = 64, *,
+                  method: str = "MinMax", activations: str = "QUInt8", keep_float: tuple[str, ...] = ()) -> Path:
     """Post-training static int8 of an exported model with ONNX Runtime: int8 weights per output
     channel, uint8 activations whose ranges are the min/max seen on `calibration` (uint8 images
     (N, 48, 48), train images only), QDQ format, the classifier and softmax in float32 (`float_nodes`). Keeps the model's
-    ferkit metadata."""
+    ferkit metadata.
+
+    `method` (an ONNX Runtime `CalibrationMethod` name), `activations` (a `QuantType` name) and
+    `keep_float` (op types, e.g. "Add", left in float32 too) exist for bench/int8_variants.py, which
+    measured the alternatives on val: none kept more float32 decisions at a usable speed."""
     import tempfile
 
     import onnx
@@ -115,14 +120,17 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: 
         src, pre, q = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
         quant_pre_process(str(src), str(pre))  # shape inference and graph clean-up, as ORT recommends
+        graph = onnx.load(str(pre))
+        keep = float_nodes(graph) + [n.name for n in graph.graph.node if n.op_type in keep_float]
+        symmetric = {"ActivationSymmetric": True} if activations == "QInt8" else {}
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=float_nodes(onnx.load(str(pre))))
+                        activation_type=QuantType[activations], weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod[method], nodes_to_exclude=keep, extra_options=symmetric)
         proto = onnx.load(str(q))
     meta = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
     del proto.metadata_props[:]
     meta |= {"precision": "int8 (ONNX Runtime static quantization, QDQ)",
-             "calibration": f"{len(calibration)} train images, min/max"}
+             "calibration": f"{len(calibration)} train images, " + ("min/max" if method == "MinMax" else method)}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
