@@ -195,13 +195,20 @@ def test_fp32_step_equals_a_plain_pytorch_step():
 
 
 def test_deferred_reweighting_and_resampling_switch_at_their_epoch():
-    from ferkit.train import loss_for_epoch, sampling_for_epoch
+    from ferkit.strategies import for_epoch
 
     data = tiny_data()
+    counts = np.bincount(data.splits["train"].labels, minlength=7)
+
+    def loss_for_epoch(cfg, data, epoch):
+        return for_epoch(cfg, counts, epoch).loss
+
+    def sampling_for_epoch(cfg, data, epoch):
+        return for_epoch(cfg, counts, epoch).image_weights(data.splits["train"].labels)
+
     cfg = make_config({"loss": "ce", "weight_mode": "inv", "reweight_from": 3, "sample_q": 0.0, "resample_from": 2})
     assert loss_for_epoch(cfg, data, 2).weight is None
     w = loss_for_epoch(cfg, data, 3).weight
-    counts = np.bincount(data.splits["train"].labels, minlength=7)
     assert np.allclose(w.numpy(), (1 / counts) / (1 / counts).mean())
     assert sampling_for_epoch(cfg, data, 1) is None
     sw = sampling_for_epoch(cfg, data, 2)
@@ -355,3 +362,43 @@ def test_match_classes_relabels_to_the_models_order_and_refuses_other_classes():
     assert match_classes(data, data.class_names) is data
     with pytest.raises(DataError, match="differ"):
         match_classes(data, order[:-1] + ["contempt"])
+
+
+def test_a_new_sampler_and_deferral_rule_are_one_class_and_one_registry_line_each(tmp_path, monkeypatch):
+    """docs/DESIGN.md "Adding a strategy": a toy sampler (only the rarest class, disgust) and a toy
+    deferral rule (re-balance on odd epochs only) are registered and a run trains with them."""
+    from ferkit.strategies import DEFERRALS, SAMPLERS
+
+    class RarestOnly:
+        def class_weights(self, counts):
+            return (np.arange(len(counts)) == np.argmin(counts)).astype(float) + 1e-12
+
+    class OddEpochs:
+        def __call__(self, epoch, start, epochs):
+            return epoch % 2 == 1
+
+    monkeypatch.setitem(SAMPLERS, "rarest", RarestOnly())
+    monkeypatch.setitem(DEFERRALS, "odd", OddEpochs())
+    drawn = []
+    real = train_mod.EpochBatches
+
+    def spy(images, labels, batch_size, gen, weights, **kw):
+        drawn.append(None if weights is None else np.unique(labels.numpy()[weights > 1e-6]).tolist())
+        return real(images, labels, batch_size, gen, weights, **kw)
+    monkeypatch.setattr(train_mod, "EpochBatches", spy)
+    fit(cfg_for(tmp_path, sampler="rarest", defer="odd", epochs=2), data=tiny_data(), log=lambda m: None)
+    assert drawn == [[1], None]  # epoch 1 draws disgust only; epoch 2 (even) shuffles
+    with pytest.raises(ConfigError, match="unknown sampler 'nope'"):
+        cfg_for(tmp_path, sampler="nope")
+
+
+def test_the_effective_prior_follows_the_sampler_and_the_class_weights():
+    from ferkit.strategies import for_epoch
+
+    counts = np.array([100, 25, 4])
+    prior = lambda **kw: for_epoch(make_config({"epochs": 3} | kw), counts, 3).prior(counts)  # noqa: E731
+    assert np.allclose(prior(), counts / counts.sum())                      # plain CE: the data's own
+    assert np.allclose(prior(sampler="balanced"), np.sqrt(counts) / np.sqrt(counts).sum())
+    assert np.allclose(prior(sampler="class_balanced"), 1 / 3)
+    assert np.allclose(prior(loss="wce", weight_mode="inv"), 1 / 3)        # n_c x 1/n_c
+    assert np.allclose(prior(sampler="balanced", resample_from=4), counts / counts.sum())  # deferred past the end

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ferkit.tta import TTA_MODES, tta_mode  # the TTA code owns its modes; a config names one
 from ferkit.data.store import IMAGE_SIZE
 
@@ -48,6 +50,7 @@ class RunConfig:
     sample_q: float | None = option(None, "re-sample classes prop. to n_c ** q (1 natural, 0.5 balanced, 0 class-balanced)")
     reweight_from: int = option(1, "epoch from which class weights apply (> 1: deferred re-weighting, DRW)")
     resample_from: int = option(1, "epoch from which re-sampling applies (> 1: deferred re-sampling, DRS)")
+    defer: str = option("from_epoch", "when deferred re-balancing applies: from_epoch = from reweight_from / resample_from on")
     mixup: float = option(0.0, "mixup alpha, 0 = off")
     cutmix: float = option(0.0, "cutmix alpha, 0 = off")
     # knowledge distillation (ferkit.strategies.distill), an independent choice: off without a teacher
@@ -212,26 +215,34 @@ def choices(name: str) -> tuple[str, ...] | None:
     The one list that validation checks and the CLI's help shows."""
     from ferkit.models import ARCHS, HEADS
     from ferkit.optim import OPTIMIZERS, SCHEDULES
-    from ferkit.strategies import LOSSES, WEIGHT_MODES
-    from ferkit.strategies.sampling import SAMPLER_Q
+    from ferkit.strategies import DEFERRALS, LOSSES, SAMPLERS, WEIGHT_MODES
 
     from ferkit.strategies.distill import TEACHER_SPACES
 
-    registries = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLER_Q, "weight_mode": WEIGHT_MODES,
+    registries = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLERS, "weight_mode": WEIGHT_MODES,
                   "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA_MODES, "preset": PRESETS,
-                  "teacher_space": TEACHER_SPACES}
+                  "teacher_space": TEACHER_SPACES, "defer": DEFERRALS}
     return tuple(registries[name]) if name in registries else None
+
+
+def check_strategy(cfg: RunConfig) -> None:
+    """The strategy's own checks (a loss that needs class weights, ...), declared with it in
+    `ferkit.strategies`: its last epoch is built once on made-up counts, before any data is read."""
+    from ferkit.strategies import for_epoch
+
+    try:
+        for_epoch(cfg, np.ones(2), cfg.epochs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def validate(cfg: RunConfig) -> None:
     from ferkit.models import FIXED_SIZE_ARCHS
 
-    for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode", "teacher_space"):
+    for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode", "teacher_space", "defer"):
         value, allowed = getattr(cfg, name), choices(name)
         if value not in allowed and not (name == "weight_mode" and value is None):
             raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
-    if cfg.loss == "wce" and cfg.weight_mode is None:
-        raise ConfigError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
     if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:
         raise ConfigError(f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
                           f"(small_epochs) needs a fully convolutional arch such as fer-resnet")
@@ -249,6 +260,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.exp is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.exp):
         raise ConfigError(f"--exp {cfg.exp!r} must be a plain folder name (letters, digits, . _ -): runs are "
                           f"created under --runs_dir, never elsewhere")
+    check_strategy(cfg)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ from ferkit.paths import atomic_file, atomic_text
 from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
 from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
-from ferkit.strategies import class_weights, make_loss, sampling_weights
+from ferkit.strategies import for_epoch
 from ferkit.strategies.distill import kd_loss, load_teacher
 from ferkit.strategies.mixing import mix_batch
-from ferkit.strategies.sampling import SAMPLER_Q
 
 Log = Callable[[str], None]
 
@@ -38,24 +37,13 @@ def build_for_run(cfg: RunConfig, data: FerData, device: torch.device):
     names = data.class_names
     head_kwargs = head_settings(cfg.head, cfg)
     model = build_model(cfg.arch, cfg.head, len(names), **head_kwargs).to(device, memory_format=torch.channels_last)
-    return model, loss_for_epoch(cfg, data, 1).to(device), sampling_for_epoch(cfg, data, 1), head_kwargs
+    first = for_epoch(cfg, train_counts(data), 1)
+    return model, first.loss.to(device), first.image_weights(data.splits["train"].labels), head_kwargs
 
 
-def loss_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> torch.nn.Module:
-    """The loss of a 1-based epoch: class weights apply from `cfg.reweight_from` on (DRW when > 1)."""
-    counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
-    weight = class_weights(counts, cfg.weight_mode, cfg.beta) if cfg.weight_mode and epoch >= cfg.reweight_from else None
-    loss = cfg.loss if weight is not None or cfg.loss != "wce" else "ce"  # deferred wce is plain ce before
-    return make_loss(loss, counts, weight, gamma=cfg.gamma, tau=cfg.tau, label_smoothing=cfg.label_smoothing,
-                     head_scale=cfg.arc_s)
-
-
-def sampling_for_epoch(cfg: RunConfig, data: FerData, epoch: int) -> np.ndarray | None:
-    """Per-image sampling weights of a 1-based epoch (None = shuffle); from `cfg.resample_from` on (DRS)."""
-    q = cfg.sample_q if cfg.sample_q is not None else SAMPLER_Q[cfg.sampler]
-    if q is None or epoch < cfg.resample_from:
-        return None
-    return sampling_weights(data.splits["train"].labels, q, len(data.class_names))
+def train_counts(data: FerData) -> np.ndarray:
+    """Images per class in the training split, in class order."""
+    return np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
 
 
 def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -260,6 +248,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     train, val = data.splits["train"], data.splits["val"]
     images = torch.from_numpy(train.images).to(device)  # the whole uint8 split stays resident
     labels = torch.from_numpy(train.labels).to(device)
+    counts = train_counts(data)
     teacher = None
     if cfg.teacher and cfg.kd_alpha > 0:
         teacher = load_teacher(cfg.teacher, data.class_names, data.key, len(train), cfg.teacher_space, device)
@@ -291,10 +280,11 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         size = cfg.small_size if epoch <= cfg.small_epochs else SIZE  # progressive resizing
-        batches = EpochBatches(images, labels, cfg.batch_size, gen, sampling_for_epoch(cfg, data, epoch), aug=aug,
+        strategy = for_epoch(cfg, counts, epoch)  # this epoch's loss and sampling, deferred phases included
+        batches = EpochBatches(images, labels, cfg.batch_size, gen, strategy.image_weights(train.labels), aug=aug,
                                size=size, rank=dist.rank, world=dist.world,
                                with_index=getattr(teacher, "needs_index", False))
-        loss_fn = loss_for_epoch(cfg, data, epoch).to(device)
+        loss_fn = strategy.loss.to(device)
         stats = train_one_epoch(trained, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
                                 progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None, mix_fn=mix_fn,
                                 teacher=teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature)

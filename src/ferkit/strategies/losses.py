@@ -100,7 +100,7 @@ class LossSpec:
 
 def _wce(spec: LossSpec) -> nn.Module:
     if spec.weight is None:
-        raise ValueError("loss 'wce' needs class weights: set --weight_mode")
+        raise ValueError("loss wce needs class weights: add --weight_mode inv|inv_sqrt|effective")
     return CrossEntropy(spec.weight, spec.label_smoothing)
 
 
