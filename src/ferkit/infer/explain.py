@@ -157,7 +157,7 @@ def png_data_url(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def paint_heatmaps(image: np.ndarray, regions: Sequence[Box | None], heatmaps: np.ndarray) -> np.ndarray:
+def paint_heatmaps(image: np.ndarray, regions: Sequence[Box | None], heatmaps: Sequence[np.ndarray]) -> np.ndarray:
     """A copy of `image` (RGB) with each heatmap stretched over its face's region (`face_regions`: the
     part of the image its crop was cut from; cut at the image's edges; None: not painted)."""
     out = to_rgb(np.asarray(image, np.uint8)).copy()
@@ -208,6 +208,11 @@ def explain_image(predictor: Any, image: np.ndarray, max_faces: int | None = Non
     regions = face_regions(found, image.shape, predictor.margin, predictor.detect, predictor.align)
     return [Explained(c, h, float(max(d.max(), 0.0)), r)
             for c, h, d, r in zip(crops, normalize(drops), drops, regions)]
+
+
+def paint_explained(image: np.ndarray, explained: Sequence[Explained]) -> np.ndarray:
+    """A copy of `image` with the heatmaps of `explain_image` painted over their faces (for --annotate)."""
+    return paint_heatmaps(image, [e.region for e in explained], [e.heatmap for e in explained])
 
 
 def explanation_name(stem: str, face: int) -> str:
