@@ -22,6 +22,19 @@ def test_ece_nll_and_brier_match_the_hand_computed_example():
     assert m["ece"] == ece(PROBS, LABELS) and m["n_bins"] == 15
 
 
+def test_dyadic_example_is_exact():
+    """Probabilities that are sums of powers of two: every step is exact in floating point, so the
+    measures equal the hand-computed fractions exactly, not to a tolerance."""
+    probs = np.array([[0.875, 0.125], [0.5, 0.5], [0.25, 0.75], [0.625, 0.375]])
+    labels = np.array([0, 1, 0, 0])  # right, wrong (a tie goes to class 0), wrong, right
+    # top confidences 0.875 (bin 13), 0.5 (bin 7), 0.75 (bin 11), 0.625 (bin 9): one image per bin
+    assert ece(probs, labels) == (0.125 + 0.5 + 0.75 + 0.375) / 4 == 0.4375
+    assert ece(probs, labels, n_bins=1) == abs(0.5 - 2.75 / 4) == 0.1875
+    assert classwise_ece(probs, labels, n_bins=1) == (abs(0.75 - 0.5625) + abs(0.25 - 0.4375)) / 2 == 0.1875
+    assert brier(probs, labels) == (2 * 0.125 ** 2 + 2 * 0.5 ** 2 + 2 * 0.75 ** 2 + 2 * 0.375 ** 2) / 4 == 0.484375
+    assert nll(probs, labels) == -np.mean(np.log([0.875, 0.5, 0.25, 0.625]))
+
+
 def test_bins_are_lo_hi_intervals_and_the_diagram_counts_them():
     assert list(bin_index(np.array([0.0, 0.05, 1 / 15 - 1e-9, 0.5, 1.0]))) == [0, 0, 0, 7, 14]
     r = reliability(PROBS, LABELS)

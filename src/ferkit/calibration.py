@@ -123,3 +123,147 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi
             d = a + g * (b - a)
             fd = loss(d)
     return float(1.0 / ((a + b) / 2))
+
+
+# ---------------------------------------------------------------- calibration applied
+
+ONNX_KEY = "ferkit_calibration"  # the ONNX metadata entry that carries a checkpoint's "calibration" record (JSON)
+PRIORS = ("model", "train", "uniform")
+TINY = 1e-30  # log(0) guard for probabilities that underflowed in float32
+
+
+def adjust(probs: np.ndarray, temperature: float = 1.0, prior_ratio: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities with a temperature and a class-prior change applied: softmax(log p / T + log r).
+
+    softmax(log p / T) is softmax(logits / T), so this works on any backend's probabilities (int8
+    ONNX included); r = pi_new / pi_model is the label-shift correction p(y|x) prop. to p(y|x) r_y.
+    T = 1 without r returns `probs` itself (raw scores are untouched)."""
+    if temperature == 1.0 and prior_ratio is None:
+        return probs
+    z = np.log(np.maximum(np.asarray(probs, dtype=np.float64), TINY)) / temperature
+    if prior_ratio is not None:
+        z = z + np.log(np.asarray(prior_ratio, dtype=np.float64))
+    return softmax(z).astype(np.asarray(probs).dtype)
+
+
+def temperature_for(record: dict | None, tta: str = "none") -> float:
+    """The temperature of a calibration record for a TTA mode ("none", "flip", "crops"): the one
+    fitted on val with that mode (averaging views softens the probabilities, so each mode has its
+    own), else the record's single `temperature`; 1 without a record."""
+    if not record:
+        return 1.0
+    return float((record.get("temperatures") or {}).get(tta, record.get("temperature", 1.0)))
+
+
+def effective_prior(config: dict, counts: np.ndarray, posthoc: dict | None = None, epoch: int | None = None) -> np.ndarray:
+    """The class prior a model effectively learned, from its run configuration and the train class counts n_c.
+
+    The sampler draws class c prop. to n_c^q (`--sampler`, `--sample_q`); class weights w_c
+    (`--weight_mode`) scale each class's share of the loss, so the prior is prop. to (n_c^q or n_c) x w_c.
+    The logit-adjusted losses (`la` with tau, `bsoftmax` with 1) train logits + tau log pi: the bare
+    logits then carry pi^-tau more. Deferred re-weighting or re-sampling counts only if `epoch` (the
+    checkpoint's, 1-based) reached it. Post-hoc: `la` divides by pi^tau, `crt` re-trains the head
+    class-balanced (uniform); `taunorm` has no prior of its own and leaves it. Focal and LDAM losses
+    are taken as cross-entropy (their effect on the prior is not a closed form)."""
+    from ferkit.strategies.sampling import SAMPLER_Q  # lazily: the strategies package imports torch
+    from ferkit.strategies.weights import class_weights
+
+    n = np.asarray(counts, dtype=np.float64)
+    pi = n / n.sum()
+    q = config.get("sample_q")
+    q = SAMPLER_Q.get(config.get("sampler") or "default") if q is None else q
+    reached = lambda key: epoch is None or epoch >= int(config.get(key) or 1)  # noqa: E731
+    prior = np.power(np.maximum(n, 1.0), q - 1.0) * n if q is not None and reached("resample_from") else n.copy()
+    if config.get("weight_mode") and reached("reweight_from"):
+        prior = prior * class_weights(n, config["weight_mode"], config.get("beta", 0.999))
+    tau = {"la": config.get("tau", 1.0), "bsoftmax": 1.0}.get(config.get("loss"), 0.0)
+    if posthoc and posthoc.get("method") == "la":
+        tau += posthoc.get("tau", 0.0)
+    prior = prior * np.power(pi, -tau)
+    if posthoc and posthoc.get("method") == "crt":
+        prior = np.ones_like(n)
+    return prior / prior.sum()
+
+
+def read_prior(spec: str | dict | list | tuple | np.ndarray, class_names: list[str]) -> str | np.ndarray:
+    """A prior as the user gives it: "model", "train", "uniform", a JSON file ({class: frequency} or a
+    list of one number per class, in class order; plain text with one number per class works too), a
+    dict or a list. Returns the name, or the frequencies normalised; a bad one is a one-line ValueError."""
+    if isinstance(spec, str) and spec in PRIORS:
+        return spec
+    if isinstance(spec, (str, bytes)) or hasattr(spec, "__fspath__"):
+        spec = read_prior_file(str(spec))
+    k = len(class_names)
+    if isinstance(spec, dict):
+        unknown = sorted(set(map(str, spec)) - set(class_names))
+        missing = [c for c in class_names if c not in spec]
+        if unknown or missing:
+            raise ValueError(f"prior: " + (f"unknown class {unknown[0]!r}" if unknown else f"no frequency for {missing[0]}")
+                             + f": give one for each of {', '.join(class_names)}")
+        spec = [spec[c] for c in class_names]
+    try:
+        values = np.asarray(spec, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"prior: expected {k} numbers, one per class ({', '.join(class_names)})") from None
+    if len(values) != k:
+        raise ValueError(f"prior: {len(values)} numbers for {k} classes: give one per class ({', '.join(class_names)})")
+    if not np.isfinite(values).all() or (values <= 0).any():
+        bad = class_names[int(np.argmax(~np.isfinite(values) | (values <= 0)))]
+        raise ValueError(f"prior: every class needs a frequency above 0 ({bad} has {values[class_names.index(bad)]})")
+    return values / values.sum()
+
+
+def read_prior_file(path: str) -> dict | list:
+    """A prior file's contents: JSON, or plain numbers separated by commas or white space."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"prior: {path} is neither model, train, uniform nor a file: give one of those, or a JSON "
+                         "file of {class: frequency}")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return [float(v) for v in text.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(f"prior: {path} is not JSON ({{class: frequency}} or a list) nor plain numbers") from None
+
+
+def prior_ratio(spec: str | dict | list | tuple | np.ndarray, class_names: list[str],
+                record: dict | None) -> np.ndarray | None:
+    """pi_new / pi_model for `spec` (`read_prior`) against the model's learned prior (`record`: a
+    checkpoint's "calibration" entry, with model_prior and train_prior); None for "model"."""
+    new = read_prior(spec, class_names)
+    if isinstance(new, str) and new == "model":
+        return None
+    model = (record or {}).get("model_prior")
+    if model is None:
+        raise ValueError(f"prior {spec}: this model does not record the prior it learned: calibrate it "
+                         "(ferkit posthoc CKPT --method temperature --out NEW.pt), or use prior model")
+    if isinstance(new, str):
+        new = np.asarray(record["train_prior"], dtype=np.float64) if new == "train" else np.full(len(class_names), 1.0)
+    return (new / new.sum()) / np.asarray(model, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- abstention
+
+COVERAGE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.96, 0.05))
+
+
+def coverage_curve(probs: np.ndarray, labels: np.ndarray, macro_f1, thresholds=COVERAGE_THRESHOLDS) -> list[dict]:
+    """For each threshold t, the images whose top probability is at least t (those `--min-score t`
+    keeps; the rest are `uncertain`): their share (coverage), count, accuracy and macro-F1 over the
+    classes (`macro_f1(labels, predictions)`, ferkit.evaluate's; NaN when none is kept)."""
+    probs, labels = _check(probs, labels)
+    conf, pred = probs.max(1), probs.argmax(1)
+    rows = []
+    for t in thresholds:
+        keep = conf >= t
+        kept = int(keep.sum())
+        rows.append({"threshold": float(t), "coverage": kept / len(labels), "kept": kept,
+                     "accuracy": float((pred[keep] == labels[keep]).mean()) if kept else float("nan"),
+                     "macro_f1": float(macro_f1(labels[keep], pred[keep])) if kept else float("nan")})
+    return rows

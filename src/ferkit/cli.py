@@ -160,10 +160,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 def cmd_posthoc(args: argparse.Namespace) -> int:
     """Tune a post-hoc adjustment on val and save the adjusted checkpoint."""
-    from ferkit.posthoc import adjust_file
+    from ferkit.posthoc import adjust_file, describe
 
-    ph = adjust_file(args.ckpt, args.method, args.out, args.data_root, args.crt_epochs, args.force)
-    print(f"{args.method}: val macro-F1 {ph['val_macro_f1']:.4f}" + (f" at tau {ph['tau']}" if "tau" in ph else ""))
+    print(describe(adjust_file(args.ckpt, args.method, args.out, args.data_root, args.crt_epochs, args.force)))
     print(f"saved {args.out}; evaluate it on test with: ferkit eval {args.out}")
     return 0
 
@@ -266,10 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
     p.set_defaults(func=cmd_quickstart)
 
-    p = sub.add_parser("posthoc", help="tune a post-hoc adjustment (la, taunorm, crt) on val and save it with the model")
+    p = sub.add_parser("posthoc", help="tune a post-hoc adjustment (la, taunorm, crt) or the temperature on val, save it with the model")
     p.add_argument("ckpt")
-    p.add_argument("--method", required=True, help="a key of ferkit.posthoc.METHODS: la (logit "
-                   "adjustment), taunorm (tau-normalisation), crt (classifier re-training, class-balanced); each tuned on val")
+    p.add_argument("--method", required=True, help="a key of ferkit.posthoc.METHODS: la (logit adjustment), taunorm "
+                   "(tau-normalisation), crt (classifier re-training, class-balanced), temperature (calibration); each fitted on val")
     p.add_argument("--data_root", help="the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--out", required=True, help="path of the adjusted checkpoint (never the checkpoint given)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")

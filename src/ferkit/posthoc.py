@@ -7,6 +7,12 @@
   augmentation (seconds on a CPU), which is the cheap variant of the recipe.
 Each returns a ferkit checkpoint dict with a `posthoc` entry that records what was done and the
 val search, so that `load_model` rebuilds the adjusted model.
+
+- `temperature`: temperature scaling (Guo et al. 2017), one scalar fitted by NLL on val in float32
+  for each TTA mode (single view is the default; averaged views are softer and need less), stored as the checkpoint's `calibration` entry with the prior the model learned
+  (`ferkit.calibration.effective_prior`) and the train prior; the weights are kept as they are
+  (byte for byte), and it combines with the other methods (fitted after them). Predictor, `predict`
+  and `serve` apply it (docs/INFERENCE.md, "Calibration").
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ferkit.calibration import TINY, calibration_metrics, effective_prior, fit_temperature, softmax
 from ferkit.evaluate import compute_metrics, predict_proba
 
 TAUS = [round(t, 2) for t in np.arange(0.0, 2.01, 0.1)]
@@ -112,6 +119,31 @@ def classifier_retrain(model: nn.Module, data, epochs: int = 10, lr: float = 1e-
     return m, {"method": "crt", "epochs": epochs, "lr": lr, "val_macro_f1": best_f1, "val_history": history}
 
 
+def fit_calibration(model: nn.Module, data, ckpt: dict) -> dict:
+    """The `calibration` record of a checkpoint: a temperature fitted by NLL on val for each TTA mode
+    (float32; test is never read), `temperature` the single view's, the prior the model learned and
+    the train prior, and val's measures before and after."""
+    from ferkit.tta import TTA_MODES
+
+    val = data.splits["val"]
+    temperatures, measures = {}, {}
+    for mode in TTA_MODES:
+        probs = predict_proba(model, val.images, "cpu", amp=False, tta=mode)
+        logp = np.log(np.maximum(probs, TINY))
+        temperatures[mode] = t = round(fit_temperature(logp, val.labels), 6)
+        measures[mode] = {"before": calibration_metrics(probs, val.labels),
+                          "after": calibration_metrics(softmax(logp, t), val.labels)}
+        if mode == "none":
+            f1 = _val_f1(probs, val.labels, data.class_names)
+    counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
+    prior = ckpt.get("model_prior") if not ckpt.get("posthoc") else None  # recorded at training time
+    if prior is None:
+        prior = effective_prior(ckpt.get("config") or {}, counts, ckpt.get("posthoc"), ckpt.get("epoch")).tolist()
+    return {"method": "temperature", "temperature": temperatures["none"], "fitted_on": "val", "tta": "none",
+            "temperatures": temperatures, "precision": "float32", "model_prior": [float(v) for v in prior],
+            "train_prior": (counts / counts.sum()).tolist(), "val_macro_f1": f1, "val": measures}
+
+
 # The post-hoc methods by name: each tunes itself on val from (the trained model, the data, the train
 # class counts, amp, settings) and returns (the adjusted model, what it chose). A new method is a
 # function and one line here; `ferkit posthoc --method NAME` then offers it.
@@ -120,13 +152,28 @@ METHODS: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
                                                                                    data.class_names, amp)),
     "taunorm": lambda model, data, counts, amp, **_: search_tau_norm(model, data.splits["val"], data.class_names, amp),
     "crt": lambda model, data, counts, amp, crt_epochs=10, **_: classifier_retrain(model, data, epochs=crt_epochs),
+    "temperature": lambda model, data, counts, amp, ckpt=None, **_: (model, fit_calibration(model, data, ckpt or {})),
 }
+
+
+def describe(result: dict) -> str:
+    """One line for `ferkit posthoc`: what was fitted on val."""
+    if result["method"] == "temperature":
+        before, after = result["val"]["none"]["before"], result["val"]["none"]["after"]
+        return (f"temperature {result['temperature']:.3f} (val, single view; TTA " + ", ".join(
+                f"{m} {t:.3f}" for m, t in result["temperatures"].items() if m != "none") + f"): val ECE "
+                f"{before['ece']:.4f} -> {after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}; "
+                f"predictions unchanged (val macro-F1 {result['val_macro_f1']:.4f})")
+    return f"{result['method']}: val macro-F1 {result['val_macro_f1']:.4f}" + (f" at tau {result['tau']}" if "tau" in result else "")
 
 
 def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epochs: int = 10) -> dict:
     """Tune `method` (a key of METHODS) on val for a ferkit checkpoint dict; return the adjusted checkpoint dict."""
     from ferkit.models import load_model
 
+    if method == "temperature":  # calibrates whatever the checkpoint predicts, post-hoc adjusted or not
+        model, _ = load_model(ckpt)
+        return ckpt | {"calibration": METHODS[method](model, data, None, False, ckpt=ckpt)[1]}
     if ckpt.get("posthoc"):
         raise ValueError(f"this checkpoint already has a post-hoc adjustment ({ckpt['posthoc']['method']}): start from the trained one")
     if method not in METHODS:
@@ -161,5 +208,7 @@ def adjust_file(ckpt_path: str | Path, method: str, out: str | Path, data_root: 
         raise ConfigError(str(e)) from None
     for key in ("optimizer", "scheduler", "rng", "history"):  # a last.pt's training state does not apply any more
         new.pop(key, None)
+    if method == "temperature":
+        new["calibration"]["source"] = str(ckpt_path)
     save_checkpoint(new, out)
-    return new["posthoc"]
+    return new["calibration"] if method == "temperature" else new["posthoc"]

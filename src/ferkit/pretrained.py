@@ -4,7 +4,10 @@
 (half the size), then evaluates *the packed file itself* on val and test, so that
 `ferkit eval out` reproduces the card's numbers exactly. With `tta="auto"` the test-time
 augmentation is chosen on val (the highest val macro-F1; the cheaper mode on a tie) before test is
-ever evaluated, and saved in the file's config so that `ferkit eval` uses it.
+ever evaluated, and saved in the file's config so that `ferkit eval` uses it. A calibrated
+checkpoint (`ferkit posthoc --method temperature`) keeps its record, which is also written into the
+metadata of its ONNX siblings (`write_onnx_calibration`), and its card shows the measures before and
+after the temperature and the figures under each class prior (`calibration_figures`).
 """
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ import csv
 import json
 from pathlib import Path
 
+from ferkit.calibration import PRIORS
 from ferkit.data import load_data
-from ferkit.evaluate import evaluate_run, output_files
+from ferkit.evaluate import calibration_figures, evaluate_run, output_files
 from ferkit.paths import SHIPPED_DIR, atomic_text, check_output
 from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
 from ferkit.tta import TTA_MODES
@@ -48,8 +52,6 @@ def _command(cfg: dict) -> str:
     return " ".join(parts)
 
 
-
-
 def choose_tta(ckpt_path: Path, data, amp: bool = False) -> tuple[str, dict[str, float]]:
     """The TTA mode with the highest val macro-F1, and the val macro-F1 of every mode (test is not looked at)."""
     from ferkit.evaluate import compute_metrics, predict_proba
@@ -77,9 +79,12 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
     for path in (out, Path(str(out.with_suffix("")) + ".md"), Path(str(out) + ".metrics.json")):
         check_output(path, inputs=inputs, force=force)
     check_output(out.parent / f"{out.stem}-eval", inputs=inputs, kind="dir", files=output_files(), force=force)
+    siblings = [p for p in (out.with_suffix(".int8.onnx"), out.with_suffix(".onnx")) if p.is_file()]
+    for sibling in siblings:  # their calibration metadata is rewritten to match (never an input)
+        check_output(sibling, inputs=inputs, force=True)
     previous = _previous_card(out)  # re-packing a shipped model keeps its figures in other precisions
     keep = {k: ckpt[k] for k in ("format", "version", "arch", "head", "head_kwargs", "class_names", "config", "epoch",
-                                 "posthoc", "tta_selection") if k in ckpt}
+                                 "posthoc", "tta_selection", "calibration") if k in ckpt}
     keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep["card_precision"] = CARD_PRECISION
     if "training" in ckpt:  # an already shipped model, packed again: its training record stays
@@ -100,6 +105,8 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
         cfg["tta"] = tta
         keep["config"], keep["tta_selection"] = cfg, scores
         save_checkpoint(keep, out)
+    for sibling in siblings:  # the ONNX models of this checkpoint apply the same calibration
+        write_onnx_calibration(sibling, keep.get("calibration"))
     eval_dir = out.parent / f"{out.stem}-eval"
     # The card's figures are float32 whatever the run trained in: the portable precision (bench/precision.py).
     test = evaluate_run(out, data, eval_dir, False, cfg.get("tta", False), log=log)
@@ -113,11 +120,29 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
                "other_precisions": previous,
                "parameters": count_parameters(base), "macs_per_image": count_macs(base),
                "file_bytes": out.stat().st_size, "training": keep["training"], "config": cfg,
-               "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection")}
+               "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection"),
+               "packed_from": str(ckpt_path), "calibration": calibration_figures(out, data, cfg.get("tta"), keep["calibration"]) if keep.get("calibration") else None}
     atomic_text(Path(str(out) + ".metrics.json"), json.dumps(summary, indent=2))
     atomic_text(Path(str(out.with_suffix("")) + ".md"), model_card(out, summary, title))
     log(f"packed {out} ({out.stat().st_size / 1e6:.1f} MB), card {out.with_suffix('.md')}")
     return test
+
+
+def write_onnx_calibration(path: str | Path, calibration: dict | None) -> Path:
+    """Set (None: remove) the `calibration` record in an .onnx model's metadata (`ferkit.calibration.ONNX_KEY`,
+    read by `OnnxRunner`), in place and whole; the graph and its weights are copied unchanged."""
+    import onnx
+
+    from ferkit.calibration import ONNX_KEY
+    from ferkit.paths import atomic_write
+
+    proto = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != ONNX_KEY]
+    del proto.metadata_props[:]
+    for key, value in kept + ([(ONNX_KEY, json.dumps(calibration))] if calibration else []):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return atomic_write(Path(path), lambda f: f.write(proto.SerializeToString()))
 
 
 def _previous_card(out: Path) -> list[dict]:
@@ -137,16 +162,74 @@ def _previous_card(out: Path) -> list[dict]:
 
 
 def _commands(path: Path, s: dict) -> str:
-    """The commands that rebuild a shipped model: train, post-hoc adjustment (if any), pack."""
-    cfg = s["config"]
+    """The commands that rebuild a shipped model: train, post-hoc adjustment (if any), temperature
+    scaling (if any: before packing, or after it on the packed file itself), pack."""
+    import os
+
+    cfg, cal, packed = s["config"], s.get("calibration"), s.get("packed_from")
     best = f"{cfg.get('runs_dir', 'runs')}/{cfg.get('exp')}/best.pt"
     lines = [_command({k: v for k, v in cfg.items() if not (k == "tta" and s.get("tta_selection"))})]
+    after = bool(cal and packed) and os.path.normpath(str(cal.get("source"))) == os.path.normpath(str(path))
+    before = bool(cal and packed) and not after
     source = best
     if s.get("posthoc"):
-        source = s["training"]["source"]  # the adjusted checkpoint that was packed
+        source = cal["source"] if before else s["training"]["source"]  # the adjusted checkpoint
         lines.append(f"ferkit posthoc {best} --method {s['posthoc']['method']} --out {source}")
+    if before:
+        lines.append(f"ferkit posthoc {source} --method temperature --out {packed}")
+        source = packed
     lines.append(f"ferkit pack {source} --out {path}" + (" --tta auto" if s.get("tta_selection") else ""))
+    if after:  # fitted on the packed file's own float16 weights, then packed again
+        lines += [f"ferkit posthoc {path} --method temperature --out {packed}", f"ferkit pack {packed} --out {path} --force"]
     return "\n".join(lines)
+
+
+def _calibration_section(path: Path, s: dict) -> str:
+    """The card's calibration and class-prior tables (`calibration_figures`), or nothing."""
+    c = s.get("calibration")
+    if not c:
+        return ""
+    f = lambda r, k: f"{r['before'][k]:.4f} -> {r['after'][k]:.4f}"  # noqa: E731
+    rows = "\n".join(f"| {r['split']} | {r['tta']} | {r['temperature']:.3f} | {f(r, 'ece')} | {f(r, 'classwise_ece')} | "
+                     f"{f(r, 'nll')} | {f(r, 'brier')} |" for r in c["rows"])
+    test1 = next(r for r in c["rows"] if r["split"] == "test" and r["tta"] == "none")
+    ece, train = test1["after"]["ece"], test1["priors"]["train"]["ece"]
+    verdict = (f"After scaling, test ECE single view is {ece:.4f}, within the 0.03 aimed at." if ece <= 0.03 else
+               f"After scaling, test ECE single view is {ece:.4f}, above the 0.03 aimed at" + (
+                   f": one temperature cannot undo a prior other than test's, and this model's learned prior is "
+                   f"not the natural one; re-weighted to the train prior (`--prior train`) its test ECE is {train:.4f}."
+                   if train < ece else "."))
+    names = list(s["test"]["per_class_f1"])
+    show = lambda p: ", ".join(f"{n} {v:.3f}" for n, v in zip(names, p))  # noqa: E731
+    priors = "\n".join(f"| {name} | {r['tta']} | {r['priors'][name]['accuracy']:.4f} | {r['priors'][name]['macro_f1']:.4f} | "
+                       f"{r['priors'][name]['ece']:.4f} |" for r in c["rows"] if r["split"] == "test" for name in PRIORS)
+    return f"""
+## Calibration
+
+`Predictor`, `ferkit predict` and `ferkit serve` divide this model's log-probabilities, averaged over the
+TTA views, by a temperature T fitted by NLL on {c['fitted_on']} for that TTA mode ({c['precision']}; test is
+not read; averaged views are softer and need less): {', '.join(f'{m} {t:.3f}' for m, t in (c.get('temperatures') or {'none': c['temperature']}).items())}.
+`--no-calibration` gives the raw scores. T changes no prediction, so no figure above. Before -> after;
+ECE on the top class in 15 equal-width bins, class-wise ECE averaged over the classes, NLL of the
+true class, Brier score (0 to 2):
+
+| split | TTA | T | ECE | class-wise ECE | NLL | Brier |
+|---|---|---|---|---|---|---|
+{rows}
+
+{verdict}
+
+## The class prior
+
+Learned by this model (its sampler and loss, `ferkit.calibration.effective_prior`): {show(c['model_prior'])}.
+FER-2013 train's: {show(c['train_prior'])}. `--prior` re-weights the calibrated probabilities by
+pi_new / pi_model (docs/INFERENCE.md): `model` leaves them, `train` assumes train's frequencies, `uniform`
+equal ones. On test (T applied):
+
+| prior | TTA | accuracy | macro-F1 | ECE |
+|---|---|---|---|---|
+{priors}
+"""
 
 
 def model_card(path: Path, s: dict, title: str | None) -> str:
@@ -194,7 +277,7 @@ Training time: {minutes} on {tr['machine']}.
 Reproduce: `ferkit eval {path} --data_root /path/to/fer2013.zip` (float32, TTA `{cfg.get('tta')}`), or
 `ferkit quickstart /path/to/fer2013.zip` for every shipped model. It counts as reproduced when at most
 {s.get('tolerance', {}).get('changed_predictions', 0)} of the 3,589 test predictions differ from this card's own: {s.get('tolerance', {}).get('why', '')}.
-{int8}"""
+{int8}{_calibration_section(path, s)}"""
 
 
 def _metrics_table(s: dict) -> str:

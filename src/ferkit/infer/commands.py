@@ -55,6 +55,27 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=AT_LEAST_1, default=MAX_PIXELS,
                    help=f"refuse images of more pixels than this, read from the header before decoding "
                         f"(decompression bombs; {MAX_PIXELS:,})")
+    p.add_argument("--no-calibration", dest="calibrate", action="store_false",
+                   help="the model's raw probabilities: do not apply the temperature fitted on val that a calibrated "
+                        "model carries (ferkit posthoc --method temperature)")
+    p.add_argument("--prior", type=prior_arg, default="model", metavar="model|train|uniform|FILE",
+                   help="the class frequencies to expect: model (as trained, no change), train (FER-2013 train's), "
+                        "uniform, or a JSON file {class: frequency} (or one number per class); docs/INFERENCE.md")
+    p.add_argument("--min-score", type=FRACTION, default=None,
+                   help="label a face 'uncertain' when its calibrated top probability is below this, 0..1 "
+                        "(its score and probabilities are still written)")
+
+
+def prior_arg(text: str) -> str:
+    """--prior: a name, or a file that reads as a prior (its classes are checked when the model loads)."""
+    from ferkit.calibration import PRIORS, read_prior_file
+
+    if text not in PRIORS:
+        try:
+            read_prior_file(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("prior: ")) from None
+    return text
 
 
 def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
@@ -66,8 +87,8 @@ def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
     return Predictor(args.ckpt, backend=args.backend, detect=detect, tta=args.tta, device=args.device,
                      bf16=bf16, margin=margin, detector=args.detector, align=args.align,
                      score_threshold=args.score_threshold, scale_factor=args.scale_factor, min_face=args.min_face,
-                     max_side=args.max_side,
-                     threads=args.threads)
+                     max_side=args.max_side, threads=args.threads, calibrate=args.calibrate, prior=args.prior,
+                     min_score=args.min_score)
 
 
 # ---------------------------------------------------------------- predict
@@ -204,7 +225,8 @@ def check_predict_outputs(args: argparse.Namespace, files: list[Path]) -> dict[P
     """Check --out and --annotate before any work (`check_output`): neither is, or is inside, an
     input (a file or folder given, a file found, the checkpoint); --out is a file and --annotate a
     folder; nothing there is replaced without --force. Returns the annotated copies' names."""
-    inputs = [*(a for a in args.paths if Path(a).exists()), *files, args.ckpt]
+    inputs = [*(a for a in args.paths if Path(a).exists()), *files, args.ckpt,
+              None if args.prior in ("model", "train", "uniform") else args.prior]
     names = annotation_names(files) if args.annotate else {}
     if args.out:
         check_output(args.out, inputs=inputs, force=args.force, what="--out")

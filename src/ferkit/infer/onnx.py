@@ -3,6 +3,9 @@
 
 The graph takes `input`: float32 (N, 1, 48, 48) in [-1, 1] with a dynamic batch axis, and returns
 `probs`: float32 (N, num_classes), in the class order of its metadata (`class_names`, JSON).
+A calibrated model's metadata also holds its checkpoint's `calibration` record (JSON, under
+`ferkit.calibration.ONNX_KEY`), which `Predictor` applies as it does the checkpoint's
+(`ferkit.pretrained.write_onnx_calibration` adds it to an existing file, graph and weights unchanged).
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ferkit.calibration import ONNX_KEY
 
 
 class ModelError(ValueError):
@@ -60,8 +65,10 @@ class OnnxRunner:
         if "class_names" not in meta:
             raise ValueError(f"{source}: ONNX model without ferkit class_names metadata: export it with `ferkit export`")
         self.class_names = json.loads(meta["class_names"])
-        self.info = self.info or {"class_names": self.class_names, "arch": meta.get("arch"), "head": meta.get("head")}
+        self.info = self.info or {"class_names": self.class_names, "arch": meta.get("arch"), "head": meta.get("head"),
+                                  "calibration": json.loads(meta[ONNX_KEY]) if ONNX_KEY in meta else None}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Model inputs, float32 (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C)."""
         return self.session.run(["probs"], {"input": np.ascontiguousarray(x, np.float32)})[0]
+

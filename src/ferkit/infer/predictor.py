@@ -7,7 +7,9 @@
 
 Pipeline per image: read -> grayscale (PIL "L", as the training data) -> face detector (YuNet) ->
 square crop with a margin -> 48x48 (PIL bilinear, as the training data) -> [-1, 1] (`to_input`)
--> model -> softmax. Crops of all images are classified together in batches.
+-> model -> softmax -> mean over the TTA views -> the checkpoint's calibration (temperature, then an
+optional class-prior change) -> label, or `uncertain` below `min_score`. Crops of all images are
+classified together in batches.
 
 The pipeline is numpy up to the model: torch loads only for the torch backend, so an install
 without it (`pip install 'ferkit[infer]'`) runs the shipped model's ONNX file.
@@ -22,6 +24,7 @@ import importlib.util
 import numpy as np
 from PIL import Image
 
+from ferkit.calibration import adjust, prior_ratio, temperature_for
 from ferkit.config import Bound
 from ferkit.cpu import cpu_has_amx
 from ferkit.paths import SHIPPED_DIR
@@ -34,6 +37,7 @@ from .onnx import check_finite
 # Measured on upscaled FER-2013 test faces: the cascade's box is ~3.4% smaller than the
 # 48x48 crop the face came from (median), so 2% on each side reproduces the training framing.
 DEFAULT_MARGIN = 0.02
+UNCERTAIN = "uncertain"  # the label of a face whose top probability is below min_score
 
 
 def default_checkpoint() -> Path:
@@ -129,7 +133,7 @@ class TorchRunner:
             set_threads(threads)  # torch's intra-op threads: process-wide
         keep_freed_memory()
         self.device = torch.device(device)
-        model, self.info = load_model(checkpoint, map_location="cpu")
+        model, self.info = load_model(checkpoint, map_location="cpu")  # info["calibration"]: the record, if any
         # BatchNorm folded into the convolutions (one pass over the activations fewer), and
         # channels_last: oneDNN's convolutions run about 2x faster on CPU in this layout.
         self.model = fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last).eval()
@@ -177,6 +181,15 @@ class Predictor:
         (one per core). torch's and OpenCV's settings are process-wide. 1 suits a busy machine
         or a server that runs requests in parallel: there, threads of one small forward pass
         wait for each other for whole scheduler slices (here: 250 ms instead of 4 ms per face).
+    calibrate: apply the temperature the checkpoint (or the ONNX model's metadata) carries
+        (`ferkit posthoc --method temperature`) to the mean of the TTA views, the one fitted on val
+        with this `tta` (`temperature_for`); False gives the model's raw probabilities. A model
+        without one is run as it is.
+    prior: the class frequencies the probabilities should assume: "model" (as trained: no change),
+        "train" (FER-2013 train's), "uniform", a dict {class: frequency}, a list (class order) or a
+        JSON file of either (`ferkit.calibration.read_prior`); p(y|x) prop. to p(y|x) pi_new(y) / pi_model(y).
+    min_score: a face whose (calibrated, prior-adjusted) top probability is below this is labelled
+        "uncertain"; its score and probabilities are still given. None: never.
     """
 
     def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "auto",
@@ -184,9 +197,11 @@ class Predictor:
                  margin: float = DEFAULT_MARGIN, detector: str = "yunet", align: bool = False,
                  score_threshold: float | None = None, scale_factor: float | None = None,
                  min_face: int | None = None, min_neighbors: int | None = None, max_side: int | None = None,
-                 batch_size: int = 64, threads: int | None = None):
+                 batch_size: int = 64, threads: int | None = None, calibrate: bool = True,
+                 prior: Any = "model", min_score: float | None = None):
         Bound(1).check("threads", threads)  # checked before anything loads or any setting changes
         Bound(1).check("batch_size", batch_size)
+        Bound(0, 1).check("min_score", min_score)
         if threads is not None:
             import cv2
             cv2.setNumThreads(threads)  # the detectors' threads (YuNet's ONNX Runtime session reads them): process-wide
@@ -207,6 +222,11 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}: use 'auto', 'torch' or 'onnx'")
         if not 0 <= margin <= 1:
             raise ValueError(f"margin is a fraction of the face size per side, 0..1 (got {margin})")
+        self.record = self.runner.info.get("calibration") or {}
+        self.temperature = temperature_for(self.record, tta_mode(tta)) if calibrate else 1.0
+        self.prior = prior if isinstance(prior, str) else "custom"
+        self.prior_ratio = prior_ratio(prior, self.runner.class_names, self.record)
+        self.min_score = min_score
         # One image through the model now: broken (NaN) weights are refused here, not found in the rows.
         check_finite(self.runner(np.zeros((1, 1, FACE_SIZE, FACE_SIZE), np.float32)), checkpoint)
         self.checkpoint = checkpoint if isinstance(checkpoint, dict) else str(checkpoint)
@@ -231,7 +251,7 @@ class Predictor:
             views = tta_views(batch, self.tta)  # all views in one forward pass, then the mean softmax
             probs = self.runner(np.concatenate(views) if len(views) > 1 else views[0])
             out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
-        return check_finite(out, self.checkpoint)
+        return check_finite(adjust(out, self.temperature, self.prior_ratio), self.checkpoint)
 
     def find_faces(self, image: np.ndarray, detect: bool | None = None) -> tuple[list[Box], np.ndarray]:
         """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting
@@ -261,13 +281,16 @@ class Predictor:
             i += len(boxes)
         return results
 
-    def faces(self, boxes: list[Box], probs: np.ndarray) -> list[dict]:
+    def faces(self, boxes: list[Box], probs: np.ndarray, min_score: float | None = None) -> list[dict]:
         """One image's result rows: {"box", "label", "score", "probs"} per face (`find_faces` boxes,
-        `predict_crops` probabilities)."""
+        `predict_crops` probabilities); the label is "uncertain" where the score is below `min_score`
+        (default: the predictor's)."""
+        min_score = self.min_score if min_score is None else min_score
         rows = []
         for box, p in zip(boxes, probs):
             best = int(np.argmax(p))
-            rows.append({"box": [int(v) for v in box], "label": self.class_names[best], "score": float(p[best]),
+            label = UNCERTAIN if min_score is not None and p[best] < min_score else self.class_names[best]
+            rows.append({"box": [int(v) for v in box], "label": label, "score": float(p[best]),
                          "probs": {name: float(v) for name, v in zip(self.class_names, p)}})
         return rows
 
@@ -275,7 +298,9 @@ class Predictor:
         """What this predictor runs, for logs and the service's /health."""
         return {"checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
                 "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""), "class_names": self.class_names, "detect": self.detect, "detector": self.detector.name,
-                "align": self.align, "tta": self.tta, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
+                "align": self.align, "tta": self.tta, "temperature": self.temperature,
+                "calibration": f"T fitted on {self.record.get('fitted_on')}" if self.record else None,
+                "prior": self.prior, "min_score": self.min_score, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
                 **{k: getattr(self.detector, k) for k in ("score_threshold", "scale_factor", "min_face", "max_side")
                    if hasattr(self.detector, k)},
                 "threads": self.runner.threads}

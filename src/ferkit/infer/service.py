@@ -28,6 +28,7 @@ from ferkit.memory import release_freed_memory
 
 from .batching import CropBatcher
 from .io import ImageReadError, decode_image
+from .predictor import UNCERTAIN
 
 STATIC = Path(__file__).parent / "static"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
@@ -79,11 +80,12 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
         image = decode_image(data, name, max_pixels)
         return image, (predictor.find_faces(image, detect) if batcher is not None else None)
 
-    async def faces_of(image, found) -> list[dict]:
+    async def faces_of(image, found, min_score: float | None) -> list[dict]:
         if batcher is None:
-            return (await asyncio.get_running_loop().run_in_executor(workers, predictor.predict, [image]))[0]
+            faces = (await asyncio.get_running_loop().run_in_executor(workers, predictor.predict, [image]))[0]
+            return faces if min_score is None else [relabel(f, min_score) for f in faces]
         boxes, crops = found
-        return predictor.faces(boxes, await asyncio.wrap_future(batcher.submit(crops)))
+        return predictor.faces(boxes, await asyncio.wrap_future(batcher.submit(crops)), min_score)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
@@ -109,7 +111,9 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
     # and its JSON is written directly (FastAPI's encoder walked every probability).
     @app.post("/predict")
     async def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ..."),
-                      detect: bool = Query(True, description="false: the image is a face crop already, skip detection")
+                      detect: bool = Query(True, description="false: the image is a face crop already, skip detection"),
+                      min_score: float | None = Query(None, ge=0, le=1, description="label a face 'uncertain' when "
+                                                      "its top probability is below this (default: the server's --min-score)")
                       ) -> JSONResponse:
         """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
         start = time.perf_counter()
@@ -123,7 +127,7 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
             except ImageReadError as e:
                 raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
             del data
-            faces = await faces_of(image, found)
+            faces = await faces_of(image, found, min_score)
         n = len(faces)
         message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
         if n == 0 and detect and max(image.shape[:2]) <= 96:
@@ -139,6 +143,11 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
     return app
+
+
+def relabel(face: dict, min_score: float) -> dict:
+    """A face row labelled "uncertain" when its score is below `min_score` (a predictor without `faces`)."""
+    return face | {"label": UNCERTAIN} if face["score"] < min_score else face
 
 
 def too_large(size: int | None, max_bytes: int) -> str:

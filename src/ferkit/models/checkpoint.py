@@ -2,7 +2,8 @@
 wrapper that a logit-adjusted checkpoint loads as.
 
 A ferkit checkpoint is a dict (docs/DESIGN.md): format, version, arch, head, head_kwargs,
-class_names, config, model (a state dict) and, after `ferkit posthoc`, posthoc. A reference-project
+class_names, config, model (a state dict) and, after `ferkit posthoc`, posthoc (`--method temperature`:
+calibration, the temperature and priors that inference applies to the probabilities). A reference-project
 checkpoint ({"backbone", "head"}) is turned into one on reading.
 """
 from __future__ import annotations
@@ -132,7 +133,8 @@ def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dic
 def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Classifier, dict]:
     """Rebuild a model in eval mode (float32) from a checkpoint; returns (model, info).
 
-    `info` holds `class_names`, `arch`, `head`, `head_kwargs`, `config` and `epoch`.
+    `info` holds `class_names`, `arch`, `head`, `head_kwargs`, `config`, `epoch`, `val_metrics`,
+    `posthoc` and `calibration` (None where the checkpoint has none).
     """
     ckpt = read_checkpoint(source, map_location)
     model = build_model(ckpt["arch"], ckpt["head"], len(ckpt["class_names"]), **ckpt.get("head_kwargs", {}))
@@ -144,5 +146,6 @@ def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Cl
     if ckpt.get("posthoc", {}).get("offset") is not None:  # logit adjustment tuned on val
         model = LogitOffset(model, torch.tensor(ckpt["posthoc"]["offset"]))
     model.eval()
-    info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics", "posthoc")}
+    info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics", "posthoc",
+                                "calibration")}
     return model, info
