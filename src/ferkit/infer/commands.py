@@ -18,7 +18,7 @@ from ferkit.config import Bound
 from ferkit.tta import TTA_MODES
 from ferkit.data.images import MAX_PIXELS
 from ferkit.data.store import IMAGE_SIZE
-from ferkit.paths import atomic_file, check_output
+from ferkit.paths import OutputError, atomic_file, check_output
 
 CHUNK = 32  # images (or video frames) classified together
 # Each option's range, declared with the option: argparse refuses a value outside it in one line.
@@ -94,7 +94,13 @@ def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
 # ---------------------------------------------------------------- predict
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="PATH", help="images, videos, folders (searched recursively) or globs")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="images, videos, folders (searched recursively) or globs")
+    p.add_argument("--camera", metavar="N|DEVICE",
+                   help="a live camera instead of PATHs: its number (0) or device (/dev/video0); faces tracked as in "
+                        "videos; an annotated window where a display exists, rows otherwise; q, Esc or Ctrl-C stops")
+    p.add_argument("--explain", metavar="DIR", nargs="?", const="", default=None,
+                   help="images: each face's occlusion heatmap (what drove the prediction; ~100 model runs per face) "
+                        "as DIR/<image>_face<i>.png, and painted into the --annotate copies (--explain alone: only there)")
     _add_model_args(p)
     p.add_argument("--no-detect", action="store_true", help="each image is already a face crop")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (jsonl)")
@@ -114,8 +120,8 @@ class RowWriter:
 
     def __init__(self, stream: TextIO, fmt: str, class_names: list[str]):
         self.stream, self.fmt, self.class_names = stream, fmt, class_names
-        self.columns = ["file", "frame", "time_s", "track", "faces", "face", "x", "y", "w", "h", "label", "score",
-                        *[f"p_{c}" for c in class_names], "message", "error"]
+        self.columns = ["file", "frame", "time_s", "track", "faces", "face", "x", "y", "w", "h", "detector_score",
+                        "landmarks", "label", "score", *[f"p_{c}" for c in class_names], "message", "error"]
         self.csv = csv.DictWriter(stream, self.columns, extrasaction="raise") if fmt == "csv" else None
         if self.csv:
             self.csv.writeheader()
@@ -125,6 +131,8 @@ class RowWriter:
             self.stream.write(json.dumps(row, allow_nan=False) + "\n")
             return
         flat = {k: v for k, v in row.items() if k not in ("box", "probs")}
+        if flat.get("landmarks") is not None:  # [[x, y] x 5] as one JSON cell
+            flat["landmarks"] = json.dumps(flat["landmarks"])
         if "box" in row:
             flat.update(zip("xywh", row["box"]))
             flat.update({f"p_{c}": row["probs"][c] for c in self.class_names})
@@ -142,7 +150,8 @@ def face_rows(base: dict, faces: list[dict], shape: tuple[int, ...] | None = Non
         hint = f" (a {shape[1]}x{shape[0]} image looks like a face crop already: try --no-detect)" if small else ""
         yield {**base, "faces": 0, "message": "no face found" + hint}
     for i, f in enumerate(faces):
-        yield {**base, "faces": len(faces), "face": i, "box": f["box"], "label": f["label"],
+        yield {**base, "faces": len(faces), "face": i, "box": f["box"], "detector_score": f.get("detector_score"),
+               "landmarks": f.get("landmarks"), "label": f["label"],
                "score": round(f["score"], 6), "probs": {c: round(p, 6) for c, p in f["probs"].items()}}
 
 
@@ -150,6 +159,8 @@ def run_predict(args: argparse.Namespace) -> int:
     """Predict every input; returns 0 when at least one input was processed, else 1."""
     from .io import IMAGE_EXTS, VIDEO_EXTS, collect_inputs
 
+    if args.camera is not None or not args.paths:
+        return run_camera_rows(args)
     files, missing, skipped = collect_inputs(args.paths)
     if skipped:
         print(f"ferkit predict: ignored {skipped} file(s) in folders that are neither images nor videos", file=sys.stderr)
@@ -174,6 +185,7 @@ def _predict_all(args: argparse.Namespace, predictor: Any, writer: RowWriter, fi
     from tqdm import tqdm
 
     from .draw import save_annotated
+    from .explain import explain_image, paint_explained, save_explanations
     from .io import ImageReadError, is_video, load_image
 
     annotate_dir = Path(args.annotate) if args.annotate else None
@@ -194,8 +206,12 @@ def _predict_all(args: argparse.Namespace, predictor: Any, writer: RowWriter, fi
         for (path, image), faces in zip(loaded, results):
             for row in face_rows({"file": str(path)}, faces, image.shape):
                 writer.write(row)
+            explained = explain_image(predictor, image) if args.explain is not None and faces else []
+            if explained and args.explain:
+                save_explanations(explained, Path(args.explain), Path(names[path]).stem, overwrite=args.force)
             if annotate_dir is not None:
-                save_annotated(image, faces, annotate_dir / names[path], overwrite=args.force)
+                shown = paint_explained(image, explained) if explained else image
+                save_annotated(shown, faces, annotate_dir / names[path], overwrite=args.force)
         done += len(loaded)
         bar.update(len(images[start:start + CHUNK]))
     for path in videos:
@@ -227,11 +243,17 @@ def check_predict_outputs(args: argparse.Namespace, files: list[Path]) -> dict[P
     folder; nothing there is replaced without --force. Returns the annotated copies' names."""
     inputs = [*(a for a in args.paths if Path(a).exists()), *files, args.ckpt,
               None if args.prior in ("model", "train", "uniform") else args.prior]
-    names = annotation_names(files) if args.annotate else {}
+    names = annotation_names(files) if args.annotate or args.explain else {}
     if args.out:
         check_output(args.out, inputs=inputs, force=args.force, what="--out")
     if args.annotate:
         check_output(args.annotate, inputs=inputs, kind="dir", files=names.values(), force=args.force, what="--annotate")
+    if args.explain == "" and not args.annotate:
+        raise OutputError("--explain without a folder paints the heatmaps into the --annotate copies: give --annotate DIR, or --explain DIR")
+    if args.explain:
+        from .explain import existing_explanations
+        held = existing_explanations(args.explain, [Path(n).stem for n in names.values()])
+        check_output(args.explain, inputs=inputs, kind="dir", files=held, force=args.force, what="--explain")
     return names
 
 
@@ -260,6 +282,38 @@ def predict_video(predictor: Any, path: Path, args: argparse.Namespace, writer: 
         writer.write({"file": str(path), "error": str(e)})
         return 0
     return 1
+
+
+def run_camera_rows(args: argparse.Namespace) -> int:
+    """`ferkit predict --camera N|DEVICE`: rows of a live camera until q, Esc, Ctrl-C or the stream's end."""
+    from .io import ImageReadError
+    from .video import camera_source, run_camera
+
+    try:
+        if args.camera is None:
+            raise ValueError("give images, videos or folders (PATH), or --camera N|DEVICE")
+        if args.paths:
+            raise ValueError(f"--camera reads a camera, not PATHs ({args.paths[0]}): give one or the other")
+        camera_source(args.camera)  # a device path that does not exist: refused before the model loads
+        if args.out:
+            check_output(args.out, inputs=[args.ckpt], force=args.force, what="--out")
+        predictor = make_predictor(args, detect=not args.no_detect)
+    except ValueError as e:  # OutputError is a ValueError
+        print(f"ferkit predict: error: {e}", file=sys.stderr)
+        return 2
+    with atomic_file(args.out, "w", newline="", overwrite=args.force) if args.out else contextlib.nullcontext(sys.stdout) as out:
+        writer = RowWriter(out, args.format, predictor.class_names)
+
+        def write(row: dict) -> None:
+            writer.write({"file": f"camera:{args.camera}", **row})
+            out.flush()  # a live stream: each row as it comes
+
+        try:
+            frames = run_camera(predictor, args.camera, write, args.every, args.detect_every, args.smooth)
+        except ImageReadError as e:
+            print(f"ferkit predict: error: {e}", file=sys.stderr)
+            return 2
+    return 0 if frames else 1
 
 
 # ---------------------------------------------------------------- export

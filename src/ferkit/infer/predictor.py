@@ -30,7 +30,7 @@ from ferkit.cpu import cpu_has_amx
 from ferkit.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
-from .faces import FACE_SIZE, Box, face_crop, make_detector, resize_face
+from .faces import FACE_SIZE, Box, Found, face_crop, make_detector, resize_face, whole_image
 from .io import load_image, to_gray
 from .onnx import check_finite
 
@@ -253,16 +253,16 @@ class Predictor:
             out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
         return check_finite(adjust(out, self.temperature, self.prior_ratio), self.checkpoint)
 
-    def find_faces(self, image: np.ndarray, detect: bool | None = None) -> tuple[list[Box], np.ndarray]:
+    def find_faces(self, image: np.ndarray, detect: bool | None = None) -> tuple[list[Found], np.ndarray]:
         """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting
         (`detect`: this call's choice, default the predictor's)."""
         gray = to_gray(image)
         if not (self.detect if detect is None else detect):
-            return [(0, 0, gray.shape[1], gray.shape[0])], resize_face(gray)[None]
+            return [whole_image(gray.shape)], resize_face(gray)[None]
         found = self.detector.detect_faces(image)
         if not found:
             return [], np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
-        return [f.box for f in found], np.stack([face_crop(gray, f, self.margin, self.align) for f in found])
+        return found, np.stack([face_crop(gray, f, self.margin, self.align) for f in found])
 
     def predict(self, images: Sequence[Any] | Any) -> list[list[dict]]:
         """Faces and expressions for each image (paths, PIL images, uint8 HxW / HxWx3 RGB arrays).
@@ -281,7 +281,7 @@ class Predictor:
             i += len(boxes)
         return results
 
-    def faces(self, boxes: list[Box], probs: np.ndarray, min_score: float | None = None) -> list[dict]:
+    def faces(self, boxes: list[Found] | list[Box], probs: np.ndarray, min_score: float | None = None) -> list[dict]:
         """One image's result rows: {"box", "label", "score", "probs"} per face (`find_faces` boxes,
         `predict_crops` probabilities); the label is "uncertain" where the score is below `min_score`
         (default: the predictor's)."""
@@ -290,7 +290,8 @@ class Predictor:
         for box, p in zip(boxes, probs):
             best = int(np.argmax(p))
             label = UNCERTAIN if min_score is not None and p[best] < min_score else self.class_names[best]
-            rows.append({"box": [int(v) for v in box], "label": label, "score": float(p[best]),
+            found = box if isinstance(box, Found) else Found(tuple(int(v) for v in box), None, None)
+            rows.append({**found.fields(), "label": label, "score": float(p[best]),
                          "probs": {name: float(v) for name, v in zip(self.class_names, p)}})
         return rows
 

@@ -27,6 +27,7 @@ from ferkit.data.images import MAX_PIXELS
 from ferkit.memory import release_freed_memory
 
 from .batching import CropBatcher
+from .explain import MAX_FACES
 from .io import ImageReadError, decode_image
 from .predictor import UNCERTAIN
 
@@ -113,7 +114,9 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
     async def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ..."),
                       detect: bool = Query(True, description="false: the image is a face crop already, skip detection"),
                       min_score: float | None = Query(None, ge=0, le=1, description="label a face 'uncertain' when "
-                                                      "its top probability is below this (default: the server's --min-score)")
+                                                      "its top probability is below this (default: the server's --min-score)"),
+                      explain: bool = Query(False, description=f"add each face's occlusion heatmap (the {MAX_FACES} "
+                                                                "largest faces; about 100 model runs each)")
                       ) -> JSONResponse:
         """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
         start = time.perf_counter()
@@ -128,6 +131,10 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
                 raise HTTPException(STATUS.get(e.kind, 400), str(e)) from None
             del data
             faces = await faces_of(image, found, min_score)
+            if explain and found is not None and faces:  # in an image worker: bounded by their number and MAX_FACES
+                from .explain import add_heatmaps
+                faces = await asyncio.get_running_loop().run_in_executor(
+                    workers, add_heatmaps, predictor, faces, found[0], found[1], image.shape, detect, MAX_FACES, batcher)
         n = len(faces)
         message = "no face found" if n == 0 else f"{n} face{'s' if n > 1 else ''} found"
         if n == 0 and detect and max(image.shape[:2]) <= 96:
