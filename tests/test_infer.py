@@ -213,11 +213,12 @@ def test_bad_images_raise_clear_errors(tmp_path, predictor):
     (tmp_path / "cut.jpg").write_bytes(jpeg.getvalue()[:2000])
     for name, kind in [("text.jpg", "not_image"), ("empty.jpg", "empty"), ("cut.jpg", "corrupt"),
                        ("absent.jpg", "missing")]:
-        with pytest.raises(ImageReadError) as err:
-            predictor.predict([tmp_path / name])
+        with pytest.raises(ImageReadError) as err:  # one image: raised
+            predictor.predict(tmp_path / name)
         assert err.value.kind == kind and name in str(err.value)
+        assert predictor.predict([tmp_path / name]) == [[{"error": str(err.value)}]]  # in a batch: an error entry
     with pytest.raises(ImageReadError, match="uint8"):
-        predictor.predict([np.zeros((48, 48), np.float32)])
+        predictor.predict(np.zeros((48, 48), np.float32))
 
 
 # ---------------------------------------------------------------- detection and crops
@@ -338,8 +339,8 @@ def test_predict_folder_reports_every_file(ckpt, photo_folder, tmp_path, capsys)
     for name in ("a.png", "b.jpg"):
         assert rows[name]["faces"] == 1 and rows[name]["face"] == 0 and found_at(rows[name]["box"])
         assert set(rows[name]["probs"]) == set(CLASSES) and rows[name]["label"] in CLASSES
-    assert rows["crop48.png"] == {"file": str(photo_folder / "crop48.png"), "faces": 0,
-                                  "message": "no face found (a 48x48 image looks like a face crop already: try --no-detect)"}
+    crop = rows["crop48.png"]  # the crop rule: a 48x48 image is a face crop, not searched
+    assert crop["faces"] == 1 and crop["box"] == [0, 0, 48, 48] and crop["detector_score"] is None
     assert "not an image" in rows["bad.jpg"]["error"] and "empty" in rows["empty.jpg"]["error"]
     assert "truncated" in rows["cut.jpg"]["error"]
     err = capsys.readouterr().err

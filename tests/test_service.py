@@ -93,13 +93,19 @@ def test_no_face_is_a_200_with_a_message(client):
 
 
 def test_detection_can_be_skipped_for_a_face_crop(client):
+    """The crop rule (Predictor.find_faces): a 48x48 image is a face crop unless detect=always."""
     crop = png_bytes(np.random.default_rng(0).integers(0, 255, (48, 48)).astype(np.uint8))
-    found = post(client, crop, "crop.png", "image/png").json()
+    for query in ("", "?detect=false"):
+        r = client.post(f"/predict{query}", files={"file": ("crop.png", crop, "image/png")})
+        body = r.json()
+        assert r.status_code == 200 and len(body["faces"]) == 1 and body["faces"][0]["box"] == [0, 0, 48, 48]
+        assert body["backend"] == "torch" and body["ms"] > 0
+    assert body["detector"] == "none"
+    found = client.post("/predict?detect=always", files={"file": ("crop.png", crop, "image/png")}).json()
     assert found["faces"] == [] and "detect=false" in found["message"] and found["detector"] == "yunet"
-    r = client.post("/predict?detect=false", files={"file": ("crop.png", crop, "image/png")})
-    body = r.json()
-    assert r.status_code == 200 and len(body["faces"]) == 1 and body["faces"][0]["box"] == [0, 0, 48, 48]
-    assert body["detector"] == "none" and body["backend"] == "torch" and body["ms"] > 0
+    small = png_bytes(np.random.default_rng(0).integers(0, 255, (60, 60)).astype(np.uint8))
+    found = post(client, small, "small.png", "image/png").json()
+    assert found["faces"] == [] and "detect=false" in found["message"]
 
 
 def test_bad_uploads_get_clear_4xx(client):

@@ -31,7 +31,7 @@ from ferkit.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
 from .faces import FACE_SIZE, Box, Found, face_crop, make_detector, resize_face, whole_image
-from .io import load_image, to_gray
+from .io import ImageReadError, load_image, to_gray
 from .onnx import check_finite
 
 # Measured on upscaled FER-2013 test faces: the cascade's box is ~3.4% smaller than the
@@ -164,7 +164,9 @@ class Predictor:
         None = the shipped model (`default_checkpoint()`).
     backend: "auto" (`choose_backend`: the CPU and what is installed decide), "torch", or "onnx"
         (onnxruntime; a .pt is exported on the fly).
-    detect: False treats each image as an already-cropped face.
+    detect: True searches each image for faces, except an image of the model's input size (48x48),
+        which is a face crop already (`find_faces`); "always" searches every image; False treats
+        each image as an already-cropped face.
     tta: test-time augmentation, as `ferkit eval --tta`: "none" (or False), "flip" (or True:
         the face and its mirror) or "crops" (5 crops x mirror = 10 views, 10x the compute; what
         the shipped models' cards were measured with, see `ferkit.tta`).
@@ -193,7 +195,7 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "auto",
-                 detect: bool = True, tta: bool | str = False, device: str = "cpu", bf16: bool | str = "auto",
+                 detect: bool | str = True, tta: bool | str = False, device: str = "cpu", bf16: bool | str = "auto",
                  margin: float = DEFAULT_MARGIN, detector: str = "yunet", align: bool = False,
                  score_threshold: float | None = None, scale_factor: float | None = None,
                  min_face: int | None = None, min_neighbors: int | None = None, max_side: int | None = None,
@@ -201,6 +203,8 @@ class Predictor:
                  prior: Any = "model", min_score: float | None = None):
         Bound(1).check("threads", threads)  # checked before anything loads or any setting changes
         Bound(1).check("batch_size", batch_size)
+        if detect not in (True, False, "always"):
+            raise ValueError(f"detect must be True, False or 'always' (got {detect!r})")
         Bound(0, 1).check("min_score", min_score)
         if threads is not None:
             import cv2
@@ -253,11 +257,16 @@ class Predictor:
             out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
         return check_finite(adjust(out, self.temperature, self.prior_ratio), self.checkpoint)
 
-    def find_faces(self, image: np.ndarray, detect: bool | None = None) -> tuple[list[Found], np.ndarray]:
+    def find_faces(self, image: np.ndarray, detect: bool | str | None = None) -> tuple[list[Found], np.ndarray]:
         """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting
-        (`detect`: this call's choice, default the predictor's)."""
+        (`detect`: this call's choice, default the predictor's).
+
+        The crop rule, the same for `predict`, `serve` and this class: an image exactly the model's
+        input size (48x48, a FER-2013 crop) is taken as a face crop, not searched, unless detection
+        is asked for with detect="always"; detect=False takes every image as a crop."""
         gray = to_gray(image)
-        if not (self.detect if detect is None else detect):
+        detect = self.detect if detect is None else detect
+        if not detect or (detect != "always" and gray.shape == (FACE_SIZE, FACE_SIZE)):
             return [whole_image(gray.shape)], resize_face(gray)[None]
         found = self.detector.detect_faces(image)
         if not found:
@@ -267,18 +276,28 @@ class Predictor:
     def predict(self, images: Sequence[Any] | Any) -> list[list[dict]]:
         """Faces and expressions for each image (paths, PIL images, uint8 HxW / HxWx3 RGB arrays).
 
-        Returns one list per image of {"box": [x, y, w, h], "label", "score", "probs": {class: p}}.
-        A single image (not in a list) is taken as a list of one.
+        Returns one list per image of {"box": [x, y, w, h], "detector_score", "landmarks", "label",
+        "score", "probs": {class: p}}. An image that cannot be read gets [{"error": "..."}] (the CLI's
+        error row) and the others their faces; a single image (not in a list) is taken as a list of
+        one, and raises `ImageReadError` when it cannot be read.
         """
         if isinstance(images, (str, Path, np.ndarray, bytes, Image.Image)):
-            images = [images]
-        found = [self.find_faces(load_image(im)) for im in images]
-        crops = [c for _, c in found if len(c)]
+            return self.predict([load_image(images)])
+        found: list[Any] = []
+        for im in images:
+            try:
+                found.append(self.find_faces(load_image(im)))
+            except (ImageReadError, OSError) as e:
+                found.append(str(e))
+        crops = [f[1] for f in found if not isinstance(f, str) and len(f[1])]
         probs = self.predict_crops(np.concatenate(crops)) if crops else np.empty((0, len(self.class_names)))
         results, i = [], 0
-        for boxes, _ in found:
-            results.append(self.faces(boxes, probs[i:i + len(boxes)]))
-            i += len(boxes)
+        for f in found:
+            if isinstance(f, str):
+                results.append([{"error": f}])
+                continue
+            results.append(self.faces(f[0], probs[i:i + len(f[0])]))
+            i += len(f[0])
         return results
 
     def faces(self, boxes: list[Found] | list[Box], probs: np.ndarray, min_score: float | None = None) -> list[dict]:

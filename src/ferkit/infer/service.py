@@ -112,7 +112,8 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
     # and its JSON is written directly (FastAPI's encoder walked every probability).
     @app.post("/predict")
     async def predict(file: UploadFile = File(..., description="an image: jpg, png, bmp, webp, ..."),
-                      detect: bool = Query(True, description="false: the image is a face crop already, skip detection"),
+                      detect: str = Query("true", pattern="^(true|false|always)$", description="false: the image is a "
+                                          "face crop already; true: search it, unless it is 48x48 (a crop); always: search it"),
                       min_score: float | None = Query(None, ge=0, le=1, description="label a face 'uncertain' when "
                                                       "its top probability is below this (default: the server's --min-score)"),
                       explain: bool = Query(False, description=f"add each face's occlusion heatmap (the {MAX_FACES} "
@@ -120,6 +121,7 @@ def create_app(predictor: Any, max_bytes: int = 10 * 1024 * 1024, max_pixels: in
                       ) -> JSONResponse:
         """Detect faces in the uploaded image; per face its box [x, y, w, h], label, score and probs."""
         start = time.perf_counter()
+        detect = {"true": True, "false": False}.get(detect, detect)  # type: ignore[assignment]
         with tracked():
             data = await file.read(max_bytes + 1)
             if len(data) > max_bytes:
