@@ -9,3 +9,6 @@ for name in ferkit-recommended ferkit-e0-baseline; do
   ferkit posthoc "pretrained/$name.pt" --method temperature --data_root "$data" --out "runs/calibrated/$name.pt" --force
   ferkit pack "runs/calibrated/$name.pt" --out "pretrained/$name.pt" --data_root "$data" --force
 done
+# The recommended model single view (Predictor's default), for docs/INFERENCE.md's coverage table
+ferkit eval pretrained/ferkit-recommended.pt --no-tta --split both --data_root "$data" \
+  --out results/calibration/recommended-single-view --force

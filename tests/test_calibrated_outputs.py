@@ -328,7 +328,7 @@ def test_pack_carries_the_calibration_into_the_card_and_the_onnx_sibling(tmp_pat
     assert main(["train", "--data_root", str(root), "--epochs", "1", "--batch_size", "8", "--exp", "r",
                  "--runs_dir", str(runs), "--sampler", "balanced"]) == 0
     shipped = tmp_path / "pretrained" / "m.pt"
-    assert main(["pack", str(runs / "r" / "best.pt"), "--out", str(shipped), "--tta", "flip"]) == 0
+    assert main(["pack", str(runs / "r" / "best.pt"), "--out", str(shipped), "--tta", "flip", "--title", "A model"]) == 0
     export_onnx(shipped, shipped.with_suffix(".onnx"))
     assert Predictor(shipped.with_suffix(".onnx"), backend="onnx", detect=False).temperature == 1.0
     cal = tmp_path / "cal.pt"
@@ -344,9 +344,52 @@ def test_pack_carries_the_calibration_into_the_card_and_the_onnx_sibling(tmp_pat
     assert [(r["split"], r["tta"]) for r in card["calibration"]["rows"]] == [("val", "none"), ("val", "flip"),
                                                                           ("test", "none"), ("test", "flip")]
     text = (tmp_path / "pretrained" / "m.md").read_text()
+    assert text.startswith("# A model\n")  # re-packing keeps the card's title
     assert "## Calibration" in text and "## The class prior" in text and f"ferkit posthoc {shipped} --method temperature --out {cal}" in text
     assert f"ferkit pack {cal} --out {shipped} --force" in text
     test1 = card["calibration"]["rows"][2]
     assert f"| test | none | {test1['temperature']:.3f} | {test1['before']['ece']:.4f} -> {test1['after']['ece']:.4f} |" in text
     flip = card["calibration"]["rows"][3]  # the card's own TTA: prior "model" changes no prediction
     assert flip["priors"]["model"]["accuracy"] == card["test"]["accuracy"] and flip["priors"]["model"]["macro_f1"] == card["test"]["macro_f1"]
+
+
+# ---------------------------------------------------------------- the figures docs/INFERENCE.md quotes
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {"ferkit-recommended": "E5", "ferkit-e0-baseline": "E0"}
+COVERAGE_RUN = ROOT / "results" / "calibration" / "recommended-single-view"
+COVERAGE_AT = ("0.00", "0.40", "0.50", "0.60", "0.70", "0.80", "0.90")
+
+
+def quoted_tables() -> dict[str, list[str]]:
+    """The rows docs/INFERENCE.md quotes from committed files: the cards' calibration and prior
+    tables, and the recommended model's single-view coverage on val and test."""
+    ece, prior = [], []
+    for name, recipe in SHIPPED.items():
+        card = json.loads((ROOT / "pretrained" / f"{name}.pt.metrics.json").read_text())
+        rows = {(r["split"], r["tta"]): r for r in card["calibration"]["rows"]}
+        for (split, tta), r in rows.items():
+            if split != "test":
+                continue
+            v = rows[("val", tta)]
+            arrow = lambda x, k: f"{x['before'][k]:.4f} -> {x['after'][k]:.4f}"  # noqa: E731
+            ece.append(f"| `{name}` | {tta} | {r['temperature']:.3f} | {arrow(v, 'ece')} | {arrow(r, 'ece')} | "
+                       f"{arrow(r, 'nll')} | {arrow(r, 'brier')} |")
+            for p, m in r["priors"].items():
+                prior.append(f"| `{name}` ({recipe}) | {p} | {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['ece']:.4f} |")
+    cover = {}
+    for split, suffix in (("val", "_val"), ("test", "")):
+        with open(COVERAGE_RUN / f"coverage{suffix}.csv", newline="") as f:
+            import csv
+            cover[split] = {r["threshold"][:4]: r for r in csv.DictReader(f)}
+    coverage = [f"| {t} | " + " | ".join(f"{float(cover[s][t]['coverage']):.3f} | {float(cover[s][t]['accuracy']):.4f} | "
+                                        f"{float(cover[s][t]['macro_f1']):.4f}" for s in ("val", "test")) + " |"
+                for t in COVERAGE_AT]
+    return {"ece": ece, "prior": prior, "coverage": coverage}
+
+
+def test_the_calibration_figures_in_the_docs_are_the_committed_ones():
+    text = (ROOT / "docs" / "INFERENCE.md").read_text(encoding="utf-8")
+    for table, rows in quoted_tables().items():
+        for row in rows:
+            assert row in text, f"docs/INFERENCE.md lacks this {table} row of the committed results: {row}"

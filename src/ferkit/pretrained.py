@@ -83,6 +83,9 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
     for sibling in siblings:  # their calibration metadata is rewritten to match (never an input)
         check_output(sibling, inputs=inputs, force=True)
     previous = _previous_card(out)  # re-packing a shipped model keeps its figures in other precisions
+    card = Path(str(out.with_suffix("")) + ".md")  # ... and its card's title, unless given another
+    if title is None and card.is_file():
+        title = card.read_text(encoding="utf-8").partition("\n")[0].removeprefix("# ") or None
     keep = {k: ckpt[k] for k in ("format", "version", "arch", "head", "head_kwargs", "class_names", "config", "epoch",
                                  "posthoc", "tta_selection", "calibration") if k in ckpt}
     keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
@@ -123,7 +126,7 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
                "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection"),
                "packed_from": str(ckpt_path), "calibration": calibration_figures(out, data, cfg.get("tta"), keep["calibration"]) if keep.get("calibration") else None}
     atomic_text(Path(str(out) + ".metrics.json"), json.dumps(summary, indent=2))
-    atomic_text(Path(str(out.with_suffix("")) + ".md"), model_card(out, summary, title))
+    atomic_text(card, model_card(out, summary, title))
     log(f"packed {out} ({out.stat().st_size / 1e6:.1f} MB), card {out.with_suffix('.md')}")
     return test
 
@@ -199,6 +202,12 @@ def _calibration_section(path: Path, s: dict) -> str:
                    f": one temperature cannot undo a prior other than test's, and this model's learned prior is "
                    f"not the natural one; re-weighted to the train prior (`--prior train`) its test ECE is {train:.4f}."
                    if train < ece else "."))
+    for r in c["rows"]:  # said where val's choice of T does not carry over to test
+        if r["split"] == "test" and r["tta"] != "none" and r["after"]["ece"] > r["before"]["ece"]:
+            v = next(x for x in c["rows"] if x["split"] == "val" and x["tta"] == r["tta"])
+            verdict += (f" With TTA {r['tta']} the averaged probabilities are nearly calibrated already: the T that val "
+                        f"chose (val ECE {v['before']['ece']:.4f} -> {v['after']['ece']:.4f}) raises test ECE from "
+                        f"{r['before']['ece']:.4f} to {r['after']['ece']:.4f}; `--no-calibration` keeps the raw ones.")
     names = list(s["test"]["per_class_f1"])
     show = lambda p: ", ".join(f"{n} {v:.3f}" for n, v in zip(names, p))  # noqa: E731
     priors = "\n".join(f"| {name} | {r['tta']} | {r['priors'][name]['accuracy']:.4f} | {r['priors'][name]['macro_f1']:.4f} | "
