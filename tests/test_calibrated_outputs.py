@@ -11,7 +11,7 @@ import torch
 
 from ferkit.calibration import (adjust, calibration_metrics, effective_prior, prior_ratio, read_prior, softmax)
 from ferkit.cli import main
-from ferkit.data import FerData, Split
+from ferkit.data import FerData
 from ferkit.infer import Predictor
 from ferkit.infer.commands import add_predict_args, run_predict
 from synth import make_image_folders

@@ -12,9 +12,17 @@ of each image and its true class):
 - `reliability`: per bin, its count, mean confidence and accuracy (the reliability diagram).
 
 `fit_temperature` finds the one scalar T that divides the logits to minimise NLL; it is fitted on
-val only (docs/INFERENCE.md, "Calibration").
+val only (`ferkit posthoc --method temperature`, one T per TTA mode: `temperature_for`).
+
+Applied (numpy only, so the torch-free inference install applies it too): `adjust` divides the
+log-probabilities by T and re-weights them to another class prior (`prior_ratio`: the prior asked
+for, `read_prior`, over the one the model learned, `effective_prior`); `coverage_curve` is what
+`--min-score` keeps at each threshold (docs/INFERENCE.md, "Scores: calibration, the class prior
+and abstention").
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -87,6 +95,7 @@ def calibration_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_B
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax(logits / temperature), float64."""
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
@@ -198,7 +207,7 @@ def read_prior(spec: str | dict | list | tuple | np.ndarray, class_names: list[s
         unknown = sorted(set(map(str, spec)) - set(class_names))
         missing = [c for c in class_names if c not in spec]
         if unknown or missing:
-            raise ValueError(f"prior: " + (f"unknown class {unknown[0]!r}" if unknown else f"no frequency for {missing[0]}")
+            raise ValueError("prior: " + (f"unknown class {unknown[0]!r}" if unknown else f"no frequency for {missing[0]}")
                              + f": give one for each of {', '.join(class_names)}")
         spec = [spec[c] for c in class_names]
     try:
@@ -253,7 +262,8 @@ def prior_ratio(spec: str | dict | list | tuple | np.ndarray, class_names: list[
 COVERAGE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.96, 0.05))
 
 
-def coverage_curve(probs: np.ndarray, labels: np.ndarray, macro_f1, thresholds=COVERAGE_THRESHOLDS) -> list[dict]:
+def coverage_curve(probs: np.ndarray, labels: np.ndarray, macro_f1: Callable[[np.ndarray, np.ndarray], float],
+                   thresholds: tuple[float, ...] = COVERAGE_THRESHOLDS) -> list[dict]:
     """For each threshold t, the images whose top probability is at least t (those `--min-score t`
     keeps; the rest are `uncertain`): their share (coverage), count, accuracy and macro-F1 over the
     classes (`macro_f1(labels, predictions)`, ferkit.evaluate's; NaN when none is kept)."""

@@ -131,7 +131,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: ingest the dataset and evaluate the shipped models on it; with --train, also train."""
     from ferkit.data import format_counts, load_data
-    from ferkit.device import pick_device
     from ferkit.pretrained import evaluate_shipped, shipped_models
     from ferkit.train import fit
 
