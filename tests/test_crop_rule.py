@@ -47,3 +47,13 @@ def test_a_bad_item_in_a_batch_is_an_error_entry_and_the_others_are_answered(pre
     assert len(missing) == 1 and set(missing[0]) == {"error"} and "missing.jpg" in missing[0]["error"]
     with pytest.raises(Exception, match="missing.jpg"):  # a single image has nothing else to return
         predictor.predict(tmp_path / "missing.jpg")
+
+
+def test_an_exported_onnx_model_keeps_the_checkpoints_calibration(tmp_path):
+    from ferkit.infer.export import export_onnx
+    from ferkit.models import read_checkpoint
+
+    out = export_onnx(SHIPPED, tmp_path / "m.onnx")
+    calibrated = Predictor(out, backend="onnx")
+    assert read_checkpoint(SHIPPED)["calibration"]["temperature"] > 1
+    assert calibrated.temperature == Predictor(SHIPPED, backend="torch").temperature

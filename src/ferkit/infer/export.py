@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferkit.calibration import ONNX_KEY
 from ferkit.data.store import IMAGE_SIZE
 from ferkit.paths import OutputError, atomic_write, check_output
 
@@ -51,6 +52,8 @@ def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
     meta = {"class_names": json.dumps(list(info["class_names"])), "arch": str(info["arch"]),
             "head": str(info["head"]), "input": "float32 (N,1,48,48) = uint8 / 127.5 - 1",
             "output": "softmax probabilities (N,C)", "producer": "ferkit"}
+    if info.get("calibration"):  # the temperature and prior travel with the model (the ONNX runner reads them)
+        meta[ONNX_KEY] = json.dumps(info["calibration"])
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
