@@ -142,7 +142,7 @@ def test_temperature_is_applied_by_default_and_no_calibration_gives_the_raw_scor
 
 
 def test_onnx_models_carry_the_calibration_in_their_metadata(tmp_path):
-    """The same record, written into an exported model's metadata without touching its graph, is
+    """The same record, kept by export and written into a model's metadata without touching its graph, is
     applied by the ONNX backend as by torch (the int8 path reads it the same way)."""
     import onnx
 
@@ -152,7 +152,9 @@ def test_onnx_models_carry_the_calibration_in_their_metadata(tmp_path):
     ckpt = constant_model(tmp_path / "m.pt", CLOSE, E5, temperature=1.7)
     export_onnx(ckpt, tmp_path / "m.onnx")
     graph = onnx.load(str(tmp_path / "m.onnx")).graph.SerializeToString()
-    assert Predictor(tmp_path / "m.onnx", backend="onnx", detect=False).temperature == 1.0  # no record yet
+    assert Predictor(tmp_path / "m.onnx", backend="onnx", detect=False).temperature == 1.7  # export keeps the record
+    write_onnx_calibration(tmp_path / "m.onnx", None)
+    assert Predictor(tmp_path / "m.onnx", backend="onnx", detect=False).temperature == 1.0  # removed
     record = torch.load(ckpt, weights_only=False)["calibration"]
     write_onnx_calibration(tmp_path / "m.onnx", record)
     assert onnx.load(str(tmp_path / "m.onnx")).graph.SerializeToString() == graph  # weights byte-identical
