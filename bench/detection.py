@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--template", action="store_true", help="print YuNet's median landmarks on 1,000 train faces")
     ap.add_argument("--out", help="JSON (default bench/results/detection-<cpu>.json)")
     args = ap.parse_args(argv)
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
 
     if args.template:
         return template(1000)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", help="JSON (default bench/results/explain-<cpu>.json)")
     args = p.parse_args(argv)
 
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
     from ferkit.infer import Predictor
     from ferkit.infer.explain import explain_faces, occlusion_drops, patch_masks
 

@@ -119,7 +119,7 @@ def paired_deltas(runs: Path, seeds: list[int]) -> dict:
 def machine() -> dict:
     import torch
 
-    from ferkit.device import describe_cpu
+    from ferkit.runtime.device import describe_cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"gpu": gpu, "cuda": torch.version.cuda, "torch": torch.__version__, "cpu": describe_cpu(),
             "cpu_count": os.cpu_count(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["full"] = full_install(tmp / "work-full", args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
 
     report["machine"] = cpu_info()
     report["command"] = "python bench/light_install.py " + " ".join(argv if argv is not None else sys.argv[1:])

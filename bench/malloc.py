@@ -1,4 +1,4 @@
-"""glibc's default malloc against `ferkit.memory.keep_freed_memory`, on a training step and on
+"""glibc's default malloc against `ferkit.runtime.memory.keep_freed_memory`, on a training step and on
 inference: speed and page faults, each measured in a fresh process, the two settings in turns.
 
     python bench/malloc.py                     # 5 rounds, about 3 minutes on a 2-core CPU
@@ -44,7 +44,7 @@ def timed(fn, calls: int, repeats: int) -> tuple[float, float]:
 
 def child(workload: str, quick: bool) -> dict:
     """Run one workload in this process (the setting was chosen by the parent's environment)."""
-    from ferkit.memory import keep_freed_memory
+    from ferkit.runtime.memory import keep_freed_memory
 
     kept = keep_freed_memory()
     repeats = 2 if quick else 4
@@ -108,7 +108,7 @@ def main() -> None:
         summary[m] = {"default": d, "kept": k, "kept_over_default_per_round": per_round}
         print(f"{m:<28}{d:>10.0f}{k:>10.0f}{(k / d if d else float('nan')):>8.2f}")
     applied = all(row["kept"]["kept"] and not row["default"]["kept"] for row in rounds)
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(), "machine": cpu_info(),

@@ -46,7 +46,7 @@ def predict_all(data_root: str, amp: bool) -> dict:
     import torch
 
     from ferkit.data import load_data
-    from ferkit.device import cpu_info, precision, set_threads
+    from ferkit.runtime.device import cpu_info, precision, set_threads
     from ferkit.pretrained import shipped_models, test_predictions
 
     set_threads()
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if not Path(args.data).exists():
         raise SystemExit(f"no data at {args.data}: give the FER-2013 zip with --data")
-    from ferkit.device import cpu_info, cpu_supports_bf16
+    from ferkit.runtime.device import cpu_info, cpu_supports_bf16
     from ferkit.pretrained import card_predictions, changed_predictions as differ, shipped_models
     names = args.settings or [s for s in SETTINGS if s != "bf16" or cpu_supports_bf16()]
     runs = {}

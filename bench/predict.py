@@ -179,7 +179,7 @@ def main() -> None:
               f"{r['batched_over_single']:>7.1f}{r['batched_over_single_per_round']['median']:>9.1f}{canvas_ms}{r['photo_ms']:>9.1f}{r['decode_ms']:>8.1f}"
               f"{r['detect_ms']:>8.1f}{r['classify_ms']:>9.1f}")
 
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
     result = {"machine": cpu_info(), "checkpoint": ckpt, "batch": args.batch, "threads_arg": args.threads,
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "backends": runs,

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out")
     args = ap.parse_args(argv)
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
 
     tmp = Path(tempfile.mkdtemp(prefix="ferkit-scaling-"))
     data = make_image_folders(tmp / "fer", {s: {c: (150 if s == "train" else 20) for c in CLASSES}

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     import httpx
 
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", help="JSON (default bench/results/shift-<cpu>.json)")
     args = ap.parse_args(argv)
     from ferkit.data import DataError, load_data
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
 
     machine, load_start, started = cpu_info(), os.getloadavg(), time.perf_counter()
     source = args.data or fer_zip()

@@ -178,7 +178,7 @@ def measure_ferkit(spec: dict) -> dict:
     from ferkit.config import RunConfig
     from ferkit.data import load_data
     from ferkit.data.batches import EpochBatches
-    from ferkit.device import set_threads
+    from ferkit.runtime.device import set_threads
     from ferkit.evaluate import predict_proba
     from ferkit.train import build_for_run, train_one_epoch
     t0 = time.perf_counter()
@@ -191,17 +191,17 @@ def measure_ferkit(spec: dict) -> dict:
     model, loss_fn, sample_w, _ = build_for_run(cfg, data, device)
 
     def ferkit_amp_dtype(d):  # looked up at call time: the pin below replaces it for this process
-        import ferkit.device
-        return ferkit.device.amp_dtype(d)
+        import ferkit.runtime.device
+        return ferkit.runtime.device.amp_dtype(d)
 
     if not spec.get("channels_last", True):  # ferkit trains channels-last; this row measures what that gives
         model = model.to(memory_format=torch.contiguous_format)
     if spec.get("amp_dtype"):
         # float16 on a GPU that has bfloat16 is not a ferkit option (--amp takes bf16 there): pinned
         # here only to compare the two, with the gradient scaler float16 needs.
-        import ferkit.device
+        import ferkit.runtime.device
         pinned = getattr(torch, spec["amp_dtype"])
-        ferkit.device.amp_dtype = lambda _device: pinned
+        ferkit.runtime.device.amp_dtype = lambda _device: pinned
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = None
     if cfg.amp and device.type == "cuda" and ferkit_amp_dtype(device) == torch.float16:
@@ -324,7 +324,7 @@ def machine_info() -> dict:
     """What the figures were measured on."""
     import torch
 
-    from ferkit.device import amp_dtype, cpu_info
+    from ferkit.runtime.device import amp_dtype, cpu_info
     info = cpu_info() | {"python": platform.python_version(), "platform": platform.platform(),
                          "cpu_amp_dtype": str(amp_dtype(torch.device("cpu"))),
                          "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import torch
 
-    from ferkit.device import cpu_supports_bf16, describe_cpu
+    from ferkit.runtime.device import cpu_supports_bf16, describe_cpu
     print(f"cpu: {describe_cpu()}", flush=True)
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     tmp = Path(tempfile.mkdtemp(prefix="ferkit-bench-"))
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
         runs = {"reference": ("reference", {}), "ferkit fp32 cpu": ("ferkit", {})}
         if cpu_supports_bf16():
             runs["ferkit amp cpu"] = ("ferkit", {"amp": True})
-        else:  # --amp runs in float32 here (ferkit.device.amp_notice): the same row again
+        else:  # --amp runs in float32 here (ferkit.runtime.device.amp_notice): the same row again
             print("no native bfloat16 on this CPU: --amp runs in float32, so there is no amp row", flush=True)
         if torch.cuda.is_available():  # --amp takes bf16 where the GPU has it; fp16 and contiguous rows compare
             runs |= {"ferkit fp32 cuda": ("ferkit", {"device": "cuda"}),

@@ -8,7 +8,7 @@ Each run is `ferkit train` with the recipe's flags (`ferkit.config.RECIPES`), al
 process, timed by the wall clock from start to the last test figure (data loading, every epoch,
 val every epoch, the final val and test with the recipe's TTA). `--kernels avx2` holds PyTorch to
 its AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) and oneDNN to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), which
-also turns bfloat16 off (`ferkit.cpu.onednn_isa_without_bf16`): what an AVX2-only CPU runs.
+also turns bfloat16 off (`ferkit.runtime.cpu.onednn_isa_without_bf16`): what an AVX2-only CPU runs.
 `--max-epochs N` stops after N epochs and projects the whole run from their mean epoch time (the
 first, warm-up-heavy epoch is left out when there are two or more).
 Each seed is added to bench/results/time_to_quality-<cpu>[-avx2-kernels].json under its recipe,
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     env = KERNELS[args.kernels]
     os.environ.update(env)  # so that "fast" resolves as the trained process will see the CPU
-    from ferkit.device import cpu_info
+    from ferkit.runtime.device import cpu_info
     machine = cpu_info() | {"kernel_env": env}
     recipe, fields = recipe_flags(args.recipe)
     suffix = "-avx2-kernels" if args.kernels == "avx2" else ""

@@ -6,7 +6,7 @@
     python bench/train_step.py --arch fer-resnet --batch 128 --profile   # where a step's time goes
 
 One optimiser step = forward under bfloat16 autocast where the CPU runs it natively, else float32
-(as `ferkit train --amp`: `ferkit.device.amp_dtype`) + backward + Adam,
+(as `ferkit train --amp`: `ferkit.runtime.device.amp_dtype`) + backward + Adam,
 channels_last, as `ferkit train --amp`. Prints images/s, the fastest of --repeats timed blocks,
 and "x first": the speed-up over the first row, the median over rounds of the ratio of their
 blocks. The archs and image sizes of one batch size are timed in turns (a block of each,
@@ -23,8 +23,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ferkit.device import amp_dtype, autocast, describe_cpu
-from ferkit.memory import keep_freed_memory
+from ferkit.runtime.device import amp_dtype, autocast, describe_cpu
+from ferkit.runtime.memory import keep_freed_memory
 from ferkit.models import ARCHS, build_model
 
 

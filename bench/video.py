@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "video.json"))
     args = ap.parse_args()
     frames = 60 if args.quick else args.frames
-    from ferkit.device import cpu_info, describe_cpu
+    from ferkit.runtime.device import cpu_info, describe_cpu
 
     print(f"cpu: {describe_cpu()}", flush=True)
     faces = detectable(fer_faces(60), 4)

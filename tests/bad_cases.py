@@ -278,8 +278,6 @@ CASES: list[Case] = [
     ("summary: --n-boot 0", lambda t: ["summary", "runs/done", "--out", "sum", "--n-boot", "0"]),
     ("figures: one run", lambda t: ["figures", "runs/done", "--out", "figs"]),
     ("figures: --out is a run folder it reads", lambda t: ["figures", "runs/done", copy(t, "runs/done", "runs/two"), "--out", "runs/two"]),
-    ("report: --root without a README", lambda t: ["report", "--root", "nowhere"]),
-    ("report: --root is a file", lambda t: ["report", "--root", "photo.png"]),
     # sweep and tune
     ("sweep: missing file", lambda t: ["sweep", "none.toml"]),
     ("sweep: malformed", lambda t: ["sweep", file(t, "s.toml", "seeds = [1\n")]),
@@ -356,7 +354,7 @@ def quiet(line: str) -> None:
 
 def _errors(*names: str) -> tuple[type[Exception], ...]:
     import importlib
-    where = {"ModelError": "ferkit.infer.onnx", "OutputError": "ferkit.paths", "DataError": "ferkit.data",
+    where = {"ModelError": "ferkit.infer.onnx", "OutputError": "ferkit.runtime.paths", "DataError": "ferkit.data",
              "ConfigError": "ferkit.config", "CheckpointError": "ferkit.models", "ImageReadError": "ferkit.infer.io"}
     return tuple(getattr(importlib.import_module(where[n]), n) for n in names)
 
@@ -381,7 +379,7 @@ API_CASES: list[ApiCase] = [
     ("api: evaluate_checkpoint(into a run folder)", lambda t: api("ferkit.evaluate:evaluate_checkpoint", BEST, "data", "runs/done", log=quiet),
      ("OutputError",)),
     ("api: make_config(label_smoothing=1.5)", lambda t: api("ferkit.config:make_config", {"label_smoothing": 1.5}), ("ConfigError",)),
-    ("api: atomic_text under a file", lambda t: api("ferkit.paths:atomic_text", "photo.png/x.txt", "x"), ("OutputError",)),
+    ("api: atomic_text under a file", lambda t: api("ferkit.runtime.paths:atomic_text", "photo.png/x.txt", "x"), ("OutputError",)),
 ]
 
 

@@ -13,7 +13,7 @@ from ferkit.calibration import (adjust, calibration_metrics, effective_prior, pr
 from ferkit.cli import main
 from ferkit.data import FerData
 from ferkit.infer import Predictor
-from ferkit.infer.commands import add_predict_args, run_predict
+from ferkit.commands.predict import add_arguments as add_predict_args, run as run_predict
 from synth import make_image_folders
 from test_infer import CLASSES, make_checkpoint, run_cli
 

@@ -165,7 +165,7 @@ def test_every_run_config_field_is_a_train_flag_with_its_default_in_the_help():
     import argparse
     from dataclasses import fields
 
-    from ferkit.cli import add_train_args
+    from ferkit.commands.train import add_arguments as add_train_args
     from ferkit.config import RunConfig, choices
     from ferkit.strategies import LOSSES
 

@@ -1,4 +1,4 @@
-"""ferkit.device: glibc keeps freed activation-sized blocks instead of faulting them in again (each
+"""ferkit.runtime.device: glibc keeps freed activation-sized blocks instead of faulting them in again (each
 case in a fresh interpreter, since the setting is process-wide); --amp without native bf16; the CPU
 description."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the s
 # allocated again at every layer; glibc's default faults their pages in again every time.
 SCRIPT = """
 import resource, torch
-from ferkit.memory import keep_freed_memory
+from ferkit.runtime.memory import keep_freed_memory
 applied = keep_freed_memory()
 from ferkit.models import build_model
 model, x = build_model("fer-resnet", "softmax", 7).eval(), torch.randn(64, 1, 48, 48)
@@ -59,7 +59,7 @@ def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, mon
     then trains in float32, says so once, and config.json records the precision used."""
     import json
 
-    from ferkit import device
+    from ferkit.runtime import device
     from ferkit.cli import main
     from synth import make_image_folders
 
@@ -82,8 +82,8 @@ def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, mon
 
 
 def test_cpu_info_names_the_cpu_and_its_flags():
-    from ferkit.cpu import CPU_FLAGS
-    from ferkit.device import cpu_info, describe_cpu
+    from ferkit.runtime.cpu import CPU_FLAGS
+    from ferkit.runtime.device import cpu_info, describe_cpu
 
     info = cpu_info()
     assert set(info["cpu_flags"]) <= set(CPU_FLAGS) and info["cpu_model"] and info["torch"]
@@ -122,7 +122,7 @@ def fake_cpu(tmp_path, monkeypatch):
     the caches are cleared before and after."""
     import torch
 
-    from ferkit import cpu, device
+    from ferkit.runtime import cpu, device
 
     def clear() -> None:
         cpu.cpu_flags.cache_clear(), device.cpu_supports_bf16.cache_clear(), device.bf16_available.cache_clear()
@@ -153,7 +153,7 @@ def test_bf16_only_where_the_cpu_runs_it_natively(kind, fake_cpu, tmp_path):
     still chosen: emulated bf16 ran at half of float32's speed there)."""
     import torch
 
-    from ferkit.device import amp_dtype, amp_notice, cpu_supports_bf16, precision
+    from ferkit.runtime.device import amp_dtype, amp_notice, cpu_supports_bf16, precision
     from ferkit.infer import Predictor, predictor
     from test_infer import make_checkpoint
 
@@ -184,7 +184,7 @@ def test_without_proc_cpuinfo_the_cpuid_bits_decide(cpuid, env, native, fake_cpu
     CPUID decide (False on any other CPU: float32 is the safe choice)."""
     import torch
 
-    from ferkit.device import cpu_supports_bf16
+    from ferkit.runtime.device import cpu_supports_bf16
 
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda value=cpuid.get(name, False): value, raising=False)
@@ -193,7 +193,7 @@ def test_without_proc_cpuinfo_the_cpuid_bits_decide(cpuid, env, native, fake_cpu
 
 
 def test_ferkit_cpu_bf16_overrides_the_flags(fake_cpu):
-    from ferkit.device import bf16_available, cpu_supports_bf16
+    from ferkit.runtime.device import bf16_available, cpu_supports_bf16
 
     fake_cpu(CPU_KINDS["Ice Lake Xeon"][0], {"FERKIT_CPU_BF16": "1"})
     assert cpu_supports_bf16() and bf16_available("cpu")  # measuring emulated bf16 stays possible

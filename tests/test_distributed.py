@@ -1,4 +1,4 @@
-"""Multi-process training (ferkit/distributed.py): sampler shards, a 2-process gloo run under torchrun,
+"""Multi-process training (ferkit/runtime/distributed.py): sampler shards, a 2-process gloo run under torchrun,
 and a checkpoint of 2 processes resumed by 1."""
 import json
 import os
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ferkit.data.batches import EpochBatches
-from ferkit.distributed import Dist, from_env, share
+from ferkit.runtime.distributed import Dist, from_env, share
 from ferkit.strategies import sampling_weights
 from synth import CLASSES, make_image_folders
 

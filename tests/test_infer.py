@@ -19,9 +19,11 @@ import torch
 from PIL import Image
 
 from ferkit.infer import ImageReadError, Predictor, default_checkpoint
-from ferkit.infer.commands import (add_export_args, add_predict_args, run_export, run_predict)
+from ferkit.commands import export, predict
+
+add_export_args, run_export, add_predict_args, run_predict = export.add_arguments, export.run, predict.add_arguments, predict.run
 from ferkit.infer.faces import crop_face
-from ferkit.device import bf16_available
+from ferkit.runtime.device import bf16_available
 from ferkit.models import build_model, load_model, to_input
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -199,7 +201,7 @@ def test_threads_option_sets_torch_and_opencv(ckpt):
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
-    from ferkit.infer.commands import add_serve_args
+    from ferkit.commands.serve import add_arguments as add_serve_args
     parser = argparse.ArgumentParser()
     add_serve_args(parser)
     assert parser.parse_args([]).threads == 1  # the server runs requests in parallel instead

@@ -65,7 +65,7 @@ def test_main_commands_run_without_linux_facilities(tmp_path):
 
 def test_cpu_description_without_proc_cpuinfo():
     code = BLOCK.split("from ferkit.cli")[0] + (
-        "from ferkit.device import cpu_info\nfrom ferkit.memory import keep_freed_memory\n"
+        "from ferkit.runtime.device import cpu_info\nfrom ferkit.runtime.memory import keep_freed_memory\n"
         "import json; print(json.dumps([cpu_info(), keep_freed_memory()]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     info, applied = json.loads(out)

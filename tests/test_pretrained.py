@@ -80,7 +80,7 @@ def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip, t
     for path in shipped:
         assert f"{path.name}: test accuracy" in r.stdout and "reproduced" in r.stdout.split(f"{path.name}: test accuracy")[1].splitlines()[0]
     # Each card's figures are those of its own committed predictions (the README's table is rendered
-    # from the cards and checked by `ferkit report --check`, tests/test_results.py).
+    # from the cards and checked by `python tools/report.py --check`, tests/test_results.py).
     labels = load_data(real_zip).splits["test"].labels
     for path in shipped:
         card = json.loads(Path(str(path) + ".metrics.json").read_text())

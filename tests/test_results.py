@@ -9,6 +9,9 @@ import pytest
 from ferkit.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))  # tools/report.py and its doc_tables: repository-only, not in the package
+import doc_tables  # noqa: E402
+from report import main as report  # noqa: E402
 
 
 def _quoted_metrics(folder: str) -> list[float]:
@@ -19,9 +22,9 @@ def _quoted_metrics(folder: str) -> list[float]:
 
 
 def test_every_quoted_table_matches_its_result_files(capsys):
-    """`ferkit report --check`: each `<!-- report:NAME -->` table of README.md and docs/*.md is exactly
-    what its committed result files render to (ferkit/report/docs.py)."""
-    assert main(["report", "--check", "--root", str(ROOT)]) == 0, capsys.readouterr().out
+    """`python tools/report.py --check`: each `<!-- report:NAME -->` table of README.md and docs/*.md is exactly
+    what its committed result files render to (tools/doc_tables.py)."""
+    assert report(["--check", "--root", str(ROOT)]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "README.md: 2 block(s), 0 differ" in out  # the shipped-models and detection tables
     for name in ("shipped-models", "fast-slim", "study-4epochs", "throughput", "predict"):
@@ -51,22 +54,22 @@ def test_fast_recipe_rerun_repeats_the_first_run_but_for_its_times(first, seed):
 
 
 def test_report_rewrites_stale_blocks_and_check_names_them(tmp_path, monkeypatch, capsys):
-    from ferkit.report import docs
-
-    monkeypatch.setitem(docs.BLOCKS, "demo", lambda root: f"| n |\n|---|\n| {len(list(root.glob('*.md')))} |\n")
+    monkeypatch.setitem(doc_tables.BLOCKS, "demo", lambda root: f"| n |\n|---|\n| {len(list(root.glob('*.md')))} |\n")
     (tmp_path / "docs").mkdir()
     stale = "intro\n<!-- report:demo -->\n| n |\n|---|\n| 7 |\n<!-- /report:demo -->\nprose stays\n"
     (tmp_path / "README.md").write_text(stale)
     (tmp_path / "docs" / "X.md").write_text("no blocks here\n")
-    assert main(["report", "--check", "--root", str(tmp_path)]) == 1
+    assert report(["--check", "--root", str(tmp_path)]) == 1
     assert "README.md: demo" in capsys.readouterr().out
     assert (tmp_path / "README.md").read_text() == stale  # --check changes nothing
-    assert main(["report", "--root", str(tmp_path)]) == 0
+    assert report(["--root", str(tmp_path)]) == 0
     assert (tmp_path / "README.md").read_text() == stale.replace("| 7 |", "| 1 |")
-    assert main(["report", "--check", "--root", str(tmp_path)]) == 0
+    assert report(["--check", "--root", str(tmp_path)]) == 0
     (tmp_path / "README.md").write_text("<!-- report:nope -->\n| x |\n<!-- /report:nope -->\n")
-    assert main(["report", "--check", "--root", str(tmp_path)]) == 2
+    assert report(["--check", "--root", str(tmp_path)]) == 2
     assert "unknown report block 'nope'" in capsys.readouterr().err
+    assert report(["--root", str(tmp_path / "nowhere")]) == 2  # one line, exit 2, as ferkit's own errors
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_every_committed_run_config_runs_as_written():

@@ -1,4 +1,4 @@
-"""What ferkit guarantees about the files it writes (ferkit.paths): a command killed mid-write, or
+"""What ferkit guarantees about the files it writes (ferkit.runtime.paths): a command killed mid-write, or
 one that meets a full disk, leaves no partial file and changes no input; writers racing for one
 output leave one whole file; a full disk is one line, "no space left on DEVICE writing PATH"."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ferkit import paths
+from ferkit.runtime import paths
 from ferkit.cli import main
 from synth import CLASSES, make_image_folders
 from test_bad_inputs import snapshot
@@ -55,7 +55,7 @@ COMMANDS = {
 STALL = """
 import os, sys, time
 from pathlib import Path
-import ferkit.paths as paths
+import ferkit.runtime.paths as paths
 real = paths._open_temp
 def stalling(path, *args, **kwargs):
     f, temp = real(path, *args, **kwargs)

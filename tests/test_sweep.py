@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ferkit.cli import main
-from ferkit.sweep import plan
+from ferkit.experiments.sweep import plan
 from synth import make_image_folders
 
 

@@ -80,8 +80,7 @@ class RunConfig:
     amp: bool = option(False, "mixed precision: bfloat16 autocast on a CPU with native bf16 (AVX-512 BF16, AMX), "
                               "bf16/fp16 on CUDA; float32 elsewhere, and it says so")
     device: str = option("auto", "auto, cpu or cuda")
-    tta: str = option("none", "test-time augmentation at evaluation: flip (the bare flag) or crops (5 crops x flip)",
-                      nargs="?", const="flip")
+    tta: str = option("none", "test-time augmentation at evaluation (its flag: ferkit.commands.options.add_tta)")
     resume: str | None = option(None, "a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
     preset: str | None = option(None, "a recipe (explicit flags win over it): the reference's E0-E6 (strategy only), "
                                          "shipped (the recommended model's whole recipe), fast (the fast recipe for this CPU)")
@@ -119,7 +118,7 @@ def resolve_recipe(name: str) -> str:
     else fast-fp32 when there is one (docs/PERFORMANCE.md "Time to quality")."""
     if name != "fast":
         return name
-    from ferkit.device import bf16_available  # torch: only a run that asks for "fast" pays for it
+    from ferkit.runtime.device import bf16_available  # torch: only a run that asks for "fast" pays for it
     return "fast-bf16" if bf16_available("cpu") or "fast-fp32" not in RECIPES else "fast-fp32"
 
 

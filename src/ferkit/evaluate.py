@@ -22,9 +22,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from ferkit.calibration import (PRIORS, adjust, calibration_metrics, coverage_curve, prior_ratio, reliability,
                                 temperature_for)
 from ferkit.data import DataError, FerData
-from ferkit.device import autocast
+from ferkit.runtime.device import autocast
 from ferkit.models import CheckpointError, fold_batchnorm, load_model
-from ferkit.paths import atomic_file, atomic_text
+from ferkit.runtime.paths import atomic_file, atomic_text
 from ferkit.tta import tta_inputs, tta_mode
 
 # Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
@@ -212,7 +212,7 @@ def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_di
     m = compute_metrics(split.labels, probs.argmax(1), class_names)
     m |= {"split": split_name, "tta": tta, "amp": amp} | (extra or {})
     m["calibration"], coverage = calibration_of(probs, split.labels, calibration, tta)
-    if out_dir is not None:  # each file appears whole or not at all (ferkit.paths)
+    if out_dir is not None:  # each file appears whole or not at all (ferkit.runtime.paths)
         out_dir = Path(out_dir)
         atomic_text(out_dir / f"metrics{suffix}.json", json.dumps(m, indent=2))
         write_predictions(out_dir / f"predictions{suffix}.csv", split.names, split.labels, probs, class_names)
@@ -276,18 +276,27 @@ def data_root_of(given: str | None, saved_config: dict) -> str:
     return root
 
 
+def progress_bar(total: int, name: str):
+    """A progress bar with the time left, on stderr (tqdm); `.update(n)` after each batch. Only on a terminal
+    (disable=None): a log or a pipe gets no bar, and an error message stays the one line on stderr."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="img", leave=False, mininterval=1.0, disable=None)
+
+
 def evaluate_checkpoint(ckpt: str | Path, data_root: str | None, out: str | Path | None, runs_dir: str = "runs",
                         amp: bool | None = None, tta: bool | str | None = None, device: str = "auto",
-                        splits: tuple[str, ...] = ("val", "test"), force: bool = False, log: Callable = print) -> dict:
+                        splits: tuple[str, ...] = ("val", "test"), force: bool = False, log: Callable = print,
+                        progress: bool = False) -> dict:
     """`ferkit eval`: evaluate a checkpoint file on `splits` and write the outputs to `out` (default
     runs_dir/eval-<run>-<ckpt>). By default as the numbers to reproduce were made: a shipped model
     as its card (float32), a run as it trained (same precision and TTA). The output folder is
     checked before the data loads (`check_output`): not an input, not a training run's folder, and
     an earlier evaluation there is replaced only with `force`."""
     from ferkit.data import load_data
-    from ferkit.device import amp_notice, pick_device
+    from ferkit.runtime.device import amp_notice, pick_device
     from ferkit.models import read_checkpoint
-    from ferkit.paths import check_output
+    from ferkit.runtime.paths import check_output
 
     checkpoint = read_checkpoint(ckpt)
     saved = checkpoint.get("config", {})
@@ -301,5 +310,12 @@ def evaluate_checkpoint(ckpt: str | Path, data_root: str | None, out: str | Path
     notice = amp_notice(pick_device(device), amp)
     if notice:
         log(notice)
-    tta = saved.get("tta", False) if tta is None else tta
-    return evaluate_run(path, load_data(data_root), out_dir, amp, tta, pick_device(device), log=log, splits=splits)
+    tta = saved.get("tta", False) if tta is None else tta  # left out: the checkpoint's own (a shipped model: its card's)
+    data = load_data(data_root)
+    bar = progress_bar(sum(len(data.splits[s].labels) for s in splits), path.stem) if progress else None
+    try:
+        return evaluate_run(path, data, out_dir, amp, tta, pick_device(device), log=log, splits=splits,
+                            progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()

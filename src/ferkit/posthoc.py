@@ -194,7 +194,7 @@ def adjust_file(ckpt_path: str | Path, method: str, out: str | Path, data_root: 
     from ferkit.data import load_data
     from ferkit.evaluate import data_root_of, match_classes
     from ferkit.models import read_checkpoint, save_checkpoint
-    from ferkit.paths import check_output
+    from ferkit.runtime.paths import check_output
 
     if method not in METHODS:
         raise ConfigError(f"unknown post-hoc method {method!r}: choose one of {', '.join(METHODS)}")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ferkit.calibration import PRIORS
 from ferkit.data import load_data
-from ferkit.evaluate import calibration_figures, evaluate_run, output_files
-from ferkit.paths import SHIPPED_DIR, atomic_text, check_output
+from ferkit.evaluate import calibration_figures, evaluate_run, output_files, progress_bar
+from ferkit.runtime.paths import SHIPPED_DIR, atomic_text, check_output
 from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
 from ferkit.tta import TTA_MODES
 
@@ -35,7 +35,7 @@ CARD_TOLERANCE = {"changed_predictions": 3,
 
 
 def _machine() -> str:
-    from ferkit.device import describe_cpu  # named once per card: "AMD EPYC [avx2 ...], torch kernels AVX512, ..."
+    from ferkit.runtime.device import describe_cpu  # named once per card: "AMD EPYC [avx2 ...], torch kernels AVX512, ..."
     return describe_cpu()
 
 
@@ -137,7 +137,7 @@ def write_onnx_calibration(path: str | Path, calibration: dict | None) -> Path:
     import onnx
 
     from ferkit.calibration import ONNX_KEY
-    from ferkit.paths import atomic_write
+    from ferkit.runtime.paths import atomic_write
 
     proto = onnx.load(str(path))
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key != ONNX_KEY]
@@ -364,7 +364,7 @@ def evaluate_shipped(data, out_dir: Path, folder: Path | None = None, log=print,
         tta = card["config"].get("tta", False)
         n = len(data.splits["test"])
         log(f"{path.name}: {n:,} test images x {view_count(tta)} views (TTA {tta}), {card.get('precision', 'float32')} ...")
-        bar = _progress_bar(n, path.stem) if progress else None
+        bar = progress_bar(n, path.stem) if progress else None
         m = evaluate_run(path, data, Path(out_dir) / path.stem, False, tta, device, log=lambda s: None, splits=("test",),
                          progress=bar.update if bar else None)
         if bar:
@@ -381,9 +381,3 @@ def evaluate_shipped(data, out_dir: Path, folder: Path | None = None, log=print,
             f"(card {card['test']['accuracy']:.4f} / {card['test']['macro_f1']:.4f}; {changed} of {n:,} predictions "
             f"differ from the card's, tolerance {limit}: {'reproduced' if ok else 'DIFFERENT'})")
     return rows
-
-
-def _progress_bar(total: int, name: str):
-    """A progress bar with the time left, on stderr (tqdm)."""
-    from tqdm import tqdm
-    return tqdm(total=total, desc=name, unit="img", leave=False, mininterval=1.0)

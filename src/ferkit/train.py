@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ferkit import distributed
+from ferkit.runtime import distributed
 from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
-from ferkit.device import amp_notice, autocast, describe_cpu, pick_device, precision, set_threads
-from ferkit.memory import keep_freed_memory
-from ferkit.paths import atomic_file, atomic_text
+from ferkit.runtime.device import amp_notice, autocast, describe_cpu, pick_device, precision, set_threads
+from ferkit.runtime.memory import keep_freed_memory
+from ferkit.runtime.paths import atomic_file, atomic_text
 from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
 from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
@@ -199,7 +199,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     dist = distributed.setup(device)  # one process unless torchrun started several
     device = distributed.device_for(device, dist)
     if not dist.main:
-        log = _quiet  # only rank 0 logs, validates and writes (ferkit/distributed.py)
+        log = _quiet  # only rank 0 logs, validates and writes (ferkit/runtime/distributed.py)
     resume_ckpt = None
     if cfg.resume:
         resume_ckpt = read_checkpoint(cfg.resume)

@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Iterable
 
-from ferkit.paths import special_kind
+from ferkit.runtime.paths import special_kind
 
 from .errors import DataError
 

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ferkit.distributed import share
+from ferkit.runtime.distributed import share
 
 from .augment import SIZE, AugParams, augment, sample_params, to_input
 
@@ -29,7 +29,7 @@ class EpochBatches:
     drawing as many images as the split holds, like torch's WeightedRandomSampler.
     `aug` turns on the optional jitters of `sample_params` (scale, translate, erase_p); `size`
     below 48 makes the augmented images smaller (progressive resizing; needs `train_augment`).
-    `rank`, `world`: in a run of `world` processes (`ferkit.distributed`), every process draws the
+    `rank`, `world`: in a run of `world` processes (`ferkit.runtime.distributed`), every process draws the
     same global batches and transforms, and yields its share of each: images rank, rank + world, ...
     """
 

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from ferkit.paths import OutputError, check_output, special_kind
+from ferkit.runtime.paths import OutputError, check_output, special_kind
 
 from .archives import DirSource, Source, ZipSource, join
 from .csvsource import read_fer_csv

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.paths import atomic_write
+from ferkit.runtime.paths import atomic_write
 
 from .errors import DataError
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ferkit.paths import atomic_write
+from ferkit.runtime.paths import atomic_write
 
 from .io import to_rgb
 

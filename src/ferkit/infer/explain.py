@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ferkit.paths import atomic_write
+from ferkit.runtime.paths import atomic_write
 
 from .faces import FACE_SIZE, Box, Found, clip_box, crop_region
 from .io import to_rgb
@@ -237,7 +237,7 @@ def glob_escape(text: str) -> str:
 def save_explanations(explained: Sequence[Explained], out_dir: str | Path, stem: str, scale: int = 4,
                       overwrite: bool = True) -> list[Path]:
     """Write each face's crop, enlarged `scale` times, with its heatmap over it, as
-    `out_dir/<stem>_face<i>.png` (whole or not at all, `ferkit.paths.atomic_write`)."""
+    `out_dir/<stem>_face<i>.png` (whole or not at all, `ferkit.runtime.paths.atomic_write`)."""
     paths = []
     for i, e in enumerate(explained):
         big = cv2.resize(e.crop, (FACE_SIZE * scale, FACE_SIZE * scale), interpolation=cv2.INTER_LINEAR)

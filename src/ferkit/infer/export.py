@@ -18,7 +18,7 @@ import torch
 
 from ferkit.calibration import ONNX_KEY
 from ferkit.data.store import IMAGE_SIZE
-from ferkit.paths import OutputError, atomic_write, check_output
+from ferkit.runtime.paths import OutputError, atomic_write, check_output
 
 OPSET = 17
 

@@ -27,7 +27,7 @@ def export_int8(checkpoint: str | Path, out: Path, data_root: str | None = None,
     from ferkit.models import load_model, read_checkpoint
     from ferkit.tta import tta_mode
 
-    from ferkit.paths import atomic_text, check_output
+    from ferkit.runtime.paths import atomic_text, check_output
 
     from .export import check_onnx_out, export_bytes, quantize_int8
     from .predictor import Predictor

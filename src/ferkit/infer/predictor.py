@@ -26,8 +26,8 @@ from PIL import Image
 
 from ferkit.calibration import adjust, prior_ratio, temperature_for
 from ferkit.config import Bound
-from ferkit.cpu import cpu_has_amx
-from ferkit.paths import SHIPPED_DIR
+from ferkit.runtime.cpu import cpu_has_amx
+from ferkit.runtime.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
 from .faces import FACE_SIZE, Box, Found, face_crop, make_detector, resize_face, whole_image
@@ -115,7 +115,7 @@ def amx_in_torch() -> bool:
     """The CPU has AMX and torch runs bfloat16 on it (torch is imported only when the flag is there)."""
     if not cpu_has_amx():
         return False
-    from ferkit.device import bf16_available
+    from ferkit.runtime.device import bf16_available
     return bf16_available("cpu")
 
 
@@ -125,8 +125,8 @@ class TorchRunner:
     def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto", threads: int | None = None):
         import torch
 
-        from ferkit.device import bf16_available, set_threads
-        from ferkit.memory import keep_freed_memory
+        from ferkit.runtime.device import bf16_available, set_threads
+        from ferkit.runtime.memory import keep_freed_memory
         from ferkit.models import fold_batchnorm, load_model
 
         if threads is not None:

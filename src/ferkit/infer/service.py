@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ferkit.data.images import MAX_PIXELS
-from ferkit.memory import release_freed_memory
+from ferkit.runtime.memory import release_freed_memory
 
 from .batching import CropBatcher
 from .explain import MAX_FACES

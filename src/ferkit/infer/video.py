@@ -148,7 +148,7 @@ def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: 
                 chunk: int = 32, annotate_to: Path | None = None) -> Iterator[dict]:
     """`track_frames` over a video file's every `every`-th frame; with `annotate_to`, the processed
     frames are written there as an MP4 with the boxes, track ids and labels drawn."""
-    from ferkit.paths import atomic_path
+    from ferkit.runtime.paths import atomic_path
 
     from .draw import annotate
 

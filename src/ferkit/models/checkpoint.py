@@ -101,8 +101,8 @@ def _load_data_only(path: Path, map_location: str) -> Any:
 
 def save_checkpoint(obj: dict, path: Path) -> None:
     """Write a checkpoint so that an interruption or a full disk never leaves a half-written file
-    (`ferkit.paths.atomic_write`: the earlier checkpoint stays until the new one is complete)."""
-    from ferkit.paths import atomic_write
+    (`ferkit.runtime.paths.atomic_write`: the earlier checkpoint stays until the new one is complete)."""
+    from ferkit.runtime.paths import atomic_write
     atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 

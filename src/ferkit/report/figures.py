@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ferkit.paths import atomic_write
+from ferkit.runtime.paths import atomic_write
 from ferkit.report.stats import ReportError
 
 if TYPE_CHECKING:

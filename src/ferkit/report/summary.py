@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.paths import atomic_text
+from ferkit.runtime.paths import atomic_text
 from ferkit.report import figures
 from ferkit.report.convergence import LATE, RULE, convergence, read_val_curve
 from ferkit.report.stats import (ReportError, as_indices, bootstrap_ci, confusion_counts, mcnemar,
@@ -301,7 +301,7 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
         log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged ({RULE})")
     if baseline is not None and not all_pairs:
         log(f"note: {baseline} is the only group: nothing to compare it with, no paired.csv written")
-    out_dir = Path(out_dir)  # each file below appears whole or not at all (ferkit.paths)
+    out_dir = Path(out_dir)  # each file below appears whole or not at all (ferkit.runtime.paths)
     write_csv(out_dir / "summary.csv", rows)
     table = summary_table(rows, class_names, baseline, n_boot, majority_classes(next(iter(runs.values()))[0]["metrics"]))
     atomic_text(out_dir / "summary.md", to_markdown(*table))

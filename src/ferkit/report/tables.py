@@ -5,7 +5,7 @@ import csv
 import re
 from pathlib import Path
 
-from ferkit.paths import atomic_file
+from ferkit.runtime.paths import atomic_file
 from ferkit.report.convergence import RULE
 
 

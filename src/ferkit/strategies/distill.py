@@ -143,7 +143,7 @@ def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device:
     `--teacher FILE.npz` reads; val and test logits are kept for reporting the teacher. `amp`: in
     bfloat16 where it runs natively (the logits are stored in float16 anyway)."""
     from ferkit.data.augment import to_input
-    from ferkit.device import autocast
+    from ferkit.runtime.device import autocast
     device = torch.device(device)
     teacher = load_teacher(spec, data.class_names, data.key, len(data.splits["train"]), space, device)
     if not isinstance(teacher, ModelTeacher):
@@ -155,7 +155,7 @@ def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device:
             chunks = [teacher.logits(to_input(images[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)).float()
                       for i in range(0, len(images), batch_size)]
         arrays[f"{split}_logits"] = torch.cat(chunks).cpu().numpy().astype(np.float16)
-    from ferkit.paths import atomic_write  # whole or not at all, never over an existing file
+    from ferkit.runtime.paths import atomic_write  # whole or not at all, never over an existing file
     return atomic_write(out, lambda f: np.savez_compressed(
         f, format=np.array(LOGITS_FORMAT), class_names=np.array(data.class_names), key=np.array(data.key),
         teachers=np.array([str(p) for p in teacher_paths(spec)]), **arrays), overwrite=False)

@@ -7,7 +7,7 @@ import os
 import platform
 import torch
 
-from ferkit.cpu import cpu_flags, cpu_native_bf16, onednn_isa_without_bf16
+from ferkit.runtime.cpu import cpu_flags, cpu_native_bf16, onednn_isa_without_bf16
 
 
 class DeviceError(ValueError):
@@ -55,7 +55,7 @@ def cpu_supports_bf16() -> bool:
     Without them oneDNN emulates bf16 at about half of float32's speed, so `--amp` runs in float32
     there. oneDNN's own probe (torch.ops.mkldnn._is_mkldnn_bf16_supported) is not asked: it says
     True on any AVX-512 CPU (Ice Lake), where bf16 is emulated. The CPU's flags decide
-    (`ferkit.cpu.cpu_native_bf16`, which also honours ONEDNN_MAX_CPU_ISA, so that an AMX machine
+    (`ferkit.runtime.cpu.cpu_native_bf16`, which also honours ONEDNN_MAX_CPU_ISA, so that an AMX machine
     told to use only AVX2 kernels counts as having none). Without /proc/cpuinfo (macOS, Windows)
     the CPUID bits that torch reads decide on x86-64; elsewhere (Apple silicon) the answer is False,
     as float32 is never the slow choice. FERKIT_CPU_BF16=0 or 1 overrides the answer (to measure or

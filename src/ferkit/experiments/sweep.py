@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
-from ferkit.paths import atomic_text, check_output
+from ferkit.runtime.paths import atomic_text, check_output
 
 
 @dataclass

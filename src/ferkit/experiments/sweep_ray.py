@@ -21,8 +21,8 @@ import socket
 from pathlib import Path
 
 from ferkit.config import ConfigError
-from ferkit.paths import atomic_text
-from ferkit.sweep import PlannedRun, plan, run_action
+from ferkit.runtime.paths import atomic_text
+from ferkit.experiments.sweep import PlannedRun, plan, run_action
 
 
 def _ray():
@@ -37,7 +37,7 @@ def train_one(config: dict, cpus: int) -> str:
     """Run one sweep run in this process: skip it if finished, resume it from its last.pt if one
     exists, else start it. Returns what it did ("skipped", "resumed", "started")."""
     from ferkit.config import make_config
-    from ferkit.device import set_threads
+    from ferkit.runtime.device import set_threads
     from ferkit.train import fit
 
     run_dir = Path(config["runs_dir"]) / config["exp"]

@@ -27,7 +27,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 def _shipped_dir() -> Path:
     """The shipped models: `ferkit/shipped/` in an installed package (a wheel, `pip install .`), else
     the repository's `pretrained/` (an editable install or a checkout); pyproject.toml maps one to the other."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # src/ferkit (this file is ferkit/runtime/paths.py)
     installed = package / "shipped"
     return installed if installed.is_dir() else package.parents[1] / "pretrained"
 

@@ -1,5 +1,5 @@
 """The docs' tables of benchmark results (`bench/results/*.json`) and of the int8 model's card:
-each function returns a renderer `root -> Markdown` for a `ferkit report` block (report/docs.py)."""
+each function returns a renderer `root -> Markdown` for a block of tools/report.py (tools/doc_tables.py)."""
 from __future__ import annotations
 
 import json

@@ -1,28 +1,22 @@
-"""`ferkit report`: the tables that README.md and docs/*.md quote, made from committed result files.
-
-A table between the lines `<!-- report:NAME -->` and `<!-- /report:NAME -->` is `BLOCKS[NAME]`
-rendered from the files it names (model cards, run folders, summaries, benchmark JSON).
-`ferkit report` rewrites every such block in place; `ferkit report --check` changes nothing and
-exits 1 naming each block that differs from its files. The tests call `--check`, so a quoted table
-cannot drift from the results, and no test parses prose.
+"""The tables that README.md, docs/*.md and the model cards quote, each made from committed result
+files: `BLOCKS[NAME]` renders the block between `<!-- report:NAME -->` and `<!-- /report:NAME -->`
+(tools/report.py rewrites or checks them). Repository-only: it names this repository's results/ and
+bench/results/ files, so it is not part of the ferkit package.
 """
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ferkit.paths import atomic_text
+from bench_tables import (_read_json, detection_conditions_table, detection_table, gpu_throughput_table, int8_table,
+                          light_install_table, predict_table, scaling_table, service_table, throughput_table,
+                          time_to_quality_table, video_table)
+
 from ferkit.report.stats import ReportError, mean_std
 from ferkit.report.tables import markdown_table
-from ferkit.report.benchdocs import (_read_json, detection_conditions_table, detection_table, int8_table, light_install_table,
-                                     predict_table, scaling_table, service_table, throughput_table, video_table,
-                                     gpu_throughput_table, time_to_quality_table)
-
-_BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.DOTALL)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -251,47 +245,3 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
         "LDAM-DRW-30ep": "LDAM-DRW (superseded)", "LDAM-DRW-40ep": "LDAM-DRW (superseded)", "LDAM-DRW": "LDAM-DRW"},
         ("epochs", "seeds", "val", "macro_f1", "delta", "converged")),
 }
-
-
-def render_block(name: str, root: Path) -> str:
-    if name not in BLOCKS:
-        raise ReportError(f"unknown report block {name!r}: choose one of {', '.join(BLOCKS)} (ferkit/report/docs.py)")
-    return BLOCKS[name](root)
-
-
-def update_text(text: str, root: Path) -> tuple[str, list[str]]:
-    """The text with every block re-rendered, and the names of the blocks that changed."""
-    changed = []
-
-    def replace(m: re.Match) -> str:
-        body = render_block(m["name"], root)
-        if body != m["body"]:
-            changed.append(m["name"])
-        return m.group(1) + body + m.group(4)
-
-    return _BLOCK.sub(replace, text), changed
-
-
-def doc_files(root: Path) -> list[Path]:
-    """README.md, docs/*.md and the model cards (pretrained/*.md): the files whose blocks `ferkit report` keeps."""
-    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "pretrained").glob("*.md"))]
-            if p.is_file()]
-
-
-def run_report(root: Path, check: bool = False, log=print) -> int:
-    """Re-render every block of every doc file (or, with `check`, only compare); returns the exit code."""
-    stale = []
-    for path in doc_files(root):
-        text = path.read_text(encoding="utf-8")
-        new, changed = update_text(text, root)
-        n = len(_BLOCK.findall(text))
-        for name in changed:
-            stale.append(f"{path.relative_to(root)}: {name}")
-        if changed and not check:
-            atomic_text(path, new)  # a doc is replaced whole (ferkit.paths), never left half-written
-        if n:
-            log(f"{path.relative_to(root)}: {n} block(s), {len(changed)} {'differ' if check else 'rewritten'}")
-    if check and stale:
-        log("out of date with their result files: " + "; ".join(stale) + " (run `ferkit report` to rewrite them)")
-        return 1
-    return 0

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
-from ferkit.paths import atomic_file, atomic_text, check_output
+from ferkit.runtime.paths import atomic_file, atomic_text, check_output
 
 
 def load_tune(path: str | Path) -> dict:
