@@ -180,3 +180,30 @@ def test_every_run_config_field_is_a_train_flag_with_its_default_in_the_help():
     assert " | ".join(LOSSES) in actions["loss"].help and choices("loss") == tuple(LOSSES)
     assert "Adam" not in actions["lr"].help  # the optimiser is a choice of its own
     assert vars(p.parse_args(["--tta"]))["tta"] == "flip" and vars(p.parse_args(["--amp"]))["amp"] is True
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default():
+    """Issue 30: each option explains itself, and its default comes from its one definition."""
+    import argparse
+
+    from ferkit.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(sub.choices) == sorted(c.NAME for c in COMMANDS)
+    for name, p in sub.choices.items():
+        text = " ".join(p.format_help().split())
+        for a in p._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            assert a.help, f"ferkit {name} {a.option_strings or a.dest} has no help"
+            if a.option_strings and a.default not in (None, False) and a.help is not argparse.SUPPRESS:
+                assert f"default: {a.default}" in text or "default:" in a.help, \
+                    f"ferkit {name} {a.option_strings[0]} does not show its default {a.default!r}"
+
+
+def test_ferkit_alone_lists_the_commands_and_version_prints_it(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "predict" in out and "COMMAND --help" in out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("ferkit ")

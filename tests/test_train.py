@@ -402,3 +402,24 @@ def test_the_effective_prior_follows_the_sampler_and_the_class_weights():
     assert np.allclose(prior(sampler="class_balanced"), 1 / 3)
     assert np.allclose(prior(loss="wce", weight_mode="inv"), 1 / 3)        # n_c x 1/n_c
     assert np.allclose(prior(sampler="balanced", resample_from=4), counts / counts.sum())  # deferred past the end
+
+
+def test_max_steps_cuts_each_epoch_short_for_a_quick_try(tmp_path, monkeypatch):
+    """--max_steps N: each epoch takes at most N optimiser steps; the run is otherwise whole (val, test, outputs)."""
+    import ferkit.train as train_module
+
+    steps = []
+    step = torch.optim.Adam.step
+
+    def counted(self, *a, **kw):
+        steps.append(1)
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    data = tiny_data(per_class=(30,) * 7)  # 210 images: 27 batches of 8 per epoch without the cut
+    m = train_module.fit(cfg_for(tmp_path, epochs=2, batch_size=8, max_steps=3, optimizer="adam"), data,
+                         log=lambda s: None, progress=False)
+    assert len(steps) == 2 * 3
+    assert (tmp_path / "runs" / "t" / "metrics.json").is_file() and 0 <= m["macro_f1"] <= 1
+    with pytest.raises(ConfigError, match="max_steps"):
+        make_config({"max_steps": 0})

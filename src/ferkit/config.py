@@ -69,6 +69,8 @@ class RunConfig:
     small_size: int = option(40, "side in pixels of those smaller images")
     # optimisation
     epochs: int = option(30, "epochs; 0 with --resume evaluates a checkpoint only")
+    max_steps: int | None = option(None, "at most N optimiser steps per epoch: a quick try (--epochs 1 --max_steps 20 "
+                                         "trains in seconds; val and test are still evaluated in full)")
     batch_size: int = option(256, "batch size")
     lr: float = option(1e-3, "peak learning rate of the optimiser")
     optimizer: str = option("adam", "optimiser (sgd: Nesterov momentum 0.9)")
@@ -308,7 +310,7 @@ class Bound:
 
 # The ranges of RunConfig's numeric fields (a field not named here takes any finite number).
 RANGES: dict[str, Bound] = {
-    "epochs": Bound(0), "batch_size": Bound(1), "lr": Bound(0, open_low=True), "weight_decay": Bound(0),
+    "epochs": Bound(0), "max_steps": Bound(1), "batch_size": Bound(1), "lr": Bound(0, open_low=True), "weight_decay": Bound(0),
     "warmup_epochs": Bound(0), "clip_norm": Bound(0, open_low=True), "reweight_from": Bound(1), "resample_from": Bound(1),
     "label_smoothing": Bound(0, 1, open_high=True), "beta": Bound(0, 1, open_high=True), "gamma": Bound(0),
     "mixup": Bound(0), "cutmix": Bound(0), "arc_s": Bound(0, open_low=True), "arc_m": Bound(0),

@@ -50,18 +50,21 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
                     batches, device: torch.device, amp: bool, clip_norm: float = 5.0,
                     scaler: torch.amp.GradScaler | None = None, progress: str | None = None,
                     mix_fn: Callable | None = None, teacher=None, kd_alpha: float = 0.0,
-                    kd_temperature: float = 4.0) -> dict:
+                    kd_temperature: float = 4.0, max_steps: int | None = None) -> dict:
     """One pass over `batches`; returns mean loss, accuracy and images/s.
 
     `mix_fn(x, y) -> (x, y_a, y_b, lam)` applies mixup/cutmix; the loss is then mixed the same way.
     `teacher` (ferkit.strategies.distill) adds kd_alpha x its distillation term on the same batch:
     (1 - kd_alpha) x the hard-label loss + kd_alpha x T^2 KL(teacher || student) at T = kd_temperature.
+    `max_steps` ends the pass after that many optimiser steps (a quick try).
     """
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     share = -(-len(batches.labels) // getattr(batches, "world", 1))  # this process's images (all of them in one process)
     bar = tqdm(total=share, desc=progress, unit="img", leave=False, disable=progress is None)
-    for x, y, *index in batches:  # EpochBatches(with_index=True) also yields the images' indices
+    for step, (x, y, *index) in enumerate(batches):  # EpochBatches(with_index=True) also yields the indices
+        if max_steps is not None and step >= max_steps:
+            break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x, y, y_b, lam = mix_fn(x, y) if mix_fn else (x, y, y, 1.0)
         with autocast(device, amp):
@@ -287,7 +290,8 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         loss_fn = strategy.loss.to(device)
         stats = train_one_epoch(trained, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
                                 progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None, mix_fn=mix_fn,
-                                teacher=teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature)
+                                teacher=teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
+                                max_steps=cfg.max_steps)
         scheduler.step()
         if not dist.main:
             continue  # the other processes go on to the next epoch; rank 0 validates and writes
