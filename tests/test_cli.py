@@ -207,3 +207,25 @@ def test_ferkit_alone_lists_the_commands_and_version_prints_it(capsys):
     assert "train" in out and "predict" in out and "COMMAND --help" in out
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("ferkit ")
+
+
+@pytest.mark.parametrize("name", ["sweep", "tune"])
+def test_sweep_and_tune_help_show_their_file_format_as_the_docs_do(name, tmp_path):
+    """The file format is in `--help` and in docs/TRAINING.md, the same example, and the example is a valid file."""
+    import importlib
+    from pathlib import Path
+
+    from ferkit.config import read_table
+
+    module = importlib.import_module(f"ferkit.commands.{name}")
+    example = "\n".join(line[2:] for line in module.FILE_FORMAT.split("\n\n")[1].splitlines())
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "TRAINING.md").read_text()
+    assert example in docs
+    (tmp_path / "f.toml").write_text(example)
+    if name == "sweep":
+        from ferkit.experiments.sweep import load_sweep
+
+        base, seeds, strategies, collected = load_sweep(tmp_path / "f.toml")
+        assert seeds == [1, 2, 3] and set(strategies) == {"E0", "LA"} and collected is not None
+    else:
+        assert read_table(tmp_path / "f.toml", "tune")["trials"] == 20

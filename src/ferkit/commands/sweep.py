@@ -9,9 +9,10 @@ from ferkit.config import Bound, ConfigError
 NAME = "sweep"
 HELP = "run a grid of strategies x seeds from a TOML/YAML file (restartable)"
 FILE_FORMAT = """\
-a sweep file (TOML or YAML; docs/TRAINING.md "Sweeps"):
+a sweep file (TOML or YAML; docs/TRAINING.md "Sweeps and summaries"):
 
   seeds = [1, 2, 3]
+  collected = "results/study/runs"   # optional: finished runs copied here count as done
   [base]                      # RunConfig fields (the flags of ferkit train) shared by every run
   data_root = "data/fer2013-store"
   epochs = 30
@@ -20,7 +21,6 @@ a sweep file (TOML or YAML; docs/TRAINING.md "Sweeps"):
   preset = "E0"
   [strategies.LA]
   loss = "la"
-  collected = "results/study/runs"   # optional: finished runs copied here count as done
 
 Run <strategy>_seed<seed> goes to <runs_dir>/<strategy>_seed<seed>/. A run with metrics.json is
 skipped, one with last.pt only is resumed, the others start; a finished run trained with other
