@@ -30,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchio import CLASSES, cpu_tag, fer_split, save_report  # noqa: E402
 from scenes import make_scenes, match  # noqa: E402
 
-from ferkit.infer.faces import YUNET_FILE, YuNetDetector, crop_face, face_crop, make_detector  # noqa: E402
+from ferkit.infer.detectors import YUNET_FILE, YuNet, make_detector  # noqa: E402
+from ferkit.infer.faces import crop_face, face_crop  # noqa: E402
 
 
-class OpenCVYuNet(YuNetDetector):
+class OpenCVYuNet(YuNet):
     """The same YuNet run by OpenCV's dnn (`cv2.FaceDetectorYN`, what ferkit used before): for the
     time it takes; its faces are ferkit's (tests/test_faces.py)."""
 
@@ -91,7 +92,7 @@ def evaluate(scenes, detector, threshold: float = 0.4) -> dict:
 def expression_accuracy(scenes, detections, predictor) -> dict:
     """Accuracy and macro-F1 of the shipped model on the faces a detector found, three ways: the true
     box, the detected box, and the detection aligned on its landmarks."""
-    from ferkit.evaluate import compute_metrics
+    from ferkit.metrics import compute_metrics
     from ferkit.report.stats import mcnemar, paired_bootstrap
 
     crops = {"true box": [], "detected box": [], "aligned": []}
@@ -100,8 +101,8 @@ def expression_accuracy(scenes, detections, predictor) -> dict:
         for i, j in pairs:
             labels.append(s.faces[i].label)
             crops["true box"].append(crop_face(s.image, s.faces[i].box, 0.0))
-            crops["detected box"].append(face_crop(s.image, found[j], predictor.margin, align=False))
-            crops["aligned"].append(face_crop(s.image, found[j], predictor.margin, align=True))
+            crops["detected box"].append(face_crop(s.image, found[j], predictor.detector.margin, align=False))
+            crops["aligned"].append(face_crop(s.image, found[j], predictor.detector.margin, align=True))
     out, preds, y = {"faces": len(labels)}, {}, np.array(labels)
     for way, c in crops.items():
         preds[way] = predictor.predict_crops(np.stack(c)).argmax(1)
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [evaluate(scenes, d) | {"detector": label(name, kw)} for d, (name, kw) in zip(detectors, settings)]
 
     from ferkit.infer import Predictor
-    predictor = Predictor(threads=1)
+    predictor = Predictor(threads=1, tta="none")  # single view, as measured in docs/INFERENCE.md
     accuracy = {r["detector"]: expression_accuracy(scenes, r["_detections"], predictor)
                 for r in rows if r["detector"] in ("yunet (default)", "haar (default)")}
     n_faces = rows[0]["faces"]

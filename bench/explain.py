@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "threads": args.threads, "load_average_start": load, "backends": []}
     print(f"{source}, {args.faces} faces, {report['passes_per_face']} passes per face, best of {args.repeats}")
     for name, kw in backends:
-        pred = Predictor(detect=False, threads=args.threads, **kw)
+        pred = Predictor(detect=False, tta="none", threads=args.threads, **kw)  # "view": "single"
         batched, single, plain = (t / len(faces) for t in timed(
             [lambda: explain_faces(pred, faces), lambda: [explain_faces(pred, f[None]) for f in faces],
              lambda: pred.predict_crops(faces)], args.repeats))

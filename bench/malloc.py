@@ -62,7 +62,7 @@ def child(workload: str, quick: bool) -> dict:
 
     # The shipped model in torch, whose allocations this measures (auto may pick ONNX Runtime); the
     # Predictor calls keep_freed_memory() itself, a no-op with FERKIT_MALLOC=default.
-    p = Predictor(backend="torch")
+    p = Predictor(backend="torch", tta="none")
     crops = np.random.default_rng(0).integers(0, 256, (512, 48, 48), dtype=np.uint8)
     for _ in range(2):
         p.predict_crops(crops)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchio import fer_split  # noqa: E402
 
 from ferkit.infer import Predictor, default_checkpoint  # noqa: E402
-from ferkit.infer.faces import make_detector  # noqa: E402
+from ferkit.infer.detectors import make_detector  # noqa: E402
 from ferkit.infer.io import decode_image, to_gray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +110,8 @@ def canvas_jpeg(face: np.ndarray) -> bytes:
 
 
 def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> dict:
-    p = Predictor(ckpt, backend=backend, bf16=bf16 if backend == "torch" else False, batch_size=args.batch, threads=args.threads)
+    p = Predictor(ckpt, backend=backend, bf16=bf16 if backend == "torch" else False, tta="none", batch_size=args.batch,
+                  threads=args.threads)  # one view: the cost of one forward pass per face
     crops = np.random.default_rng(0).integers(0, 256, (args.n_batched, 48, 48), dtype=np.uint8)
     singles = crops[:args.n_single]
     (t_batched, t_one), rounds = best_of_each(

@@ -8,7 +8,7 @@ FER-2013's faces are clean, centred 48x48 crops; a photo's face is framed by a d
 blurred, compressed, dark, noisy, small or partly covered. Each shift below is one deterministic
 function of a uint8 48x48 face and a generator seeded per (seed, shift, split, image), so that a
 rerun, and every model in one run, sees the very same shifted faces. The model runs as users get it:
-`ferkit.Predictor(detect=False)`, no TTA, backend "auto" (on a CPU without AMX the shipped model's
+`ferkit.Predictor(detect=False, tta="none")`: one view, backend "auto" (on a CPU without AMX the shipped model's
 int8 ONNX file; a .pt without one runs in torch). The report has macro-F1 (the headline metric) and
 accuracy per model x split x shift, the share of labels unchanged from the clean face, and the mean
 over the shifts (clean excluded, each shift weighted alike). Choose training augmentation on the
@@ -166,7 +166,7 @@ def run_model(model: str, shifted: dict, labels: dict, class_names: list[str], b
     """One model over every split x shift, with the Predictor as users run it (single view)."""
     from ferkit.infer import Predictor
 
-    p = Predictor(model, backend=backend, detect=False, threads=threads)
+    p = Predictor(model, backend=backend, detect=False, tta="none", threads=threads)
     if sorted(p.class_names) != sorted(class_names):
         raise SystemExit(f"{model}: its classes {p.class_names} are not the data's {class_names}")
     to_data = np.array([class_names.index(c) for c in p.class_names])  # model's class order -> data's

@@ -41,7 +41,7 @@ SIDE = 120
 
 def detectable(faces: list[np.ndarray], want: int) -> list[np.ndarray]:
     """The first `want` faces the default detector finds when enlarged on the background."""
-    from ferkit.infer.faces import make_detector
+    from ferkit.infer.detectors import make_detector
 
     det, out = make_detector("yunet"), []
     for f in faces:
@@ -114,7 +114,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         faces = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(4)]
         print("warning: no FER faces the cascade finds: clips use random textures", file=sys.stderr)
-    predictor = Predictor(checkpoint(args.ckpt))
+    predictor = Predictor(checkpoint(args.ckpt), tta="none")  # one view per face
     tmp = Path(tempfile.mkdtemp())
     drift = lambda x0, y0, dx, dy: (lambda s: (x0 + dx * s, y0 + dy * s))
     clips = {

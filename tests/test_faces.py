@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.infer.faces import (FACE_SIZE, FER_LANDMARKS, YUNET_FILE, align_face, clip_box, crop_face, face_crop,
-                                found_from_square, make_detector, similarity, whole_image)
+from ferkit.infer.detectors import DETECTORS, YUNET_FILE, Haar, YuNet, make_detector
+from ferkit.infer.faces import (FACE_SIZE, FER_LANDMARKS, align_face, clip_box, crop_face, face_crop, found_from_square,
+                                similarity, whole_image)
 from ferkit.infer.io import decode_image, to_gray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -71,15 +72,29 @@ def test_max_side_shrinks_for_detection_only(portrait):
 
 
 def test_detector_settings_are_checked():
-    with pytest.raises(ValueError, match="no setting scale_factor.*--detector haar"):
+    with pytest.raises(ValueError, match="^scale_factor is a haar setting, not yunet's$"):
         make_detector("yunet", scale_factor=1.1)
-    with pytest.raises(ValueError, match="no setting score_threshold.*--detector yunet"):
-        make_detector("haar", score_threshold=0.5)
+    with pytest.raises(ValueError, match="^align is a yunet setting, not haar's$"):
+        make_detector("haar", align=True)
+    with pytest.raises(ValueError, match="^shape is no detector's setting, not haar's$"):
+        make_detector("haar", shape=3)
     with pytest.raises(ValueError, match="unknown detector 'mtcnn'"):
         make_detector("mtcnn")
     with pytest.raises(ValueError, match="score_threshold must be in"):
         make_detector("yunet", score_threshold=1.5)
+    with pytest.raises(ValueError, match="scale_factor must be > 1"):
+        Haar(scale_factor=1.0)
+    with pytest.raises(ValueError, match="margin is a fraction"):
+        YuNet(margin=2)
     assert make_detector("haar", scale_factor=None).scale_factor == 1.2  # None: the detector's default
+
+
+def test_the_registry_holds_each_detector_class_with_its_own_settings():
+    assert DETECTORS == {"yunet": YuNet, "haar": Haar} and all(DETECTORS[n].name == n for n in DETECTORS)
+    assert YuNet().settings() == {"score_threshold": 0.4, "min_face": 20, "max_side": 640, "align": False,
+                                  "margin": 0.02, "nms_threshold": 0.3}
+    assert Haar(min_face=30).settings() == {"margin": 0.02, "align": False, "scale_factor": 1.2, "min_neighbors": 5,
+                                            "min_face": 30, "max_side": 1024}
 
 
 def test_similarity_recovers_a_known_transform():

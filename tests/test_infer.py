@@ -86,7 +86,7 @@ def grace_hopper() -> Path:
 
 def detectable_faces(real_zip: Path, n: int) -> list[np.ndarray]:
     """n FER test faces that the default detector finds when enlarged on a canvas."""
-    from ferkit.infer.faces import make_detector
+    from ferkit.infer.detectors import make_detector
 
     detector = make_detector("yunet")
     faces = [f for f in fer_faces(real_zip, 20) if any(found_at(list(b)) for b in detector.detect(face_scene(f)))]

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ferkit.infer.export import check_onnx_out, export_onnx
     from ferkit.infer.onnx import OnnxRunner, check_finite
-    from ferkit.infer.predictor import TorchRunner
+    from ferkit.infer.torch_runner import TorchRunner
 
     if args.int8:
         from ferkit.infer.int8 import export_int8

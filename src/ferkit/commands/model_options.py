@@ -7,7 +7,7 @@ from typing import Any
 from ferkit.commands.options import AT_LEAST_1, FRACTION, add_tta
 from ferkit.config import Bound
 from ferkit.data.images import MAX_PIXELS
-
+from ferkit.infer.detectors import DETECTORS, check_settings
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,9 +19,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 autocast (torch backend): auto = where the CPU runs it natively")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
-    p.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
-                   help="face detector: yunet (a small CNN, shipped inside ferkit) or haar (OpenCV's 2001 cascade)")
-    p.add_argument("--align", action="store_true",
+    p.add_argument("--detector", choices=list(DETECTORS), default="yunet",
+                   help="face detector: yunet (a small CNN, shipped inside ferkit) or haar (OpenCV's 2001 cascade); "
+                        "the flags below set its settings, each only for a detector that has it")
+    p.add_argument("--align", action="store_true", default=None,
                    help="yunet: rotate and scale each face by its eyes and nose to the training images' framing, "
                         "instead of cropping its box (no measured gain: docs/INFERENCE.md)")
     p.add_argument("--min-face", type=AT_LEAST_1, default=None, help="smallest face side in pixels (yunet 20, haar 48)")
@@ -61,16 +62,23 @@ def prior_arg(text: str) -> str:
     return text
 
 
+DETECTOR_FLAGS = ("score_threshold", "scale_factor", "min_face", "max_side", "align", "margin")  # args -> settings
+
+
+def make_detector_from(args: argparse.Namespace) -> Any:
+    """The --detector, with the detector flags given (a flag left out: the detector's default); a flag
+    of another detector is refused in one line ("--scale-factor is a haar setting, not yunet's")."""
+    given = {k: getattr(args, k) for k in DETECTOR_FLAGS if getattr(args, k, None) is not None}
+    check_settings(args.detector, list(given), spell=lambda k: "--" + k.replace("_", "-"))
+    return DETECTORS[args.detector](**given)
+
+
 def make_predictor(args: argparse.Namespace, detect: bool = True) -> Any:
     """A Predictor from the shared model arguments."""
-    from ferkit.infer.predictor import DEFAULT_MARGIN, Predictor
+    from ferkit.infer.predictor import Predictor
 
+    detector = make_detector_from(args)  # before the model loads: a wrong flag costs nothing
     bf16 = {"auto": "auto", "on": True, "off": False}[args.bf16]
-    margin = DEFAULT_MARGIN if args.margin is None else args.margin
-    return Predictor(args.ckpt, backend=args.backend, detect=detect, tta=args.tta, device=args.device,
-                     bf16=bf16, margin=margin, detector=args.detector, align=args.align,
-                     score_threshold=args.score_threshold, scale_factor=args.scale_factor, min_face=args.min_face,
-                     max_side=args.max_side, threads=args.threads, calibrate=args.calibrate, prior=args.prior,
+    return Predictor(args.ckpt, backend=args.backend, detect=detect, tta=args.tta, device=args.device, bf16=bf16,
+                     detector=detector, threads=args.threads, calibrate=args.calibrate, prior=args.prior,
                      min_score=args.min_score)
-
-

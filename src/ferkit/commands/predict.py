@@ -50,8 +50,19 @@ class RowWriter:
         self.csv = csv.DictWriter(stream, self.columns, extrasaction="raise") if fmt == "csv" else None
         if self.csv:
             self.csv.writeheader()
+        self.rows = self.faces = self.without_face = self.errors = 0  # what was written, for `summary`
+
+    def summary(self) -> str:
+        """What was written: "12 rows (9 faces, 3 images without a face)", and the error rows if any."""
+        errors = f", {self.errors} unreadable" if self.errors else ""
+        return (f"{self.rows} row{'s' * (self.rows != 1)} ({self.faces} face{'s' * (self.faces != 1)}, "
+                f"{self.without_face} image{'s' * (self.without_face != 1)} without a face{errors})")
 
     def write(self, row: dict) -> None:
+        self.rows += 1
+        self.faces += "box" in row
+        self.without_face += row.get("faces") == 0
+        self.errors += "error" in row
         if self.csv is None:  # allow_nan=False: a NaN is never written as JSON (Predictor refuses NaN models first)
             self.stream.write(json.dumps(row, allow_nan=False) + "\n")
             return
@@ -101,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # The rows go to a temporary file that replaces --out only once every input is done.
     with atomic_file(args.out, "w", newline="", overwrite=args.force) if args.out else contextlib.nullcontext(sys.stdout) as out:
-        return _predict_all(args, predictor, RowWriter(out, args.format, predictor.class_names), files, missing, names)
+        writer = RowWriter(out, args.format, predictor.class_names)
+        status = _predict_all(args, predictor, writer, files, missing, names)
+    if args.out:  # the file is in place now: say what it holds
+        print(f"ferkit predict: wrote {writer.summary()} to {args.out}", file=sys.stderr)
+    return status
 
 
 def _predict_all(args: argparse.Namespace, predictor: Any, writer: RowWriter, files: list[Path],
@@ -238,4 +253,6 @@ def run_camera_rows(args: argparse.Namespace) -> int:
         except ImageReadError as e:
             print(f"ferkit predict: error: {e}", file=sys.stderr)
             return 2
+    if args.out:
+        print(f"ferkit predict: wrote {writer.summary()} to {args.out}", file=sys.stderr)
     return 0 if frames else 1

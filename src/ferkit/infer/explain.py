@@ -205,7 +205,7 @@ def explain_image(predictor: Any, image: np.ndarray, max_faces: int | None = Non
     found, crops = predictor.find_faces(image)
     found, crops = list(found)[:max_faces], crops[:max_faces]
     drops, _ = occlusion_drops(crops, predictor.predict_crops)
-    regions = face_regions(found, image.shape, predictor.margin, predictor.detect, predictor.align)
+    regions = face_regions(found, image.shape, predictor.detector.margin, predictor.detect, predictor.detector.align)
     return [Explained(c, h, float(max(d.max(), 0.0)), r)
             for c, h, d, r in zip(crops, normalize(drops), drops, regions)]
 
@@ -259,7 +259,7 @@ def add_heatmaps(predictor: Any, faces: list[dict], found: Sequence[Found | Box]
     names = list(predictor.class_names)
     labels = [names.index(max(f["probs"], key=f["probs"].get)) for f in faces[:n]]
     drops, _ = occlusion_drops(crops[:n], predict_fn or predictor.predict_crops, labels)
-    regions = face_regions(list(found)[:n], shape, predictor.margin, detect, getattr(predictor, "align", False))
+    regions = face_regions(list(found)[:n], shape, predictor.detector.margin, detect, predictor.detector.align)
     out = []
     for i, face in enumerate(faces):
         if i >= n:

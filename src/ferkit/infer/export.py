@@ -3,12 +3,12 @@ quantisation): the torch side of the ONNX backend. `ferkit.infer.onnx` runs the 
 
 The exported graph takes `input`: float32 (N, 1, 48, 48) in [-1, 1] (`ferkit.models.to_input`),
 with a dynamic batch axis, and returns `probs`: float32 (N, num_classes) softmax
-probabilities, in the class order stored in the model's metadata (`class_names`, JSON).
+probabilities, in the class order stored in the model's metadata (`class_names`, JSON), with the
+checkpoint's recorded TTA and calibration (`ferkit.infer.records.onnx_metadata`).
 """
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferkit.calibration import ONNX_KEY
 from ferkit.data.store import IMAGE_SIZE
 from ferkit.runtime.paths import OutputError, atomic_write, check_output
+
+from .records import onnx_metadata
 
 OPSET = 17
 
@@ -49,12 +50,8 @@ def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
                           dynamo=False, opset_version=opset, input_names=["input"], output_names=["probs"],
                           dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}})
     proto = onnx.load_from_string(buf.getvalue())
-    meta = {"class_names": json.dumps(list(info["class_names"])), "arch": str(info["arch"]),
-            "head": str(info["head"]), "input": "float32 (N,1,48,48) = uint8 / 127.5 - 1",
-            "output": "softmax probabilities (N,C)", "producer": "ferkit"}
-    if info.get("calibration"):  # the temperature and prior travel with the model (the ONNX runner reads them)
-        meta[ONNX_KEY] = json.dumps(info["calibration"])
-    for key, value in meta.items():
+    # class names, and the records of how to run it (TTA, calibration): `ferkit.infer.records`
+    for key, value in onnx_metadata(info).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     return proto.SerializeToString(), info

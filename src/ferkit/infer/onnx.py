@@ -5,18 +5,18 @@ The graph takes `input`: float32 (N, 1, 48, 48) in [-1, 1] with a dynamic batch 
 `probs`: float32 (N, num_classes), in the class order of its metadata (`class_names`, JSON).
 A calibrated model's metadata also holds its checkpoint's `calibration` record (JSON, under
 `ferkit.calibration.ONNX_KEY`), which `Predictor` applies as it does the checkpoint's
-(`ferkit.pretrained.write_onnx_calibration` adds it to an existing file, graph and weights unchanged).
+(`ferkit.pretrained.write_onnx_calibration` adds it to an existing file, graph and weights unchanged),
+and the TTA the checkpoint recorded (`ferkit.infer.records.TTA_KEY`; none: "none").
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ferkit.calibration import ONNX_KEY
+from .records import info_from_metadata
 
 
 class ModelError(ValueError):
@@ -64,9 +64,8 @@ class OnnxRunner:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in meta:
             raise ValueError(f"{source}: ONNX model without ferkit class_names metadata: export it with `ferkit export`")
-        self.class_names = json.loads(meta["class_names"])
-        self.info = self.info or {"class_names": self.class_names, "arch": meta.get("arch"), "head": meta.get("head"),
-                                  "calibration": json.loads(meta[ONNX_KEY]) if ONNX_KEY in meta else None}
+        self.info = self.info or info_from_metadata(meta)  # a .pt exported in memory: its checkpoint's own info
+        self.class_names = list(self.info["class_names"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Model inputs, float32 (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C)."""

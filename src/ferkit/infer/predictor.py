@@ -1,11 +1,13 @@
 """`Predictor`: photos in, faces with expression probabilities out.
 
     from ferkit.infer import Predictor
-    p = Predictor()                                  # the shipped model, PyTorch, face detection on
+    p = Predictor()                                  # the shipped model, face detection on (YuNet)
+    p = Predictor(detector=Haar(min_face=30))        # any registered detector, with its own settings
     faces = p.predict(["photo.jpg"])[0]              # one list of faces per image
     faces[0]  # {"box": [x, y, w, h], "label": "happy", "score": 0.91, "probs": {"angry": ..., ...}}
 
-Pipeline per image: read -> grayscale (PIL "L", as the training data) -> face detector (YuNet) ->
+Pipeline per image: read -> grayscale (PIL "L", as the training data) -> face detector
+(`ferkit.infer.detectors`: YuNet unless asked otherwise) ->
 square crop with a margin -> 48x48 (PIL bilinear, as the training data) -> [-1, 1] (`to_input`)
 -> model -> softmax -> mean over the TTA views -> the checkpoint's calibration (temperature, then an
 optional class-prior change) -> label, or `uncertain` below `min_score`. Crops of all images are
@@ -30,13 +32,13 @@ from ferkit.runtime.cpu import cpu_has_amx
 from ferkit.runtime.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
-from .faces import FACE_SIZE, Box, Found, face_crop, make_detector, resize_face, whole_image
+from .detectors import DETECTORS, Detector, make_detector
+from .faces import FACE_SIZE, Box, Found, face_crop, resize_face, whole_image
 from .io import ImageReadError, load_image, to_gray
 from .onnx import check_finite
+from .records import own_tta
+from .torch_runner import TorchRunner
 
-# Measured on upscaled FER-2013 test faces: the cascade's box is ~3.4% smaller than the
-# 48x48 crop the face came from (median), so 2% on each side reproduces the training framing.
-DEFAULT_MARGIN = 0.02
 UNCERTAIN = "uncertain"  # the label of a face whose top probability is below min_score
 
 
@@ -119,98 +121,82 @@ def amx_in_torch() -> bool:
     return bf16_available("cpu")
 
 
-class TorchRunner:
-    """A checkpoint's model in PyTorch: model inputs (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
-
-    def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto", threads: int | None = None):
-        import torch
-
-        from ferkit.runtime.device import bf16_available, set_threads
-        from ferkit.runtime.memory import keep_freed_memory
-        from ferkit.models import fold_batchnorm, load_model
-
-        if threads is not None:
-            set_threads(threads)  # torch's intra-op threads: process-wide
-        keep_freed_memory()
-        self.device = torch.device(device)
-        model, self.info = load_model(checkpoint, map_location="cpu")  # info["calibration"]: the record, if any
-        # BatchNorm folded into the convolutions (one pass over the activations fewer), and
-        # channels_last: oneDNN's convolutions run about 2x faster on CPU in this layout.
-        self.model = fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last).eval()
-        self.class_names = list(self.info["class_names"])
-        if bf16 not in ("auto", True, False):
-            raise ValueError(f"bf16 must be 'auto', True or False (got {bf16!r})")
-        self.bf16 = bf16_available(self.device.type) if bf16 == "auto" else bool(bf16)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Model inputs, float32 (N,1,48,48) in [-1, 1] -> probabilities (N,C)."""
-        import torch
-
-        t = torch.from_numpy(x).to(self.device, memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(t)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
-
-    @property
-    def threads(self) -> int:
-        import torch
-        return torch.get_num_threads()
-
-
 class Predictor:
     """Detect faces in images and predict their expression.
 
-    checkpoint: a ferkit (or reference-project) .pt, or a .onnx for backend="onnx";
-        None = the shipped model (`default_checkpoint()`).
-    backend: "auto" (`choose_backend`: the CPU and what is installed decide), "torch", or "onnx"
-        (onnxruntime; a .pt is exported on the fly).
-    detect: True searches each image for faces, except an image of the model's input size (48x48),
-        which is a face crop already (`find_faces`); "always" searches every image; False treats
+    Parameters
+    ----------
+    checkpoint : str, Path, dict or None
+        A ferkit (or reference-project) .pt, or a .onnx (`ferkit export`); None: the shipped model
+        (`default_checkpoint()`).
+    backend : str
+        "auto" (`choose_backend`: the CPU and what is installed decide), "torch", or "onnx"
+        (onnxruntime; a .pt is exported in memory).
+    detect : bool or str
+        True searches each image for faces, except an image of the model's input size (48x48),
+        which is a face crop already (`find_faces`); "always" searches every image; False takes
         each image as an already-cropped face.
-    tta: test-time augmentation, as `ferkit eval --tta`: "none" (or False), "flip" (or True:
-        the face and its mirror) or "crops" (5 crops x mirror = 10 views, 10x the compute; what
-        the shipped models' cards were measured with, see `ferkit.tta`).
-    bf16: "auto" = bfloat16 autocast where the device runs it natively (torch backend only).
-    detector: "yunet" (the default: bench/detection.py) or "haar"; its settings (None: the
-        detector's default) are score_threshold (yunet), scale_factor and min_neighbors (haar),
-        min_face and max_side (both): see `YuNetDetector`, `HaarDetector`.
-    align: rotate and scale each face so that its eyes and nose sit where the training images have
-        them (`align_face`; YuNet gives landmarks, the cascade does not). Off by default: on the
-        detection benchmark it did not change expression accuracy (bench/detection.py,
-        docs/INFERENCE.md). margin: see `crop_face`.
-    batch_size: faces per forward pass (64: measured faster per face than 256 on a 2-core CPU, bench/README.md).
-    threads: CPU threads for the model and the detector; None keeps the libraries' defaults
-        (one per core). torch's and OpenCV's settings are process-wide. 1 suits a busy machine
-        or a server that runs requests in parallel: there, threads of one small forward pass
-        wait for each other for whole scheduler slices (here: 250 ms instead of 4 ms per face).
-    calibrate: apply the temperature the checkpoint (or the ONNX model's metadata) carries
-        (`ferkit posthoc --method temperature`) to the mean of the TTA views, the one fitted on val
-        with this `tta` (`temperature_for`); False gives the model's raw probabilities. A model
-        without one is run as it is.
-    prior: the class frequencies the probabilities should assume: "model" (as trained: no change),
+    tta : bool, str or None
+        Test-time augmentation, as `ferkit eval --tta`: "none" (or False), "flip" (or True: the
+        face and its mirror) or "crops" (5 crops x mirror = 10 views, 10x the compute; `ferkit.tta`).
+        None (the default): the model's own, the TTA its checkpoint records (`config["tta"]`, set by
+        `ferkit pack`; an ONNX model's metadata, `ferkit export`), "none" where it records none. A .pt
+        run as its ONNX sibling (backend "auto") uses the .pt's record.
+    device : str
+        "cpu" or "cuda" (torch backend).
+    bf16 : bool or str
+        bfloat16 autocast (torch backend); "auto": where the device runs it natively.
+    detector : str or Detector
+        A name in `DETECTORS` ("yunet", the default: bench/detection.py; "haar"), with its default
+        settings, or a detector object that holds its own (`YuNet(score_threshold=0.3)`,
+        `Haar(scale_factor=1.1)`; margin and align are detector settings too).
+    batch_size : int
+        Faces per forward pass (64: faster per face than 256 on a 2-core CPU, bench/README.md).
+    threads : int or None
+        CPU threads for the model and the detector; None keeps the libraries' defaults (one per
+        core). torch's and OpenCV's settings are process-wide. 1 suits a busy machine or a server
+        that runs requests in parallel: there, threads of one small forward pass wait for each
+        other for whole scheduler slices (here: 250 ms instead of 4 ms per face).
+    calibrate : bool
+        Apply the temperature the checkpoint (or the ONNX model's metadata) carries (`ferkit posthoc
+        --method temperature`) to the mean of the TTA views: the one fitted on val with the TTA
+        used (`temperature_for`). False: the model's raw probabilities. A model without one runs as it is.
+    prior : str, dict, list or Path
+        The class frequencies the probabilities should assume: "model" (as trained: no change),
         "train" (FER-2013 train's), "uniform", a dict {class: frequency}, a list (class order) or a
         JSON file of either (`ferkit.calibration.read_prior`); p(y|x) prop. to p(y|x) pi_new(y) / pi_model(y).
-    min_score: a face whose (calibrated, prior-adjusted) top probability is below this is labelled
+    min_score : float or None
+        A face whose (calibrated, prior-adjusted) top probability is below this is labelled
         "uncertain"; its score and probabilities are still given. None: never.
+
+    Raises
+    ------
+    ValueError
+        A bad setting (ConfigError for a number out of range), an unknown detector or backend, or a
+        model that cannot run here (CheckpointError, ModelError: NaN weights, a corrupt file); one line.
+    FileNotFoundError
+        No model at `checkpoint` (or no shipped model).
     """
 
     def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "auto",
-                 detect: bool | str = True, tta: bool | str = False, device: str = "cpu", bf16: bool | str = "auto",
-                 margin: float = DEFAULT_MARGIN, detector: str = "yunet", align: bool = False,
-                 score_threshold: float | None = None, scale_factor: float | None = None,
-                 min_face: int | None = None, min_neighbors: int | None = None, max_side: int | None = None,
-                 batch_size: int = 64, threads: int | None = None, calibrate: bool = True,
-                 prior: Any = "model", min_score: float | None = None):
+                 detect: bool | str = True, tta: bool | str | None = None, device: str = "cpu",
+                 bf16: bool | str = "auto", detector: str | Detector = "yunet", batch_size: int = 64,
+                 threads: int | None = None, calibrate: bool = True, prior: Any = "model",
+                 min_score: float | None = None):
         Bound(1).check("threads", threads)  # checked before anything loads or any setting changes
         Bound(1).check("batch_size", batch_size)
         if detect not in (True, False, "always"):
             raise ValueError(f"detect must be True, False or 'always' (got {detect!r})")
         Bound(0, 1).check("min_score", min_score)
+        self.detector: Detector = make_detector(detector) if isinstance(detector, str) else detector
+        if not isinstance(self.detector, Detector):
+            raise ValueError(f"detector must be a name ({', '.join(DETECTORS)}) or a Detector (got {detector!r})")
         if threads is not None:
             import cv2
             cv2.setNumThreads(threads)  # the detectors' threads (YuNet's ONNX Runtime session reads them): process-wide
         if checkpoint is None:
             checkpoint = default_checkpoint()
+        source = checkpoint  # the .pt whose record counts when "auto" runs its ONNX sibling
         if backend == "auto":
             backend, checkpoint = choose_backend(checkpoint, device, bf16)
         if backend == "torch":
@@ -224,10 +210,9 @@ class Predictor:
             self.runner = OnnxRunner(checkpoint, threads=threads or 0)
         else:
             raise ValueError(f"unknown backend {backend!r}: use 'auto', 'torch' or 'onnx'")
-        if not 0 <= margin <= 1:
-            raise ValueError(f"margin is a fraction of the face size per side, 0..1 (got {margin})")
+        self.tta = tta_mode(tta) if tta is not None else own_tta(source, checkpoint, self.runner.info)
         self.record = self.runner.info.get("calibration") or {}
-        self.temperature = temperature_for(self.record, tta_mode(tta)) if calibrate else 1.0
+        self.temperature = temperature_for(self.record, self.tta) if calibrate else 1.0  # T of the TTA used
         self.prior = prior if isinstance(prior, str) else "custom"
         self.prior_ratio = prior_ratio(prior, self.runner.class_names, self.record)
         self.min_score = min_score
@@ -237,15 +222,27 @@ class Predictor:
         self.backend = backend
         self.class_names: list[str] = self.runner.class_names
         self.detect = detect
-        self.tta = tta_mode(tta)
-        self.margin = margin
         self.batch_size = batch_size
-        self.detector = make_detector(detector, score_threshold=score_threshold, scale_factor=scale_factor,
-                                      min_face=min_face, min_neighbors=min_neighbors, max_side=max_side)
-        self.align = align
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 face crops (N, 48, 48) -> probabilities (N, num_classes), float32, in batches."""
+        """Expression probabilities of face crops, in batches of `batch_size`, with the TTA, temperature
+        and prior of this predictor.
+
+        Parameters
+        ----------
+        crops : np.ndarray
+            uint8 (N, 48, 48) face crops, as `find_faces` makes them.
+
+        Returns
+        -------
+        np.ndarray
+            float32 (N, number of classes), rows summing to 1, in `class_names` order.
+
+        Raises
+        ------
+        ValueError
+            Crops of another shape.
+        """
         crops = np.ascontiguousarray(crops, dtype=np.uint8)
         if crops.ndim != 3 or crops.shape[1:] != (FACE_SIZE, FACE_SIZE):
             raise ValueError(f"expected uint8 crops of shape (N, {FACE_SIZE}, {FACE_SIZE}), got {crops.shape}")
@@ -258,12 +255,25 @@ class Predictor:
         return check_finite(adjust(out, self.temperature, self.prior_ratio), self.checkpoint)
 
     def find_faces(self, image: np.ndarray, detect: bool | str | None = None) -> tuple[list[Found], np.ndarray]:
-        """uint8 HxW or HxWx3 image -> (boxes, crops (F, 48, 48)); one whole-image face if not detecting
-        (`detect`: this call's choice, default the predictor's).
+        """The faces of one image and their crops, by the crop rule.
 
         The crop rule, the same for `predict`, `serve` and this class: an image exactly the model's
         input size (48x48, a FER-2013 crop) is taken as a face crop, not searched, unless detection
-        is asked for with detect="always"; detect=False takes every image as a crop."""
+        is asked for with detect="always"; detect=False takes every image as a crop.
+
+        Parameters
+        ----------
+        image : np.ndarray
+            uint8 HxW (grey) or HxWx3 (RGB).
+        detect : bool, str or None
+            This call's choice (True, False, "always"); None: the predictor's.
+
+        Returns
+        -------
+        tuple[list[Found], np.ndarray]
+            The faces (largest first; the whole image as one face when not detecting) and their
+            crops, uint8 (F, 48, 48), cut by the detector's margin or aligned as it says.
+        """
         gray = to_gray(image)
         detect = self.detect if detect is None else detect
         if not detect or (detect != "always" and gray.shape == (FACE_SIZE, FACE_SIZE)):
@@ -271,15 +281,28 @@ class Predictor:
         found = self.detector.detect_faces(image)
         if not found:
             return [], np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
-        return found, np.stack([face_crop(gray, f, self.margin, self.align) for f in found])
+        return found, np.stack([face_crop(gray, f, self.detector.margin, self.detector.align) for f in found])
 
     def predict(self, images: Sequence[Any] | Any) -> list[list[dict]]:
-        """Faces and expressions for each image (paths, PIL images, uint8 HxW / HxWx3 RGB arrays).
+        """Faces and expressions for each image.
 
-        Returns one list per image of {"box": [x, y, w, h], "detector_score", "landmarks", "label",
-        "score", "probs": {class: p}}. An image that cannot be read gets [{"error": "..."}] (the CLI's
-        error row) and the others their faces; a single image (not in a list) is taken as a list of
-        one, and raises `ImageReadError` when it cannot be read.
+        Parameters
+        ----------
+        images : sequence, or one image
+            Paths, PIL images, bytes, or uint8 HxW / HxWx3 RGB arrays; a single image (not in a list)
+            is taken as a list of one.
+
+        Returns
+        -------
+        list[list[dict]]
+            One list per image of {"box": [x, y, w, h], "detector_score", "landmarks", "label",
+            "score", "probs": {class: p}}, largest face first. An image in a list that cannot be read
+            gets [{"error": "..."}] (the CLI's error row) and the others their faces.
+
+        Raises
+        ------
+        ImageReadError
+            A single image (not in a list) that cannot be read.
         """
         if isinstance(images, (str, Path, np.ndarray, bytes, Image.Image)):
             return self.predict([load_image(images)])
@@ -301,9 +324,22 @@ class Predictor:
         return results
 
     def faces(self, boxes: list[Found] | list[Box], probs: np.ndarray, min_score: float | None = None) -> list[dict]:
-        """One image's result rows: {"box", "label", "score", "probs"} per face (`find_faces` boxes,
-        `predict_crops` probabilities); the label is "uncertain" where the score is below `min_score`
-        (default: the predictor's)."""
+        """One image's result rows from its faces and their probabilities.
+
+        Parameters
+        ----------
+        boxes : list of Found or of (x, y, w, h)
+            The faces (`find_faces`).
+        probs : np.ndarray
+            Their probabilities (`predict_crops`).
+        min_score : float or None
+            "uncertain" below this top probability; None: the predictor's.
+
+        Returns
+        -------
+        list[dict]
+            {"box", "detector_score", "landmarks", "label", "score", "probs"} per face.
+        """
         min_score = self.min_score if min_score is None else min_score
         rows = []
         for box, p in zip(boxes, probs):
@@ -315,12 +351,17 @@ class Predictor:
         return rows
 
     def describe(self) -> dict:
-        """What this predictor runs, for logs and the service's /health."""
+        """What this predictor runs, for logs and the service's /health.
+
+        Returns
+        -------
+        dict
+            The model, backend, TTA, calibration, ..., "detector" (its name) and its settings.
+        """
         return {"checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
-                "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""), "class_names": self.class_names, "detect": self.detect, "detector": self.detector.name,
-                "align": self.align, "tta": self.tta, "temperature": self.temperature,
+                "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""),
+                "class_names": self.class_names, "detect": self.detect, "tta": self.tta, "temperature": self.temperature,
                 "calibration": f"T fitted on {self.record.get('fitted_on')}" if self.record else None,
-                "prior": self.prior, "min_score": self.min_score, "bf16": getattr(self.runner, "bf16", False), "margin": self.margin,
-                **{k: getattr(self.detector, k) for k in ("score_threshold", "scale_factor", "min_face", "max_side")
-                   if hasattr(self.detector, k)},
-                "threads": self.runner.threads}
+                "prior": self.prior, "min_score": self.min_score, "bf16": getattr(self.runner, "bf16", False),
+                "detector": self.detector.name, **self.detector.settings(), "threads": self.runner.threads}
+

@@ -137,7 +137,7 @@ def track_frames(predictor: Any, frames: Iterable[Frame], detect_every: int = 5,
             detected = predictor.detector.detect_faces(gray) if tracker.needs_detection() else None
         tracks = tracker.boxes(gray, detected)
         # The track objects change as later frames arrive: keep this frame's faces with them.
-        tracked = [((t, t.found(gray.shape)), crop_face(gray, t.box, predictor.margin)) for t in tracks]
+        tracked = [((t, t.found(gray.shape)), crop_face(gray, t.box, predictor.detector.margin)) for t in tracks]
         pending.append((index, seconds, frame, tracked))
         if len(pending) >= chunk:
             yield from flush()
