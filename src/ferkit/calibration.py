@@ -22,7 +22,7 @@ and abstention").
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -185,7 +185,7 @@ def effective_prior(config: dict, counts: np.ndarray, posthoc: dict | None = Non
     prior = np.power(np.maximum(n, 1.0), q - 1.0) * n if q is not None and reached("resample_from") else n.copy()
     if config.get("weight_mode") and reached("reweight_from"):
         prior = prior * class_weights(n, config["weight_mode"], config.get("beta", 0.999))
-    tau = {"la": config.get("tau", 1.0), "bsoftmax": 1.0}.get(config.get("loss"), 0.0)
+    tau = {"la": config.get("tau", 1.0), "bsoftmax": 1.0}.get(config.get("loss") or "", 0.0)
     if posthoc and posthoc.get("method") == "la":
         tau += posthoc.get("tau", 0.0)
     prior = prior * np.power(pi, -tau)
@@ -248,7 +248,8 @@ def prior_ratio(spec: str | dict | list | tuple | np.ndarray, class_names: list[
     new = read_prior(spec, class_names)
     if isinstance(new, str) and new == "model":
         return None
-    model = (record or {}).get("model_prior")
+    record = record or {}
+    model = record.get("model_prior")
     if model is None:
         raise ValueError(f"prior {spec}: this model does not record the prior it learned: calibrate it "
                          "(ferkit posthoc CKPT --method temperature --out NEW.pt), or use prior model")

@@ -17,15 +17,18 @@ val search, so that `load_model` rebuilds the adjusted model.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from ferkit.calibration import TINY, calibration_metrics, effective_prior, fit_temperature, softmax
-from ferkit.evaluate import compute_metrics, predict_proba
+from ferkit.evaluate import predict_proba
+from ferkit.metrics import compute_metrics
+from ferkit.models.heads import CosineHead, SoftmaxHead
+from ferkit.models.registry import Classifier
 
 TAUS = [round(t, 2) for t in np.arange(0.0, 2.01, 0.1)]
 
@@ -50,24 +53,29 @@ def search_logit_adjustment(model: nn.Module, val, counts: np.ndarray, class_nam
             "offset": (best * lp).tolist()}
 
 
-def _linear_weight(model: nn.Module) -> nn.Parameter:
+def _class_vectors(model: Classifier) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the head's class weight vectors, its bias or None): a softmax head's `fc`, a cosine head's `weight`."""
     head = model.head
-    return head.fc.weight if hasattr(head, "fc") else head.weight
+    if isinstance(head, SoftmaxHead):
+        return head.fc.weight, head.fc.bias
+    if isinstance(head, CosineHead):
+        return head.weight, None
+    raise TypeError(f"tau-normalisation needs a softmax or cosine head, not {type(head).__name__}")
 
 
-def apply_tau_norm(model: nn.Module, tau: float) -> nn.Module:
+def apply_tau_norm(model: Classifier, tau: float) -> Classifier:
     """A copy whose class weight vectors are divided by their norm ** tau (bias kept at 0 for tau > 0)."""
     m = copy.deepcopy(model)
-    w = _linear_weight(m)
+    w, bias = _class_vectors(m)
     with torch.no_grad():
         w.div_(w.norm(dim=1, keepdim=True).pow(tau))
-        if tau > 0 and hasattr(m.head, "fc") and m.head.fc.bias is not None:
-            m.head.fc.bias.zero_()  # Kang et al. use a bias-free classifier
+        if tau > 0 and bias is not None:
+            bias.zero_()  # Kang et al. use a bias-free classifier
     return m
 
 
-def search_tau_norm(model: nn.Module, val, class_names: list[str], amp: bool = False,
-                    taus: list[float] = TAUS) -> tuple[nn.Module, dict]:
+def search_tau_norm(model: Classifier, val, class_names: list[str], amp: bool = False,
+                    taus: list[float] = TAUS) -> tuple[Classifier, dict]:
     """Choose the tau-normalisation exponent on val."""
     table = {}
     for t in taus:
@@ -77,15 +85,17 @@ def search_tau_norm(model: nn.Module, val, class_names: list[str], amp: bool = F
 
 
 @torch.inference_mode()
-def _features(model: nn.Module, images: np.ndarray, batch: int = 1024) -> torch.Tensor:
+def _features(model: Classifier, images: np.ndarray, batch: int = 1024) -> torch.Tensor:
     from ferkit.models import to_input
     model.eval()
     return torch.cat([model.backbone(to_input(torch.as_tensor(images[i:i + batch]))) for i in range(0, len(images), batch)])
 
 
-def classifier_retrain(model: nn.Module, data, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256,
-                       seed: int = 0) -> tuple[nn.Module, dict]:
+def classifier_retrain(model: Classifier, data, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256,
+                       seed: int = 0) -> tuple[Classifier, dict]:
     """cRT: new head on frozen features, class-balanced sampling; keep the epoch with the best val macro-F1."""
+    if epochs < 1:
+        raise ValueError(f"classifier re-training needs at least 1 epoch (got {epochs})")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     train, val, names = data.splits["train"], data.splits["val"], data.class_names
@@ -98,8 +108,8 @@ def classifier_retrain(model: nn.Module, data, epochs: int = 10, lr: float = 1e-
     for p in head.parameters():  # re-initialise, as cRT prescribes
         nn.init.normal_(p, std=0.01) if p.dim() > 1 else nn.init.zeros_(p)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
-    best_f1, best_state, history = -1.0, None, []
-    for epoch in range(1, epochs + 1):
+    best_f1, best_state, history = -1.0, copy.deepcopy(head.state_dict()), []
+    for _ in range(epochs):
         head.train()
         order = torch.multinomial(weights, len(y), replacement=True, generator=gen)
         for i in range(0, len(order), batch_size):

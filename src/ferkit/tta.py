@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def tta_mode(tta: bool | str | None) -> str:
     """Normalise a TTA setting: False/None/"none" -> "none", True/"flip" -> "flip", "crops" -> "crops"."""
-    mode = {None: "none", False: "none", True: "flip"}.get(tta, tta)
+    mode = tta if isinstance(tta, str) else "flip" if tta else "none"
     if mode not in TTA_MODES:
         raise ValueError(f"unknown tta {tta!r}: choose none, flip or crops")
     return mode
@@ -63,7 +63,7 @@ def tta_inputs(images: torch.Tensor, tta: bool | str) -> list[torch.Tensor]:
     return [x, x.flip(3)] if mode == "flip" else [x]
 
 
-@functools.lru_cache(maxsize=None)  # 10 views of fixed offsets: made once, read-only afterwards
+@functools.cache  # 10 views of fixed offsets: made once, read-only afterwards
 def _resample_matrix(flip: bool, offset: float, size: int = 48, crop: int = 44, pad: int = 4) -> np.ndarray:
     """(size, size) matrix R with out = R @ line: one axis of a crop view, as `augment` samples it
     (`F.grid_sample`, bilinear, zero padding, align_corners=False). A crop view has no rotation, so

@@ -8,8 +8,9 @@ import hashlib
 import os
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from ferkit.runtime.paths import special_kind
 
@@ -33,7 +34,7 @@ def join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def hash_stream(f: IO[bytes], h: "hashlib._Hash") -> None:
+def hash_stream(f: IO[bytes], h: hashlib._Hash) -> None:
     """Feed a binary stream into hash `h` in 1 MiB chunks (constant memory)."""
     for chunk in iter(lambda: f.read(1 << 20), b""):
         h.update(chunk)
@@ -62,7 +63,8 @@ class DirSource:
         """Sorted names of the (sub-folders, files) directly in folder `rel`, junk left out. FIFOs,
         sockets and devices count as files: reading one is refused (`read`), so they are reported,
         or skipped under --skip-bad, like any unreadable image."""
-        dirs, files = [], []
+        dirs: list[str] = []
+        files: list[str] = []
         with os.scandir(self.root / rel) as it:
             for entry in it:
                 if is_junk(entry.name):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from ferkit.data.store import IMAGE_SIZE
 
 SIZE, PAD, CROP = IMAGE_SIZE, 4, IMAGE_SIZE - 4

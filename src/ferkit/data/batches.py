@@ -5,8 +5,8 @@ checkpoint: a resumed run draws exactly the batches an uninterrupted run would h
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields, replace
-from typing import Iterator
 
 import numpy as np
 import torch

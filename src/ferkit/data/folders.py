@@ -6,8 +6,8 @@ Two layouts are accepted under the tree root:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image

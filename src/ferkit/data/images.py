@@ -8,8 +8,8 @@ hundred KB of PNG can hold 50 megapixels) is refused with an `ImageError` whose 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -43,7 +43,7 @@ def open_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) 
     if len(data) == 0:
         raise ImageError(f"{name}: empty file (0 bytes)", "empty")
     try:
-        im = Image.open(io.BytesIO(data))
+        im: Image.Image = Image.open(io.BytesIO(data))  # exif_transpose below returns a plain Image
     except Image.DecompressionBombError:  # PIL's own limit (about 179 megapixels), far above ferkit's
         raise ImageError(f"{name}: image over PIL's decompression-bomb limit; downscale it first", "too_large") from None
     except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError):

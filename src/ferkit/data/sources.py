@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ferkit.runtime.paths import OutputError, check_output, special_kind
 
@@ -23,8 +23,18 @@ from .archives import DirSource, Source, ZipSource, join
 from .csvsource import read_fer_csv
 from .errors import DataError
 from .folders import SPLIT_FOLDER_NAMES, decode_tree, scan_tree
-from .store import (CLASS_NAMES, STORE_JSON, STORE_NPZ, STORE_VERSION, FerData, check_consistent,
-                    default_cache_dir, is_store_dir, load_store, save_store)
+from .store import (
+    CLASS_NAMES,
+    STORE_JSON,
+    STORE_NPZ,
+    STORE_VERSION,
+    FerData,
+    check_consistent,
+    default_cache_dir,
+    is_store_dir,
+    load_store,
+    save_store,
+)
 
 LAYOUTS = ("train/ val/ test/ image folders, train/ + test/ image folders with PublicTest_/PrivateTest_ "
            "files, fer2013.csv, a .zip of one of these, or a folder written by `ferkit prepare`")
@@ -80,11 +90,11 @@ def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         stem = f"store-{key}" + ("-skipbad" if skip_bad else "")  # a strict load never sees skips
         npz_path, json_path = cache / f"{stem}.npz", cache / f"{stem}.json"
-        data = _read_cache(npz_path, json_path, log)
-        if data is not None:
-            data.source = str(root)
-            _replay_notes(data, log)
-            return data
+        cached = _read_cache(npz_path, json_path, log)
+        if cached is not None:
+            cached.source = str(root)
+            _replay_notes(cached, log)
+            return cached
         if kind == "tree":
             log(f"decoding {len(plan.all_files())} images from {source.path(rel)} (once; cached afterwards)")
             splits, notes = decode_tree(source, plan, skip_bad, log)

@@ -124,7 +124,8 @@ def save_store(data: FerData, npz_path: Path, json_path: Path, overwrite: bool =
     }
     # Each file appears whole or not at all (`atomic_write`); the json, which names the npz's key,
     # goes last, so a store whose json is there is complete.
-    atomic_write(npz_path, lambda f: np.savez(f, **arrays), overwrite=overwrite)
+    # numpy's stubs match **arrays against savez's allow_pickle: bool (hence the ignore)
+    atomic_write(npz_path, lambda f: np.savez(f, **arrays), overwrite=overwrite)  # type: ignore[arg-type]
     atomic_write(json_path, lambda f: f.write(json.dumps(meta).encode("utf-8")), overwrite=overwrite)
 
 

@@ -24,6 +24,7 @@ crash of one does not stop the others.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -110,7 +111,8 @@ def plan(path: str | Path) -> list[PlannedRun]:
     runs = []
     for name, fields in strategies.items():
         for seed in seeds:
-            values = base | (fields or {}) | {"seed": seed, "exp": f"{name}_seed{seed}"}
+            exp = f"{name}_seed{seed}"
+            values = base | (fields or {}) | {"seed": seed, "exp": exp}
             unknown = set(values) - field_names()
             if unknown:
                 raise ConfigError(f"unknown field(s) in {path} [strategies.{name}] or [base]: {', '.join(sorted(unknown))}")
@@ -120,11 +122,11 @@ def plan(path: str | Path) -> list[PlannedRun]:
                 cfg = make_config(values)
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
-            run_dir, config = Path(cfg.runs_dir) / cfg.exp, cfg.to_dict()
+            run_dir, config = Path(cfg.runs_dir) / exp, cfg.to_dict()
             check_output(run_dir, inputs=[cfg.data_root], kind="dir", force=True, what=f"{where}: the run folder")
             action, kept = _existing_run(run_dir, collected)
             check_same_run(config, kept, f"{path} [strategies.{name}]")
-            runs.append(PlannedRun(cfg.exp, config, run_dir, action))
+            runs.append(PlannedRun(exp, config, run_dir, action))
     return runs
 
 
@@ -150,7 +152,8 @@ def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, log=print)
     if dry_run or not todo:
         return 0
     env = os.environ | {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
-    pending, active, failed = list(todo), [], []
+    pending, failed = list(todo), list[str]()
+    active: list[tuple[PlannedRun, subprocess.Popen[bytes], io.TextIOWrapper, float]] = []  # run, process, its log, start
     while pending or active:
         while pending and len(active) < jobs:
             r = pending.pop(0)

@@ -21,8 +21,8 @@ import socket
 from pathlib import Path
 
 from ferkit.config import ConfigError
-from ferkit.runtime.paths import atomic_text
 from ferkit.experiments.sweep import PlannedRun, plan, run_action
+from ferkit.runtime.paths import atomic_text
 
 
 def _ray():

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import CheckpointError, Classifier, build_model
+from .registry import CheckpointError, build_model
 
 
 class LogitOffset(nn.Module):
@@ -75,7 +75,7 @@ def _safe_globals() -> list:
 
 def first_line(error: Exception, line: int = 0, width: int = 160) -> str:
     """One line of an exception's message for a one-line error, shortened at a word, not mid-word."""
-    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    lines = [s.strip() for s in str(error).splitlines() if s.strip()]
     text = lines[min(line, len(lines) - 1)] if lines else type(error).__name__
     return textwrap.shorten(text, width, placeholder=" ...")
 
@@ -130,21 +130,25 @@ def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dic
     raise CheckpointError(f"unrecognised checkpoint (keys: {keys}): expected a ferkit checkpoint or a reference one with 'backbone' and 'head'")
 
 
-def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[Classifier, dict]:
+def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model in eval mode (float32) from a checkpoint; returns (model, info).
+
+    The model is a `Classifier`, or a `LogitOffset` around one for a logit-adjusted checkpoint
+    (`ferkit posthoc --method la`).
 
     `info` holds `class_names`, `arch`, `head`, `head_kwargs`, `config`, `epoch`, `val_metrics`,
     `posthoc` and `calibration` (None where the checkpoint has none).
     """
     ckpt = read_checkpoint(source, map_location)
-    model = build_model(ckpt["arch"], ckpt["head"], len(ckpt["class_names"]), **ckpt.get("head_kwargs", {}))
+    classifier = build_model(ckpt["arch"], ckpt["head"], len(ckpt["class_names"]), **ckpt.get("head_kwargs", {}))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     try:
-        model.load_state_dict(state)
+        classifier.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {first_line(e, line=1)}") from None
+    model: nn.Module = classifier
     if ckpt.get("posthoc", {}).get("offset") is not None:  # logit adjustment tuned on val
-        model = LogitOffset(model, torch.tensor(ckpt["posthoc"]["offset"]))
+        model = LogitOffset(classifier, torch.tensor(ckpt["posthoc"]["offset"]))
     model.eval()
     info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics", "posthoc",
                                 "calibration")}

@@ -6,31 +6,45 @@ training mode, so evaluation never depends on the labels.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class SoftmaxHead(nn.Module):
-    config_fields: dict[str, str] = {}  # constructor argument -> the RunConfig field it comes from
-    """A plain linear classifier (`fc`, as in the reference project)."""
+class Head(nn.Module):
+    """What every head is: built as `Head(in_dim, num_classes, **settings)`, called as
+    `head(features, target=None)`; `config_fields` maps each extra constructor argument to the
+    RunConfig field it comes from (`head_settings`)."""
+
+    config_fields: ClassVar[dict[str, str]] = {}
 
     def __init__(self, in_dim: int, num_classes: int):
         super().__init__()
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SoftmaxHead(Head):
+    """A plain linear classifier (`fc`, as in the reference project)."""
+
+    def __init__(self, in_dim: int, num_classes: int):
+        super().__init__(in_dim, num_classes)
         self.fc = nn.Linear(in_dim, num_classes)
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(x)
 
 
-class CosineHead(nn.Module):
+class CosineHead(Head):
     """Cosine classifier: scale * cos(feature, class weight)."""
 
     config_fields = {"s": "arc_s"}
 
     def __init__(self, in_dim: int, num_classes: int, s: float = 30.0):
-        super().__init__()
+        super().__init__(in_dim, num_classes)
         self.s = s
         self.weight = nn.Parameter(torch.empty(num_classes, in_dim))
         nn.init.xavier_uniform_(self.weight)

@@ -6,7 +6,8 @@ prints `describe_models()`.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,11 +15,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ferkit.data.store import IMAGE_SIZE
 
-from .heads import ArcFaceHead, CosineHead, SoftmaxHead
+from .heads import ArcFaceHead, CosineHead, Head, SoftmaxHead
 from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_slim, fer_resnet_wide
 from .seedcnn import SeedCNN, seed_cnn_half
 
-ARCHS: dict[str, Callable[[], nn.Module]] = {
+ARCHS: dict[str, Callable[[], FerResNet | SeedCNN]] = {  # each has feature_dim, the head's input size
     "seed-cnn": SeedCNN,      # the reference project's CNN
     "seed-cnn-half": seed_cnn_half,  # seed-cnn at half width: the strategy study's cheaper protocol
     "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
@@ -28,7 +29,7 @@ ARCHS: dict[str, Callable[[], nn.Module]] = {
     "fer-resnet-wide": fer_resnet_wide,  # fer-resnet at twice the width (4.9M): a distillation teacher
 }
 FIXED_SIZE_ARCHS = {"seed-cnn", "seed-cnn-half"}  # a fully connected layer fixes their input at 48x48; the others pool globally
-HEADS: dict[str, type[nn.Module]] = {
+HEADS: dict[str, type[Head]] = {
     "softmax": SoftmaxHead,
     "cosine": CosineHead,
     "arcface": ArcFaceHead,
@@ -44,7 +45,7 @@ class CheckpointError(ValueError):
 class Classifier(nn.Module):
     """backbone (image -> feature) followed by a head (feature -> logits)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    def __init__(self, backbone: nn.Module, head: Head):
         super().__init__()
         self.backbone = backbone
         self.head = head

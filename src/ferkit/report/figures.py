@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ferkit.runtime.paths import atomic_write
 from ferkit.report.stats import ReportError
+from ferkit.runtime.paths import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

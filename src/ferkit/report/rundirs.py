@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ferkit.runtime.paths import check_output
 from ferkit.report.stats import ReportError
+from ferkit.runtime.paths import check_output
 
 
 def find_run_dirs(paths: list[str | Path], log=print) -> list[Path]:

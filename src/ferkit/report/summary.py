@@ -15,12 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.runtime.paths import atomic_text
 from ferkit.report import figures
 from ferkit.report.convergence import LATE, RULE, convergence, read_val_curve
-from ferkit.report.stats import (ReportError, as_indices, bootstrap_ci, confusion_counts, mcnemar,
-                                 mean_std, metrics_from_confusion, paired_bootstrap, paired_bootstrap_mean)
+from ferkit.report.stats import (
+    ReportError,
+    as_indices,
+    bootstrap_ci,
+    confusion_counts,
+    mcnemar,
+    mean_std,
+    metrics_from_confusion,
+    paired_bootstrap,
+    paired_bootstrap_mean,
+)
 from ferkit.report.tables import summary_table, to_latex, to_markdown, write_csv
+from ferkit.runtime.paths import atomic_text
 
 _SEED_SUFFIX = re.compile(r"^(?P<base>.+?)[_-](?:seed|s)(?P<seed>\d+)$", re.IGNORECASE)
 _SEED_ONLY = re.compile(r"^(?:seed|s)[_-]?(?P<seed>\d+)$", re.IGNORECASE)
@@ -81,15 +90,16 @@ def load_run(run_dir: Path | str) -> dict:
     probs = (np.array([[float(r[c]) for c in prob_cols] for r in rows])
              if all(c in header for c in prob_cols) else None)
     val_path = run_dir / "metrics_val.json"  # written by `ferkit train`: the numbers a choice may use
+    val_curve = read_val_curve(run_dir)
     run = {
         "dir": run_dir, "name": run_dir.name, "seed": split_seed(run_dir)[1],
         "metrics": metrics, "val_metrics": json.loads(val_path.read_text(encoding="utf-8")) if val_path.is_file() else None, "class_names": class_names, "names": [r["name"] for r in rows],
         "y_true": as_indices([r["true"] for r in rows], class_names),
         "y_pred": as_indices([r["pred"] for r in rows], class_names),
         "probs": probs,
-        "val_curve": read_val_curve(run_dir),
+        "val_curve": val_curve,
+        "convergence": convergence(val_curve) if val_curve else None,
     }
-    run["convergence"] = convergence(run["val_curve"]) if run["val_curve"] else None
     _check_consistent(run, path)
     return run
 

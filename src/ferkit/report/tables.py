@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from ferkit.runtime.paths import atomic_file
 from ferkit.report.convergence import RULE
+from ferkit.runtime.paths import atomic_file
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -23,7 +24,7 @@ def _p(value: float) -> str:
 
 
 def summary_table(rows: list[dict], class_names: list[str], baseline: str | None, n_boot: int,
-                  majority: list[str] = ()) -> tuple[list[str], list[list[str]], str]:
+                  majority: Sequence[str] = ()) -> tuple[list[str], list[list[str]], str]:
     """(headers, cells, caption) shared by the Markdown and LaTeX writers. `majority`: classes whose
     recall gets a column (the cost of a re-balancing strategy to the largest classes)."""
     with_val = all("val_macro_f1_mean" in r for r in rows)

@@ -19,14 +19,14 @@ ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", 
                             "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_flags() -> tuple[str, tuple[str, ...]]:
     """(model name, flags) from Linux's /proc/cpuinfo; ("", ()) where it cannot be read (macOS, Windows)."""
     try:
         text = CPUINFO.read_text(errors="replace")
     except OSError:
         return "", ()
-    model, flags = "", set()
+    model, flags = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if not model and key.strip() in ("model name", "Model", "Hardware"):

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import os
 import platform
+
 import torch
 
 from ferkit.runtime.cpu import cpu_flags, cpu_native_bf16, onednn_isa_without_bf16
@@ -48,7 +49,7 @@ def describe_cpu() -> str:
     return f"{i['cpu_model']}{flags}, torch kernels {i['torch_capability']}, {i['threads']} threads, torch {i['torch']}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_supports_bf16() -> bool:
     """True when this CPU runs bfloat16 convolutions natively: AVX-512 BF16 or AMX on x86-64, BF16 on aarch64.
 
@@ -80,7 +81,7 @@ def cpuid_bf16() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bf16_available(device_type: str) -> bool:
     """True when bfloat16 autocast runs natively on this device type (tried once, then cached): the
     one bf16 check of `--amp`, evaluation and the Predictor's bf16="auto"."""

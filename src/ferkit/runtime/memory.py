@@ -14,7 +14,7 @@ MMAP_THRESHOLD_MAX = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed blocks for reuse instead of handing them back to the OS.
 

@@ -20,8 +20,9 @@ import errno
 import os
 import stat
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any
 
 
 def _shipped_dir() -> Path:
@@ -194,16 +195,20 @@ _UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 def _open_temp(path: Path, binary: bool, encoding: str | None, newline: str | None) -> tuple[IO[Any], Path | None]:
     """(a writable file next to `path`, its temporary name or None when it has none yet)."""
-    mode, extra = ("wb", {}) if binary else ("w", {"encoding": encoding or "utf-8", "newline": newline})
+    def wrap(fd: int) -> IO[Any]:
+        if binary:
+            return os.fdopen(fd, "wb")
+        return os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
+
     flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     if _UNNAMED:
         try:
-            return os.fdopen(os.open(path.parent, flags | os.O_TMPFILE, 0o666), mode, **extra), None
+            return wrap(os.open(path.parent, flags | os.O_TMPFILE, 0o666)), None
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise
     temp = _temp_name(path)
-    return os.fdopen(os.open(temp, flags | os.O_CREAT | os.O_EXCL, 0o666), mode, **extra), temp
+    return wrap(os.open(temp, flags | os.O_CREAT | os.O_EXCL, 0o666)), temp
 
 
 def _link(source: str | Path, path: Path) -> None:

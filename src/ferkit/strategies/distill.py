@@ -113,7 +113,8 @@ def load_teacher(spec: str, class_names: list[str], data_key: str, n_train: int,
         if list(info["class_names"]) != list(class_names):
             raise TeacherError(f"teacher {p} predicts {', '.join(info['class_names'])}, "
                                f"but this run's classes are {', '.join(class_names)}")
-        models.append(model.to(device, memory_format=torch.channels_last))
+        # nn.Module.to takes memory_format (as Tensor.to does); torch's overloads of it leave it out
+        models.append(model.to(device, memory_format=torch.channels_last))  # type: ignore[call-overload]
     return ModelTeacher(models, space)
 
 
@@ -156,6 +157,7 @@ def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device:
                       for i in range(0, len(images), batch_size)]
         arrays[f"{split}_logits"] = torch.cat(chunks).cpu().numpy().astype(np.float16)
     from ferkit.runtime.paths import atomic_write  # whole or not at all, never over an existing file
+    # numpy's stubs match **arrays against savez_compressed's allow_pickle: bool (hence the ignore)
     return atomic_write(out, lambda f: np.savez_compressed(
         f, format=np.array(LOGITS_FORMAT), class_names=np.array(data.class_names), key=np.array(data.key),
-        teachers=np.array([str(p) for p in teacher_paths(spec)]), **arrays), overwrite=False)
+        teachers=np.array([str(p) for p in teacher_paths(spec)]), **arrays), overwrite=False)  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ Class weights (re-weighting) are an independent choice: any loss takes an option
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ def _weighted_mean(per_sample: torch.Tensor, target: torch.Tensor, weight: torch
 class CrossEntropy(nn.Module):
     """Cross-entropy, optionally class-weighted and label-smoothed."""
 
+    weight: torch.Tensor | None  # a buffer (register_buffer): it follows the module to the device
+
     def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
         super().__init__()
         self.register_buffer("weight", weight)
@@ -35,6 +37,8 @@ class CrossEntropy(nn.Module):
 
 class FocalLoss(nn.Module):
     """Focal loss (Lin et al. 2017): -(1 - p_t)^gamma log p_t, optionally class-weighted."""
+
+    weight: torch.Tensor | None  # a buffer
 
     def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0, label_smoothing: float = 0.0):
         super().__init__()
@@ -57,6 +61,8 @@ class AdjustedCE(CrossEntropy):
     from the true-class logit only; see `LDAMLoss`.
     """
 
+    offset: torch.Tensor  # a buffer
+
     def __init__(self, offset: torch.Tensor, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
         super().__init__(weight, label_smoothing)
         self.register_buffer("offset", offset)
@@ -69,6 +75,8 @@ class LDAMLoss(CrossEntropy):
     """LDAM (Cao et al. 2019): subtract a margin m_c prop. to n_c^(-1/4) (largest `max_margin`) from the
     true-class cosine. Meant for a cosine head, whose logits are s * cos: the margin is s * m_c in logits.
     """
+
+    margin: torch.Tensor  # a buffer
 
     def __init__(self, counts: np.ndarray, max_margin: float = 0.5, s: float = 30.0,
                  weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
