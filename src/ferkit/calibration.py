@@ -20,6 +20,7 @@ for, `read_prior`, over the one the model learned, `effective_prior`); `coverage
 `--min-score` keeps at each threshold (docs/INFERENCE.md, "Scores: calibration, the class prior
 and abstention").
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -51,8 +52,7 @@ def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
         accuracy = np.bincount(b, weights=correct, minlength=n_bins) / count
-    return {"count": count, "confidence": mean_conf, "accuracy": accuracy,
-            "edges": np.linspace(0.0, 1.0, n_bins + 1)}
+    return {"count": count, "confidence": mean_conf, "accuracy": accuracy, "edges": np.linspace(0.0, 1.0, n_bins + 1)}
 
 
 def _binned_gap(conf: np.ndarray, hit: np.ndarray, n_bins: int) -> float:
@@ -71,8 +71,9 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
 def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
     """The mean over classes k of the ECE of p_k against the indicator of class k."""
     probs, labels = _check(probs, labels)
-    return float(np.mean([_binned_gap(probs[:, k], (labels == k).astype(np.float64), n_bins)
-                          for k in range(probs.shape[1])]))
+    return float(
+        np.mean([_binned_gap(probs[:, k], (labels == k).astype(np.float64), n_bins) for k in range(probs.shape[1])])
+    )
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -90,8 +91,13 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def calibration_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> dict[str, float]:
     """ECE, class-wise ECE, NLL and Brier score of one split's predictions."""
-    return {"ece": ece(probs, labels, n_bins), "classwise_ece": classwise_ece(probs, labels, n_bins),
-            "nll": nll(probs, labels), "brier": brier(probs, labels), "n_bins": n_bins}
+    return {
+        "ece": ece(probs, labels, n_bins),
+        "classwise_ece": classwise_ece(probs, labels, n_bins),
+        "nll": nll(probs, labels),
+        "brier": brier(probs, labels),
+        "n_bins": n_bins,
+    }
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -102,8 +108,9 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0,
-                    tol: float = 1e-6) -> float:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0, tol: float = 1e-6
+) -> float:
     """The temperature T in [lo, hi] that minimises NLL(softmax(logits / T)) on these (val) images.
 
     NLL is convex in 1/T (a log-sum-exp of a linear function of it), so a golden-section search
@@ -164,7 +171,9 @@ def temperature_for(record: dict | None, tta: str = "none") -> float:
     return float((record.get("temperatures") or {}).get(tta, record.get("temperature", 1.0)))
 
 
-def effective_prior(config: dict, counts: np.ndarray, posthoc: dict | None = None, epoch: int | None = None) -> np.ndarray:
+def effective_prior(
+    config: dict, counts: np.ndarray, posthoc: dict | None = None, epoch: int | None = None
+) -> np.ndarray:
     """The class prior a model effectively learned, from its run configuration and the train class counts n_c.
 
     The sampler draws class c prop. to n_c^q (`--sampler`, `--sample_q`); class weights w_c
@@ -207,8 +216,11 @@ def read_prior(spec: str | dict | list | tuple | np.ndarray, class_names: list[s
         unknown = sorted(set(map(str, spec)) - set(class_names))
         missing = [c for c in class_names if c not in spec]
         if unknown or missing:
-            raise ValueError("prior: " + (f"unknown class {unknown[0]!r}" if unknown else f"no frequency for {missing[0]}")
-                             + f": give one for each of {', '.join(class_names)}")
+            raise ValueError(
+                "prior: "
+                + (f"unknown class {unknown[0]!r}" if unknown else f"no frequency for {missing[0]}")
+                + f": give one for each of {', '.join(class_names)}"
+            )
         spec = [spec[c] for c in class_names]
     try:
         values = np.asarray(spec, dtype=np.float64).reshape(-1)
@@ -229,8 +241,10 @@ def read_prior_file(path: str) -> dict | list:
 
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"prior: {path} is neither model, train, uniform nor a file: give one of those, or a JSON "
-                         "file of {class: frequency}")
+        raise ValueError(
+            f"prior: {path} is neither model, train, uniform nor a file: give one of those, or a JSON "
+            "file of {class: frequency}"
+        )
     text = p.read_text(encoding="utf-8", errors="replace")
     try:
         return json.loads(text)
@@ -241,8 +255,9 @@ def read_prior_file(path: str) -> dict | list:
             raise ValueError(f"prior: {path} is not JSON ({{class: frequency}} or a list) nor plain numbers") from None
 
 
-def prior_ratio(spec: str | dict | list | tuple | np.ndarray, class_names: list[str],
-                record: dict | None) -> np.ndarray | None:
+def prior_ratio(
+    spec: str | dict | list | tuple | np.ndarray, class_names: list[str], record: dict | None
+) -> np.ndarray | None:
     """pi_new / pi_model for `spec` (`read_prior`) against the model's learned prior (`record`: a
     checkpoint's "calibration" entry, with model_prior and train_prior); None for "model"."""
     new = read_prior(spec, class_names)
@@ -251,8 +266,10 @@ def prior_ratio(spec: str | dict | list | tuple | np.ndarray, class_names: list[
     record = record or {}
     model = record.get("model_prior")
     if model is None:
-        raise ValueError(f"prior {spec}: this model does not record the prior it learned: calibrate it "
-                         "(ferkit posthoc CKPT --method temperature --out NEW.pt), or use prior model")
+        raise ValueError(
+            f"prior {spec}: this model does not record the prior it learned: calibrate it "
+            "(ferkit posthoc CKPT --method temperature --out NEW.pt), or use prior model"
+        )
     if isinstance(new, str):
         new = np.asarray(record["train_prior"], dtype=np.float64) if new == "train" else np.full(len(class_names), 1.0)
     return (new / new.sum()) / np.asarray(model, dtype=np.float64)
@@ -263,8 +280,12 @@ def prior_ratio(spec: str | dict | list | tuple | np.ndarray, class_names: list[
 COVERAGE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.96, 0.05))
 
 
-def coverage_curve(probs: np.ndarray, labels: np.ndarray, macro_f1: Callable[[np.ndarray, np.ndarray], float],
-                   thresholds: tuple[float, ...] = COVERAGE_THRESHOLDS) -> list[dict]:
+def coverage_curve(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    macro_f1: Callable[[np.ndarray, np.ndarray], float],
+    thresholds: tuple[float, ...] = COVERAGE_THRESHOLDS,
+) -> list[dict]:
     """For each threshold t, the images whose top probability is at least t (those `--min-score t`
     keeps; the rest are `uncertain`): their share (coverage), count, accuracy and macro-F1 over the
     classes (`macro_f1(labels, predictions)`, ferkit.evaluate's; NaN when none is kept)."""
@@ -274,7 +295,13 @@ def coverage_curve(probs: np.ndarray, labels: np.ndarray, macro_f1: Callable[[np
     for t in thresholds:
         keep = conf >= t
         kept = int(keep.sum())
-        rows.append({"threshold": float(t), "coverage": kept / len(labels), "kept": kept,
-                     "accuracy": float((pred[keep] == labels[keep]).mean()) if kept else float("nan"),
-                     "macro_f1": float(macro_f1(labels[keep], pred[keep])) if kept else float("nan")})
+        rows.append(
+            {
+                "threshold": float(t),
+                "coverage": kept / len(labels),
+                "kept": kept,
+                "accuracy": float((pred[keep] == labels[keep]).mean()) if kept else float("nan"),
+                "macro_f1": float(macro_f1(labels[keep], pred[keep])) if kept else float("nan"),
+            }
+        )
     return rows

@@ -1,4 +1,5 @@
 """Optimisers and learning-rate schedules, by name."""
+
 from __future__ import annotations
 
 import math

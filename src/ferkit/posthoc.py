@@ -14,6 +14,7 @@ val search, so that `load_model` rebuilds the adjusted model.
   (byte for byte), and it combines with the other methods (fitted after them). Predictor, `predict`
   and `serve` apply it (docs/INFERENCE.md, "Calibration").
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,15 +43,15 @@ def _val_f1(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> f
     return compute_metrics(labels, scores.argmax(1), class_names)["macro_f1"]
 
 
-def search_logit_adjustment(model: nn.Module, val, counts: np.ndarray, class_names: list[str],
-                            amp: bool = False, taus: list[float] = TAUS) -> dict:
+def search_logit_adjustment(
+    model: nn.Module, val, counts: np.ndarray, class_names: list[str], amp: bool = False, taus: list[float] = TAUS
+) -> dict:
     """Choose tau on val: one forward pass, then argmax(log p - tau log prior) for each tau."""
     logp = np.log(predict_proba(model, val.images, amp=amp) + 1e-12)
     lp = log_prior(counts).numpy()
     table = {t: _val_f1(logp - t * lp, val.labels, class_names) for t in taus}
     best = max(table, key=lambda t: (table[t], -abs(t)))  # ties: the smaller adjustment
-    return {"method": "la", "tau": best, "val_macro_f1": table[best], "search": table,
-            "offset": (best * lp).tolist()}
+    return {"method": "la", "tau": best, "val_macro_f1": table[best], "search": table, "offset": (best * lp).tolist()}
 
 
 def _class_vectors(model: Classifier) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -74,8 +75,9 @@ def apply_tau_norm(model: Classifier, tau: float) -> Classifier:
     return m
 
 
-def search_tau_norm(model: Classifier, val, class_names: list[str], amp: bool = False,
-                    taus: list[float] = TAUS) -> tuple[Classifier, dict]:
+def search_tau_norm(
+    model: Classifier, val, class_names: list[str], amp: bool = False, taus: list[float] = TAUS
+) -> tuple[Classifier, dict]:
     """Choose the tau-normalisation exponent on val."""
     table = {}
     for t in taus:
@@ -87,12 +89,16 @@ def search_tau_norm(model: Classifier, val, class_names: list[str], amp: bool = 
 @torch.inference_mode()
 def _features(model: Classifier, images: np.ndarray, batch: int = 1024) -> torch.Tensor:
     from ferkit.models import to_input
+
     model.eval()
-    return torch.cat([model.backbone(to_input(torch.as_tensor(images[i:i + batch]))) for i in range(0, len(images), batch)])
+    return torch.cat(
+        [model.backbone(to_input(torch.as_tensor(images[i : i + batch]))) for i in range(0, len(images), batch)]
+    )
 
 
-def classifier_retrain(model: Classifier, data, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256,
-                       seed: int = 0) -> tuple[Classifier, dict]:
+def classifier_retrain(
+    model: Classifier, data, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0
+) -> tuple[Classifier, dict]:
     """cRT: new head on frozen features, class-balanced sampling; keep the epoch with the best val macro-F1."""
     if epochs < 1:
         raise ValueError(f"classifier re-training needs at least 1 epoch (got {epochs})")
@@ -113,7 +119,7 @@ def classifier_retrain(model: Classifier, data, epochs: int = 10, lr: float = 1e
         head.train()
         order = torch.multinomial(weights, len(y), replacement=True, generator=gen)
         for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             loss = nn.functional.cross_entropy(head(f_train[idx], y[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -141,25 +147,38 @@ def fit_calibration(model: nn.Module, data, ckpt: dict) -> dict:
         probs = predict_proba(model, val.images, "cpu", amp=False, tta=mode)
         logp = np.log(np.maximum(probs, TINY))
         temperatures[mode] = t = round(fit_temperature(logp, val.labels), 6)
-        measures[mode] = {"before": calibration_metrics(probs, val.labels),
-                          "after": calibration_metrics(softmax(logp, t), val.labels)}
+        measures[mode] = {
+            "before": calibration_metrics(probs, val.labels),
+            "after": calibration_metrics(softmax(logp, t), val.labels),
+        }
         if mode == "none":
             f1 = _val_f1(probs, val.labels, data.class_names)
     counts = np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
     prior = ckpt.get("model_prior") if not ckpt.get("posthoc") else None  # recorded at training time
     if prior is None:
         prior = effective_prior(ckpt.get("config") or {}, counts, ckpt.get("posthoc"), ckpt.get("epoch")).tolist()
-    return {"method": "temperature", "temperature": temperatures["none"], "fitted_on": "val", "tta": "none",
-            "temperatures": temperatures, "precision": "float32", "model_prior": [float(v) for v in prior],
-            "train_prior": (counts / counts.sum()).tolist(), "val_macro_f1": f1, "val": measures}
+    return {
+        "method": "temperature",
+        "temperature": temperatures["none"],
+        "fitted_on": "val",
+        "tta": "none",
+        "temperatures": temperatures,
+        "precision": "float32",
+        "model_prior": [float(v) for v in prior],
+        "train_prior": (counts / counts.sum()).tolist(),
+        "val_macro_f1": f1,
+        "val": measures,
+    }
 
 
 # The post-hoc methods by name: each tunes itself on val from (the trained model, the data, the train
 # class counts, amp, settings) and returns (the adjusted model, what it chose). A new method is a
 # function and one line here; `ferkit posthoc --method NAME` then offers it.
 METHODS: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
-    "la": lambda model, data, counts, amp, **_: (model, search_logit_adjustment(model, data.splits["val"], counts,
-                                                                                   data.class_names, amp)),
+    "la": lambda model, data, counts, amp, **_: (
+        model,
+        search_logit_adjustment(model, data.splits["val"], counts, data.class_names, amp),
+    ),
     "taunorm": lambda model, data, counts, amp, **_: search_tau_norm(model, data.splits["val"], data.class_names, amp),
     "crt": lambda model, data, counts, amp, crt_epochs=10, **_: classifier_retrain(model, data, epochs=crt_epochs),
     "temperature": lambda model, data, counts, amp, ckpt=None, **_: (model, fit_calibration(model, data, ckpt or {})),
@@ -170,11 +189,16 @@ def describe(result: dict) -> str:
     """One line for `ferkit posthoc`: what was fitted on val."""
     if result["method"] == "temperature":
         before, after = result["val"]["none"]["before"], result["val"]["none"]["after"]
-        return (f"temperature {result['temperature']:.3f} (val, single view; TTA " + ", ".join(
-                f"{m} {t:.3f}" for m, t in result["temperatures"].items() if m != "none") + f"): val ECE "
-                f"{before['ece']:.4f} -> {after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}; "
-                f"predictions unchanged (val macro-F1 {result['val_macro_f1']:.4f})")
-    return f"{result['method']}: val macro-F1 {result['val_macro_f1']:.4f}" + (f" at tau {result['tau']}" if "tau" in result else "")
+        return (
+            f"temperature {result['temperature']:.3f} (val, single view; TTA "
+            + ", ".join(f"{m} {t:.3f}" for m, t in result["temperatures"].items() if m != "none")
+            + f"): val ECE "
+            f"{before['ece']:.4f} -> {after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}; "
+            f"predictions unchanged (val macro-F1 {result['val_macro_f1']:.4f})"
+        )
+    return f"{result['method']}: val macro-F1 {result['val_macro_f1']:.4f}" + (
+        f" at tau {result['tau']}" if "tau" in result else ""
+    )
 
 
 def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epochs: int = 10) -> dict:
@@ -185,7 +209,9 @@ def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epoc
         model, _ = load_model(ckpt)
         return ckpt | {"calibration": METHODS[method](model, data, None, False, ckpt=ckpt)[1]}
     if ckpt.get("posthoc"):
-        raise ValueError(f"this checkpoint already has a post-hoc adjustment ({ckpt['posthoc']['method']}): start from the trained one")
+        raise ValueError(
+            f"this checkpoint already has a post-hoc adjustment ({ckpt['posthoc']['method']}): start from the trained one"
+        )
     if method not in METHODS:
         raise ValueError(f"unknown post-hoc method {method!r}: choose one of {', '.join(METHODS)}")
     model, info = load_model(ckpt)
@@ -195,8 +221,14 @@ def adjust_checkpoint(ckpt: dict, data, method: str, amp: bool = False, crt_epoc
     return ckpt | {"model": model.state_dict(), "posthoc": result}
 
 
-def adjust_file(ckpt_path: str | Path, method: str, out: str | Path, data_root: str | None = None,
-                crt_epochs: int = 10, force: bool = False) -> dict:
+def adjust_file(
+    ckpt_path: str | Path,
+    method: str,
+    out: str | Path,
+    data_root: str | None = None,
+    crt_epochs: int = 10,
+    force: bool = False,
+) -> dict:
     """`ferkit posthoc`: tune `method` on val for the checkpoint file `ckpt_path` and save the adjusted
     checkpoint at `out`; returns its `posthoc` entry. `out` is checked before the data loads
     (`check_output`: never the checkpoint itself or the data; an existing file only with `force`)."""

@@ -9,6 +9,7 @@ Two implementations of the same views: `tta_inputs` on tensors (evaluation, on a
 `tta_views` on numpy arrays (inference, with or without torch).
 tests/test_train.py::test_numpy_tta_views_are_the_tensor_views checks that they agree to float rounding.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,13 @@ def crop_views(n: int) -> list[AugParams]:
 
     from ferkit.data.augment import AugParams
 
-    return [AugParams(flip=torch.full((n,), flip), angle=torch.zeros(n), off_x=torch.full((n,), ox),
-                      off_y=torch.full((n,), oy)) for flip in (False, True) for ox, oy in CROP_OFFSETS]
+    return [
+        AugParams(
+            flip=torch.full((n,), flip), angle=torch.zeros(n), off_x=torch.full((n,), ox), off_y=torch.full((n,), oy)
+        )
+        for flip in (False, True)
+        for ox, oy in CROP_OFFSETS
+    ]
 
 
 def view_count(tta: bool | str | None) -> int:
@@ -69,16 +75,16 @@ def _resample_matrix(flip: bool, offset: float, size: int = 48, crop: int = 44, 
     (`F.grid_sample`, bilinear, zero padding, align_corners=False). A crop view has no rotation, so
     its 2-D bilinear sampling is one such 1-D resampling along each axis."""
     centre = (2 * pad + size - crop) / 2
-    u = (2 * np.arange(size) + 1) / size - 1                       # output pixel centres, normalised
-    src = (crop / size) * u + (offset - centre) / (size / 2)       # the source point, normalised
+    u = (2 * np.arange(size) + 1) / size - 1  # output pixel centres, normalised
+    src = (crop / size) * u + (offset - centre) / (size / 2)  # the source point, normalised
     if flip:
         src = -src
-    pos = ((src + 1) * size - 1) / 2                               # ... in source pixels
+    pos = ((src + 1) * size - 1) / 2  # ... in source pixels
     left = np.floor(pos).astype(int)
     frac = pos - left
     r = np.zeros((size, size), np.float64)
     for tap, weight in ((left, 1 - frac), (left + 1, frac)):
-        inside = (tap >= 0) & (tap < size)                         # taps outside the image read 0 (black)
+        inside = (tap >= 0) & (tap < size)  # taps outside the image read 0 (black)
         r[np.arange(size)[inside], tap[inside]] += weight[inside]
     r = r.astype(np.float32)
     r.setflags(write=False)  # shared by every call (the cache above)
@@ -91,7 +97,7 @@ def tta_views(images: np.ndarray, tta: bool | str) -> list[np.ndarray]:
     mode = tta_mode(tta)
     x = images.astype(np.float32)
     if mode != "crops":
-        x = x[:, None] / np.float32(127.5) - np.float32(1.0)        # `to_input`
+        x = x[:, None] / np.float32(127.5) - np.float32(1.0)  # `to_input`
         return [x, x[..., ::-1].copy()] if mode == "flip" else [x]
     x /= np.float32(255.0)
     views = []

@@ -1,6 +1,7 @@
 """Read-only views of a folder or a .zip with one interface, so layout detection and decoding
 do not care which one they read. Paths are posix strings relative to the archive root
 ("" is the root, "fer2013/train" a folder, "fer2013/train/angry/a.jpg" a file)."""
+
 from __future__ import annotations
 
 import errno
@@ -40,14 +41,16 @@ def hash_stream(f: IO[bytes], h: hashlib._Hash) -> None:
         h.update(chunk)
 
 
-
 MAX_ENTRY_BYTES = 64 << 20  # an image file of a dataset; a FER-2013 face is about 2 KB
 
 
 def check_entry_size(size: int) -> None:
     """Refuse to read a file or zip entry larger than any image of a dataset should be (before reading it)."""
     if size > MAX_ENTRY_BYTES:
-        raise ValueError(f"{size / 2**20:.0f} MiB uncompressed, more than the {MAX_ENTRY_BYTES >> 20} MiB an image file may be")
+        raise ValueError(
+            f"{size / 2**20:.0f} MiB uncompressed, more than the {MAX_ENTRY_BYTES >> 20} MiB an image file may be"
+        )
+
 
 class DirSource:
     """A folder on disk."""
@@ -129,7 +132,7 @@ class ZipSource:
         except (zipfile.BadZipFile, OSError) as e:
             raise DataError(f"cannot open {path} as a zip ({e}): check the download") from None
         self._dirs: dict[str, set[str]] = {"": set()}  # folder -> names of its sub-folders
-        self._files: dict[str, list[str]] = {"": []}   # folder -> names of its files
+        self._files: dict[str, list[str]] = {"": []}  # folder -> names of its files
         self._index(info.filename for info in self.zf.infolist())
 
     def _index(self, names: Iterable[str]) -> None:

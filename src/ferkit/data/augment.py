@@ -13,6 +13,7 @@ translate jitter (an extra shift uniform in +-t of the image side, on top of the
 both folded into the same affine map, and random erasing (Zhong et al. 2020: with probability p,
 a rectangle of 2-25% of the image with aspect ratio in [0.3, 3.3] is set to grey, 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,16 +32,22 @@ MAX_ANGLE = 15.0
 class AugParams:
     """Per-image transform parameters (each a tensor of length N)."""
 
-    flip: torch.Tensor     # bool
-    angle: torch.Tensor    # degrees, uniform in [-MAX_ANGLE, MAX_ANGLE]
-    off_x: torch.Tensor    # crop offset in the padded image, uniform in [0, 2 * PAD + SIZE - CROP] (+ translate jitter)
+    flip: torch.Tensor  # bool
+    angle: torch.Tensor  # degrees, uniform in [-MAX_ANGLE, MAX_ANGLE]
+    off_x: torch.Tensor  # crop offset in the padded image, uniform in [0, 2 * PAD + SIZE - CROP] (+ translate jitter)
     off_y: torch.Tensor
-    zoom: torch.Tensor | None = None   # > 1 zooms in; None = 1
+    zoom: torch.Tensor | None = None  # > 1 zooms in; None = 1
     erase: torch.Tensor | None = None  # (N, 4) int rectangles (y0, x0, h, w); h = 0: nothing erased
 
 
-def sample_params(n: int, generator: torch.Generator, max_angle: float = MAX_ANGLE, scale: float = 0.0,
-                  translate: float = 0.0, erase_p: float = 0.0) -> AugParams:
+def sample_params(
+    n: int,
+    generator: torch.Generator,
+    max_angle: float = MAX_ANGLE,
+    scale: float = 0.0,
+    translate: float = 0.0,
+    erase_p: float = 0.0,
+) -> AugParams:
     """Draw the transforms for `n` images from `generator` (kept on the CPU, so CPU and GPU runs agree).
 
     scale, translate, erase_p: the optional jitters (module docstring); 0 draws nothing for them.
@@ -62,8 +69,13 @@ def sample_params(n: int, generator: torch.Generator, max_angle: float = MAX_ANG
     return p
 
 
-def sample_erase(n: int, generator: torch.Generator, prob: float, area: tuple[float, float] = (0.02, 0.25),
-                 log_ratio: tuple[float, float] = (math.log(0.3), math.log(3.3))) -> torch.Tensor:
+def sample_erase(
+    n: int,
+    generator: torch.Generator,
+    prob: float,
+    area: tuple[float, float] = (0.02, 0.25),
+    log_ratio: tuple[float, float] = (math.log(0.3), math.log(3.3)),
+) -> torch.Tensor:
     """(N, 4) erasing rectangles (y0, x0, h, w) in pixels; h = w = 0 for the images left alone."""
     u = torch.rand(5, n, generator=generator)
     a = (area[0] + u[0] * (area[1] - area[0])) * SIZE * SIZE

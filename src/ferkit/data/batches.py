@@ -3,6 +3,7 @@
 All randomness comes from one `torch.Generator` on the CPU, whose state is saved with every
 checkpoint: a resumed run draws exactly the batches an uninterrupted run would have drawn.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ from .augment import SIZE, AugParams, augment, sample_params, to_input
 
 def select(params: AugParams, rows: slice) -> AugParams:
     """The transforms of some of a batch's images (every field is per image)."""
-    return replace(params, **{f.name: getattr(params, f.name)[rows] for f in fields(params)
-                              if getattr(params, f.name) is not None})
+    return replace(
+        params, **{f.name: getattr(params, f.name)[rows] for f in fields(params) if getattr(params, f.name) is not None}
+    )
 
 
 class EpochBatches:
@@ -33,9 +35,20 @@ class EpochBatches:
     same global batches and transforms, and yields its share of each: images rank, rank + world, ...
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
-                 weights: np.ndarray | None = None, train_augment: bool = True, aug: dict | None = None,
-                 size: int = SIZE, rank: int = 0, world: int = 1, with_index: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        weights: np.ndarray | None = None,
+        train_augment: bool = True,
+        aug: dict | None = None,
+        size: int = SIZE,
+        rank: int = 0,
+        world: int = 1,
+        with_index: bool = False,
+    ):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.generator = generator
@@ -61,7 +74,7 @@ class EpochBatches:
         order = self.order().to(self.images.device)
         mine = share(self.rank, self.world)  # this process's share of each global batch
         for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
+            idx = order[i : i + self.batch_size]
             if self.train_augment:  # drawn for the whole global batch, so every process's generator stays in step
                 params = sample_params(len(idx), self.generator, **self.aug)
                 idx = idx[mine]

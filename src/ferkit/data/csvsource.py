@@ -1,4 +1,5 @@
 """The original fer2013.csv: columns emotion, pixels, Usage; one 48x48 face per row."""
+
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,7 @@ NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 
 def parse_pixels(text: str, where: str) -> np.ndarray:
-    """"70 80 82 ..." -> uint8 (48, 48). np.fromstring is ~5x faster than split + int here and,
+    """ "70 80 82 ..." -> uint8 (48, 48). np.fromstring is ~5x faster than split + int here and,
     with its deprecation turned into an error on old numpy, rejects any non-integer token."""
     try:
         with warnings.catch_warnings():
@@ -30,8 +31,7 @@ def parse_pixels(text: str, where: str) -> np.ndarray:
     if values.size != NUM_PIXELS:
         raise DataError(f"{where}: {values.size} pixel values, expected {NUM_PIXELS} (48x48)")
     if values.min() < 0 or values.max() > 255:
-        raise DataError(f"{where}: pixel value {values.max() if values.max() > 255 else values.min()} "
-                        f"outside 0-255")
+        raise DataError(f"{where}: pixel value {values.max() if values.max() > 255 else values.min()} outside 0-255")
     return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
 
 
@@ -44,8 +44,9 @@ def read_fer_csv(f: IO[bytes], name: str) -> dict[str, Split]:
     try:
         return _read_rows(reader, name)
     except (csv.Error, UnicodeDecodeError) as e:
-        raise DataError(f"{name}: unreadable csv near line {reader.line_num + 1} ({e}): "
-                        f"expected emotion,pixels,Usage rows") from None
+        raise DataError(
+            f"{name}: unreadable csv near line {reader.line_num + 1} ({e}): expected emotion,pixels,Usage rows"
+        ) from None
 
 
 def _read_rows(reader, name: str) -> dict[str, Split]:
@@ -54,8 +55,10 @@ def _read_rows(reader, name: str) -> dict[str, Split]:
         raise DataError(f"{name} is empty: expected a header line emotion,pixels,Usage")
     for column in COLUMNS:
         if column not in header:
-            raise DataError(f"{name}:line 1: missing column {column} (header: {','.join(header)}): "
-                            f"expected columns emotion, pixels, Usage")
+            raise DataError(
+                f"{name}:line 1: missing column {column} (header: {','.join(header)}): "
+                f"expected columns emotion, pixels, Usage"
+            )
     i_emotion, i_pixels, i_usage = (header.index(c) for c in COLUMNS)
     rows: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in SPLITS}
     for row in reader:
@@ -66,8 +69,10 @@ def _read_rows(reader, name: str) -> dict[str, Split]:
             raise DataError(f"{where}: {len(row)} fields, expected {len(header)} ({','.join(header)})")
         code = row[i_emotion].strip()
         if code not in CODE_TO_LABEL:
-            raise DataError(f"{where}: bad emotion code {code!r}: expected 0-6 (0 angry, 1 disgust, "
-                            f"2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral)")
+            raise DataError(
+                f"{where}: bad emotion code {code!r}: expected 0-6 (0 angry, 1 disgust, "
+                f"2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral)"
+            )
         usage = row[i_usage].strip()
         if usage not in USAGE_SPLITS:
             raise DataError(f"{where}: unknown Usage {usage!r}: expected Training, PublicTest or PrivateTest")
@@ -76,7 +81,10 @@ def _read_rows(reader, name: str) -> dict[str, Split]:
         labels.append(CODE_TO_LABEL[code])
         names.append(f"{name}:line {reader.line_num}")
     return {
-        s: Split(images=np.stack(images) if images else np.empty((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8),
-                 labels=np.array(labels, dtype=np.int64), names=names)
+        s: Split(
+            images=np.stack(images) if images else np.empty((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8),
+            labels=np.array(labels, dtype=np.int64),
+            names=names,
+        )
         for s, (images, labels, names) in rows.items()
     }

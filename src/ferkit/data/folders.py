@@ -4,6 +4,7 @@ Two layouts are accepted under the tree root:
   train/, val/, test/   each with one folder per class (the Kaggle "image folders" download)
   train/, test/         test/ files named PublicTest_* go to val, PrivateTest_* to test
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,9 +29,9 @@ BILINEAR = getattr(Image, "Resampling", Image).BILINEAR
 class TreePlan:
     """What a tree holds, before decoding: the image files of each split and their classes."""
 
-    prefix: str                                  # tree root inside the source
-    class_names: list[str]                       # sorted, lower-case folder names
-    files: dict[str, list[tuple[str, int]]]      # split -> [(path in the source, label)], sorted
+    prefix: str  # tree root inside the source
+    class_names: list[str]  # sorted, lower-case folder names
+    files: dict[str, list[tuple[str, int]]]  # split -> [(path in the source, label)], sorted
     notes: list[str] = field(default_factory=list)
 
     def all_files(self) -> list[str]:
@@ -78,25 +79,30 @@ def scan_split(source: Source, rel: str) -> dict[str, list[str]]:
     """{class name (lower-case): [image paths]} of one split folder."""
     dirs, files = source.children(rel)
     if files:
-        raise DataError(f"{source.path(join(rel, files[0]))} is not inside a class folder: "
-                        f"put each image in {rel.rsplit('/', 1)[-1]}/<class>/")
+        raise DataError(
+            f"{source.path(join(rel, files[0]))} is not inside a class folder: "
+            f"put each image in {rel.rsplit('/', 1)[-1]}/<class>/"
+        )
     if not dirs:
-        raise DataError(f"no class folders in {source.path(rel)}: expected one folder per class "
-                        f"(angry/, disgust/, ...)")
+        raise DataError(
+            f"no class folders in {source.path(rel)}: expected one folder per class (angry/, disgust/, ...)"
+        )
     classes: dict[str, list[str]] = {}
     for d in dirs:
         class_rel = join(rel, d)
         sub, images = source.children(class_rel)
         if sub:
-            raise DataError(f"unexpected folder {source.path(join(class_rel, sub[0]))}: "
-                            f"a class folder holds only images; move them up or remove it")
+            raise DataError(
+                f"unexpected folder {source.path(join(class_rel, sub[0]))}: "
+                f"a class folder holds only images; move them up or remove it"
+            )
         for f in images:
             if not is_image(f):
-                raise DataError(f"{source.path(join(class_rel, f))} is not an image "
-                                f"(.jpg/.jpeg/.png/.bmp): remove it")
+                raise DataError(f"{source.path(join(class_rel, f))} is not an image (.jpg/.jpeg/.png/.bmp): remove it")
         if not images:
-            raise DataError(f"class folder {source.path(class_rel)} is empty: add its images, "
-                            f"or remove this class from every split")
+            raise DataError(
+                f"class folder {source.path(class_rel)} is empty: add its images, or remove this class from every split"
+            )
         classes.setdefault(d.lower(), []).extend(join(class_rel, f) for f in images)
     return classes
 
@@ -114,13 +120,17 @@ def split_by_name(source: Source, test: dict[str, list[str]]) -> tuple[dict, dic
             elif base.startswith(TEST_PREFIX):
                 test_classes.setdefault(c, []).append(rel)
             else:
-                raise DataError(f"{source.path(rel)} is named neither {VAL_PREFIX}* nor {TEST_PREFIX}*: "
-                                f"with no val/ folder, test/ is split into val and test by file name; "
-                                f"rename it or add a val/ folder")
+                raise DataError(
+                    f"{source.path(rel)} is named neither {VAL_PREFIX}* nor {TEST_PREFIX}*: "
+                    f"with no val/ folder, test/ is split into val and test by file name; "
+                    f"rename it or add a val/ folder"
+                )
     n_val = sum(map(len, val_classes.values()))
     n_test = sum(map(len, test_classes.values()))
-    note = (f"no val/ folder: split test/ by file name into val ({n_val} {VAL_PREFIX}* files) "
-            f"and test ({n_test} {TEST_PREFIX}* files)")
+    note = (
+        f"no val/ folder: split test/ by file name into val ({n_val} {VAL_PREFIX}* files) "
+        f"and test ({n_test} {TEST_PREFIX}* files)"
+    )
     return val_classes, test_classes, note
 
 
@@ -131,11 +141,14 @@ def check_same_classes(split_classes: dict[str, dict[str, list[str]]], where: st
         present = [s for s in split_classes if c in split_classes[s]]
         missing = [s for s in split_classes if c not in split_classes[s]]
         if missing:
-            raise DataError(f"class {c} is in {', '.join(present)} but not in {', '.join(missing)} "
-                            f"under {where}: every split needs the same class folders")
+            raise DataError(
+                f"class {c} is in {', '.join(present)} but not in {', '.join(missing)} "
+                f"under {where}: every split needs the same class folders"
+            )
 
 
 # ----------------------------------------------------------------------------- decoding
+
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Encoded image bytes -> uint8 (48, 48) grayscale (converted, 16-bit scaled, and resized bilinearly
@@ -148,8 +161,9 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def decode_tree(source: Source, plan: TreePlan, skip_bad: bool,
-                log: Callable[[str], None]) -> tuple[dict[str, Split], list[str]]:
+def decode_tree(
+    source: Source, plan: TreePlan, skip_bad: bool, log: Callable[[str], None]
+) -> tuple[dict[str, Split], list[str]]:
     """Decode every image of `plan` once. Returns the splits and notes (skipped files, if any).
 
     One process is enough: the full 35,887-image zip decodes in ~5 s on an idle core (8-10 s
@@ -170,8 +184,9 @@ def decode_tree(source: Source, plan: TreePlan, skip_bad: bool,
             except ValueError as e:  # an oversized or damaged zip entry
                 problem = f"{source.path(rel)}: {str(e).splitlines()[0]}"
             if not skip_bad:
-                raise DataError(f"cannot read image {problem}; fix or delete it, or use --skip-bad to skip "
-                                f"unreadable images") from None
+                raise DataError(
+                    f"cannot read image {problem}; fix or delete it, or use --skip-bad to skip unreadable images"
+                ) from None
             keep[i] = False
             skipped.append(f"skipped unreadable image {problem}")
             log(skipped[-1])

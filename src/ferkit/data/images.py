@@ -5,6 +5,7 @@ file, a file PIL cannot identify, or an image over `max_pixels` (a decompression
 hundred KB of PNG can hold 50 megapixels) is refused with an `ImageError` whose `kind` says why.
 `to_8bit(im)` turns 16-bit and float images into 8 bits by scaling, not clipping.
 """
+
 from __future__ import annotations
 
 import io
@@ -45,13 +46,18 @@ def open_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) 
     try:
         im: Image.Image = Image.open(io.BytesIO(data))  # exif_transpose below returns a plain Image
     except Image.DecompressionBombError:  # PIL's own limit (about 179 megapixels), far above ferkit's
-        raise ImageError(f"{name}: image over PIL's decompression-bomb limit; downscale it first", "too_large") from None
+        raise ImageError(
+            f"{name}: image over PIL's decompression-bomb limit; downscale it first", "too_large"
+        ) from None
     except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageError(f"{name}: not an image file PIL can read (jpg, png, bmp, webp, ...)", "not_image") from None
     width, height = im.size
     if width * height > max_pixels:
-        raise ImageError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
-                         f"{max_pixels / 1e6:.0f} (--max-pixels); downscale it first", "too_large")
+        raise ImageError(
+            f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.0f} (--max-pixels); downscale it first",
+            "too_large",
+        )
     with strict_pil():
         try:
             im.load()

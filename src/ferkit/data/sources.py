@@ -9,6 +9,7 @@ Accepted forms of `data_root`:
   - a .zip of any of these, read in place
   - a folder written by `prepare` (ferkit_store.npz + ferkit_store.json)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,15 +37,18 @@ from .store import (
     save_store,
 )
 
-LAYOUTS = ("train/ val/ test/ image folders, train/ + test/ image folders with PublicTest_/PrivateTest_ "
-           "files, fer2013.csv, a .zip of one of these, or a folder written by `ferkit prepare`")
+LAYOUTS = (
+    "train/ val/ test/ image folders, train/ + test/ image folders with PublicTest_/PrivateTest_ "
+    "files, fer2013.csv, a .zip of one of these, or a folder written by `ferkit prepare`"
+)
 SEARCH_DEPTH = 2  # a tree may sit this many folders below data_root (e.g. zip:data/fer2013/train)
 
 Log = Callable[[str], None]
 
 
-def load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False,
-              log: Log = print) -> FerData:
+def load_data(
+    data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False, log: Log = print
+) -> FerData:
     """Load FER-2013 from `data_root` (`_load_data`); an OS error on the way (a symlink loop, a folder
     that cannot be listed) is a one-line DataError too."""
     if data_root is None or str(data_root) == "":
@@ -55,12 +59,15 @@ def load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_b
         where = e.filename or data_root
         raise DataError(f"cannot read {where} ({e.strerror or e}): check the path and its permissions") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a damaged member of a zip read as a stream (a csv)
-        raise DataError(f"{data_root} is a damaged zip ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
-                        f"download it again") from None
+        raise DataError(
+            f"{data_root} is a damaged zip ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+            f"download it again"
+        ) from None
 
 
-def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False,
-               log: Log = print) -> FerData:
+def _load_data(
+    data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False, log: Log = print
+) -> FerData:
     """Load FER-2013 from `data_root` (see the module docstring for the accepted forms).
 
     The first load decodes every image and writes the store to `cache_dir` (default
@@ -98,8 +105,9 @@ def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_
         if kind == "tree":
             log(f"decoding {len(plan.all_files())} images from {source.path(rel)} (once; cached afterwards)")
             splits, notes = decode_tree(source, plan, skip_bad, log)
-            data = FerData(class_names=plan.class_names, splits=splits, source=str(root), key=key,
-                           notes=plan.notes + notes)
+            data = FerData(
+                class_names=plan.class_names, splits=splits, source=str(root), key=key, notes=plan.notes + notes
+            )
         else:
             log(f"parsing {source.path(rel)} (once; cached afterwards)")
             with source.open(rel) as f:
@@ -116,8 +124,14 @@ def _load_data(data_root: str | Path, cache_dir: str | Path | None = None, skip_
     return data
 
 
-def prepare(source: str | Path, out_dir: str | Path, skip_bad: bool = False, log: Log = print,
-            cache_dir: str | Path | None = None, force: bool = False) -> FerData:
+def prepare(
+    source: str | Path,
+    out_dir: str | Path,
+    skip_bad: bool = False,
+    log: Log = print,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+) -> FerData:
     """Load `source` like `load_data` and write the store (ferkit_store.npz + .json) into
     `out_dir` (created if needed), so `load_data(out_dir)` reads it directly.
 

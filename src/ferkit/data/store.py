@@ -8,6 +8,7 @@ A store is two files side by side:
 Uncompressed on purpose: the full 35,887-image store is 83 MB and loads in a fraction of a
 second, where decoding the JPEGs again takes seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,10 @@ def check_consistent(data: FerData) -> None:
     for name, split in data.splits.items():
         n = len(split.labels)
         if split.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE) or split.images.dtype != np.uint8:
-            raise DataError(f"{data.source}: split {name} has images of shape {split.images.shape}, "
-                            f"dtype {split.images.dtype}; expected ({n}, {IMAGE_SIZE}, {IMAGE_SIZE}) uint8")
+            raise DataError(
+                f"{data.source}: split {name} has images of shape {split.images.shape}, "
+                f"dtype {split.images.dtype}; expected ({n}, {IMAGE_SIZE}, {IMAGE_SIZE}) uint8"
+            )
         if len(split.names) != n:
             raise DataError(f"{data.source}: split {name} has {n} labels but {len(split.names)} names")
         if n and (split.labels.min() < 0 or split.labels.max() >= len(data.class_names)):
@@ -89,11 +92,14 @@ def check_consistent(data: FerData) -> None:
     for name in data.splits:
         missing = [c for c, k in zip(data.class_names, data.counts(name)) if k == 0]
         if missing:
-            raise DataError(f"{data.source}: split {name} has no images of class {', '.join(missing)}: "
-                            f"every split needs every class")
+            raise DataError(
+                f"{data.source}: split {name} has no images of class {', '.join(missing)}: "
+                f"every split needs every class"
+            )
 
 
 # ----------------------------------------------------------------------------- files on disk
+
 
 def default_cache_dir() -> Path:
     """`$FERKIT_CACHE`, else ~/.cache/ferkit."""
@@ -140,15 +146,15 @@ def load_store(npz_path: Path, json_path: Path) -> FerData:
             if str(npz["key"]) != meta["key"]:
                 raise DataError(f"{npz_path} does not match {json_path.name} (interrupted write?): {fix}")
             splits = {
-                name: Split(images=npz[f"{name}_images"], labels=npz[f"{name}_labels"],
-                            names=meta["names"][name])
+                name: Split(images=npz[f"{name}_images"], labels=npz[f"{name}_labels"], names=meta["names"][name])
                 for name in meta["splits"]
             }
     except DataError:
         raise
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read store {npz_path.parent} ({type(e).__name__}: {e}): {fix}") from None
-    data = FerData(class_names=meta["class_names"], splits=splits, source=meta["source"],
-                   key=meta["key"], notes=meta["notes"])
+    data = FerData(
+        class_names=meta["class_names"], splits=splits, source=meta["source"], key=meta["key"], notes=meta["notes"]
+    )
     check_consistent(data)
     return data

@@ -22,6 +22,7 @@ the others start. A run to skip or resume that was trained with other settings t
 gives is refused (`check_same_run`): move it aside, nothing is overwritten. Each run is a `ferkit train --config` subprocess, so runs are isolated and a
 crash of one does not stop the others.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,7 +52,9 @@ def load_sweep(path: str | Path) -> tuple[dict, list[int], dict[str, dict], Path
     spec = read_table(path, "sweep", (".toml", ".yaml", ".yml"))
     unknown = set(spec) - {"base", "seeds", "strategies", "collected"}
     if unknown:
-        raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))} (expected base, seeds, strategies, collected)")
+        raise ConfigError(
+            f"unknown section(s) in {path}: {', '.join(sorted(unknown))} (expected base, seeds, strategies, collected)"
+        )
     if not spec.get("strategies"):
         raise ConfigError(f"{path} names no [strategies.<name>] table")
     seeds = spec.get("seeds", [42])
@@ -93,7 +96,9 @@ def check_same_run(planned: dict, folder: Path | None, where: str) -> None:
     try:
         old = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{folder / 'config.json'} cannot be read ({e}): restore it, or move that run aside") from None
+        raise ConfigError(
+            f"{folder / 'config.json'} cannot be read ({e}): restore it, or move that run aside"
+        ) from None
     known = {k: v for k, v in old.items() if k in field_names()}
     try:  # the same normalisation as the plan (tta False and "none" are one setting)
         old = make_config(known).to_dict()
@@ -101,8 +106,10 @@ def check_same_run(planned: dict, folder: Path | None, where: str) -> None:
         old = known
     for key in sorted(set(old) & set(planned) - PLACE_FIELDS):
         if old[key] != planned[key]:
-            raise ConfigError(f"{folder} was trained with {key} = {old[key]!r}, but {where} now gives "
-                              f"{planned[key]!r}: move that run aside (a sweep never overwrites it) or restore the setting")
+            raise ConfigError(
+                f"{folder} was trained with {key} = {old[key]!r}, but {where} now gives "
+                f"{planned[key]!r}: move that run aside (a sweep never overwrites it) or restore the setting"
+            )
 
 
 def plan(path: str | Path) -> list[PlannedRun]:
@@ -115,7 +122,9 @@ def plan(path: str | Path) -> list[PlannedRun]:
             values = base | (fields or {}) | {"seed": seed, "exp": exp}
             unknown = set(values) - field_names()
             if unknown:
-                raise ConfigError(f"unknown field(s) in {path} [strategies.{name}] or [base]: {', '.join(sorted(unknown))}")
+                raise ConfigError(
+                    f"unknown field(s) in {path} [strategies.{name}] or [base]: {', '.join(sorted(unknown))}"
+                )
             where = f"{path} [strategies.{name}]"
             check_types(values, where)
             try:  # every field validated now, before anything runs; the error names the strategy
@@ -133,8 +142,16 @@ def plan(path: str | Path) -> list[PlannedRun]:
 def _command(run: PlannedRun) -> list[str]:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if run.action == "resume":
-        return [sys.executable, "-m", "ferkit", "train", "--resume", str(run.run_dir / "last.pt"),
-                "--data_root", str(run.config["data_root"])]
+        return [
+            sys.executable,
+            "-m",
+            "ferkit",
+            "train",
+            "--resume",
+            str(run.run_dir / "last.pt"),
+            "--data_root",
+            str(run.config["data_root"]),
+        ]
     spec = run.run_dir / "sweep_config.json"
     atomic_text(spec, json.dumps({k: v for k, v in run.config.items() if v is not None and k != "resume"}, indent=2))
     return [sys.executable, "-m", "ferkit", "train", "--config", str(spec)]
@@ -153,7 +170,9 @@ def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, log=print)
         return 0
     env = os.environ | {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
     pending, failed = list(todo), list[str]()
-    active: list[tuple[PlannedRun, subprocess.Popen[bytes], io.TextIOWrapper, float]] = []  # run, process, its log, start
+    active: list[
+        tuple[PlannedRun, subprocess.Popen[bytes], io.TextIOWrapper, float]
+    ] = []  # run, process, its log, start
     while pending or active:
         while pending and len(active) < jobs:
             r = pending.pop(0)

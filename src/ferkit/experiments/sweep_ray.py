@@ -13,6 +13,7 @@ orphan writing to the run folder. Run folders are written where `runs_dir` says:
 must be storage every node sees at the same path (NFS, or object storage mounted with a FUSE layer
 such as s3fs or gcsfuse); see docs/SCALING.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,21 +59,32 @@ def progress_line(done: int, running: int, failed: int, queued: int) -> str:
     return f"runs: {done} done, {running} running, {failed} failed, {queued} queued"
 
 
-def run_sweep_ray(path: str | Path, address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0,
-                  retries: int = 2, dry_run: bool = False, log=print) -> int:
+def run_sweep_ray(
+    path: str | Path,
+    address: str | None = None,
+    cpus_per_run: int = 1,
+    gpus_per_run: float = 0,
+    retries: int = 2,
+    dry_run: bool = False,
+    log=print,
+) -> int:
     """Run the sweep's unfinished runs as Ray tasks; returns the number of runs that failed."""
     runs = plan(path)
     todo = [r for r in runs if r.action != "skip"]
     for r in runs:
         log(f"{r.action:>6}  {r.name}")
-    log(f"{len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run on Ray "
-        f"({cpus_per_run} CPU{'s' if cpus_per_run != 1 else ''}, {gpus_per_run} GPU per run)")
+    log(
+        f"{len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run on Ray "
+        f"({cpus_per_run} CPU{'s' if cpus_per_run != 1 else ''}, {gpus_per_run} GPU per run)"
+    )
     if dry_run or not todo:
         return 0
     ray = _ray()
     if cpus_per_run < 1 or gpus_per_run < 0 or retries < 0:
-        raise ConfigError(f"--cpus-per-run must be >= 1, --gpus-per-run and --retries >= 0 "
-                          f"(got {cpus_per_run}, {gpus_per_run}, {retries})")
+        raise ConfigError(
+            f"--cpus-per-run must be >= 1, --gpus-per-run and --retries >= 0 "
+            f"(got {cpus_per_run}, {gpus_per_run}, {retries})"
+        )
     # Run folders are relative to where the sweep was started: the tasks get absolute paths.
     cwd = Path.cwd()
     for r in todo:
@@ -81,10 +93,16 @@ def run_sweep_ray(path: str | Path, address: str | None = None, cpus_per_run: in
             r.config["data_root"] = str((cwd / r.config["data_root"]).resolve())
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": str(cpus_per_run)}}, configure_logging=False)
-    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries,
-                      retry_exceptions=True)(train_one)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(cpus_per_run)}},
+            configure_logging=False,
+        )
+    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries, retry_exceptions=True)(
+        train_one
+    )
     pending: dict = {}
     for r in todo:
         pending[task.remote(r.config, cpus_per_run)] = r

@@ -21,6 +21,7 @@ best checkpoint on val only, and `best.json` holds the configuration to train an
 Trials run one after the other (the search is sequential); a trial's folder is kept, so its curve
 and checkpoint can be looked at.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,7 +38,9 @@ def load_tune(path: str | Path) -> dict:
     spec = read_table(path, "tune", (".toml", ".yaml", ".yml"))
     unknown = set(spec) - {"trials", "out", "base", "search", "warmup_epochs", "seed"}
     if unknown:
-        raise ConfigError(f"unknown field(s) in {path}: {', '.join(sorted(unknown))} (expected trials, out, base, search, warmup_epochs, seed)")
+        raise ConfigError(
+            f"unknown field(s) in {path}: {', '.join(sorted(unknown))} (expected trials, out, base, search, warmup_epochs, seed)"
+        )
     search = spec.get("search") or {}
     if not search:
         raise ConfigError(f"{path} has no [search] table: name at least one field and its range")
@@ -52,8 +55,14 @@ def load_tune(path: str | Path) -> dict:
     trials = spec.get("trials", 20)
     if not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"trials in {path} must be a positive integer")
-    return {"trials": trials, "out": spec.get("out", f"runs/tune-{Path(path).stem}"), "base": base, "search": search,
-            "warmup_epochs": spec.get("warmup_epochs", 2), "seed": spec.get("seed", 0)}
+    return {
+        "trials": trials,
+        "out": spec.get("out", f"runs/tune-{Path(path).stem}"),
+        "base": base,
+        "search": search,
+        "warmup_epochs": spec.get("warmup_epochs", 2),
+        "seed": spec.get("seed", 0),
+    }
 
 
 def suggest(trial: Any, search: dict) -> dict:
@@ -82,7 +91,9 @@ def run_tune(path: str | Path, log=print) -> dict:
     if (out / "trials.csv").exists() or (out / "trials").exists():
         raise ConfigError(f"{out} holds a search already: set another out in {path}, or move that folder away")
     base = make_config(spec["base"])  # a bad base fails now, not in the first trial
-    check_output(out, inputs=[base.data_root, path], kind="dir", files=["trials.csv", "best.json"], what=f"out ({path})")
+    check_output(
+        out, inputs=[base.data_root, path], kind="dir", files=["trials.csv", "best.json"], what=f"out ({path})"
+    )
     out.mkdir(parents=True, exist_ok=True)
 
     def objective(trial) -> float:
@@ -99,16 +110,27 @@ def run_tune(path: str | Path, log=print) -> dict:
         return metrics["macro_f1"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=spec["seed"]),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec["warmup_epochs"]))
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=spec["seed"]),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec["warmup_epochs"]),
+    )
 
     def progress(study, trial) -> None:
         value = "pruned" if trial.value is None else f"val macro-F1 {trial.value:.4f}"
         log(f"trial {trial.number}: {trial.state.name.lower()}, {value}, {trial.params}")
 
     study.optimize(objective, n_trials=spec["trials"], callbacks=[progress])
-    rows = [{"trial": t.number, "state": t.state.name.lower(), "val_macro_f1": t.value,
-             "epochs": len(t.intermediate_values), **t.params} for t in study.trials]
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            "val_macro_f1": t.value,
+            "epochs": len(t.intermediate_values),
+            **t.params,
+        }
+        for t in study.trials
+    ]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_file(out / "trials.csv", "w", newline="") as f:
         w = csv.DictWriter(f, columns, restval="")
@@ -118,9 +140,16 @@ def run_tune(path: str | Path, log=print) -> dict:
     if not complete:
         raise ConfigError("every trial was pruned or failed: widen the ranges or raise warmup_epochs")
     best = study.best_trial
-    result = {"best_trial": best.number, "best_value": best.value, "best_params": best.params,
-              "best_config": spec["base"] | best.params, "chosen_on": "val macro-F1 (test never computed)"}
+    result = {
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+        "best_config": spec["base"] | best.params,
+        "chosen_on": "val macro-F1 (test never computed)",
+    }
     atomic_text(out / "best.json", json.dumps(result, indent=2) + "\n")
-    log(f"best: trial {best.number}, val macro-F1 {best.value:.4f}, {best.params}; wrote {out / 'trials.csv'} "
-        f"and {out / 'best.json'} (train it with its best_config, then test once)")
+    log(
+        f"best: trial {best.number}, val macro-F1 {best.value:.4f}, {best.params}; wrote {out / 'trials.csv'} "
+        f"and {out / 'best.json'} (train it with its best_config, then test once)"
+    )
     return result

@@ -6,6 +6,7 @@ class_names, config, model (a state dict) and, after `ferkit posthoc`, posthoc (
 calibration, the temperature and priors that inference applies to the probabilities). A reference-project
 checkpoint ({"backbone", "head"}) is turned into one on reading.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,7 +39,9 @@ def _from_reference(ckpt: dict) -> dict:
     expected |= {"head.1.weight", "head.4.weight"}
     missing = sorted(expected - set(bb))
     if missing:
-        raise CheckpointError(f"reference checkpoint backbone lacks {missing[0]} (and {len(missing) - 1} more): not a seed-cnn")
+        raise CheckpointError(
+            f"reference checkpoint backbone lacks {missing[0]} (and {len(missing) - 1} more): not a seed-cnn"
+        )
     if "fc.weight" in hd:
         head, kwargs = "softmax", {}
     elif "weight" in hd:
@@ -50,9 +53,18 @@ def _from_reference(ckpt: dict) -> dict:
     names = ckpt.get("class_names") or ckpt.get("classes")
     if names is None:
         from ferkit.data import CLASS_NAMES  # the reference project's alphabetical folder order
+
         names = list(CLASS_NAMES)
-    return {"format": "ferkit", "version": 1, "arch": "seed-cnn", "head": head, "head_kwargs": kwargs,
-            "class_names": list(names), "config": {"source": "reference checkpoint"}, "model": state}
+    return {
+        "format": "ferkit",
+        "version": 1,
+        "arch": "seed-cnn",
+        "head": head,
+        "head_kwargs": kwargs,
+        "class_names": list(names),
+        "config": {"source": "reference checkpoint"},
+        "model": state,
+    }
 
 
 def _safe_globals() -> list:
@@ -62,6 +74,7 @@ def _safe_globals() -> list:
     import argparse
 
     import numpy as np
+
     allowed: list = [argparse.Namespace, np.dtype, np.ndarray]
     allowed += [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
     for name in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x and 2.x spell it differently
@@ -91,9 +104,11 @@ def _load_data_only(path: Path, map_location: str) -> Any:
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch names the callable it refused
         if found:
-            raise CheckpointError(f"refusing to load {path}: it holds a Python object that could run code "
-                                  f"({found.group(1)}), and a checkpoint must be data only; re-save its "
-                                  f"state_dict from code you trust") from None
+            raise CheckpointError(
+                f"refusing to load {path}: it holds a Python object that could run code "
+                f"({found.group(1)}), and a checkpoint must be data only; re-save its "
+                f"state_dict from code you trust"
+            ) from None
         raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     except Exception as e:  # torch raises many types for a corrupt file
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first_line(e)}") from None
@@ -103,6 +118,7 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     """Write a checkpoint so that an interruption or a full disk never leaves a half-written file
     (`ferkit.runtime.paths.atomic_write`: the earlier checkpoint stays until the new one is complete)."""
     from ferkit.runtime.paths import atomic_write
+
     atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
@@ -120,14 +136,18 @@ def read_checkpoint(source: str | Path | dict, map_location: str = "cpu") -> dic
     if ckpt.get("format") == "ferkit":
         missing = [k for k in ("arch", "head", "class_names", "model") if k not in ckpt]
         if missing:
-            raise CheckpointError(f"ferkit checkpoint lacks {', '.join(missing)}: it is incomplete or not made by ferkit")
+            raise CheckpointError(
+                f"ferkit checkpoint lacks {', '.join(missing)}: it is incomplete or not made by ferkit"
+            )
         if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
             raise CheckpointError("ferkit checkpoint's model is not a state dict of tensors")
         return ckpt
     if "backbone" in ckpt and "head" in ckpt:
         return _from_reference(ckpt)
     keys = ", ".join(sorted(map(str, ckpt))[:6])
-    raise CheckpointError(f"unrecognised checkpoint (keys: {keys}): expected a ferkit checkpoint or a reference one with 'backbone' and 'head'")
+    raise CheckpointError(
+        f"unrecognised checkpoint (keys: {keys}): expected a ferkit checkpoint or a reference one with 'backbone' and 'head'"
+    )
 
 
 def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[nn.Module, dict]:
@@ -145,11 +165,25 @@ def load_model(source: str | Path | dict, map_location: str = "cpu") -> tuple[nn
     try:
         classifier.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {first_line(e, line=1)}") from None
+        raise CheckpointError(
+            f"checkpoint weights do not fit {ckpt['arch']}/{ckpt['head']}: {first_line(e, line=1)}"
+        ) from None
     model: nn.Module = classifier
     if ckpt.get("posthoc", {}).get("offset") is not None:  # logit adjustment tuned on val
         model = LogitOffset(classifier, torch.tensor(ckpt["posthoc"]["offset"]))
     model.eval()
-    info = {k: ckpt.get(k) for k in ("class_names", "arch", "head", "head_kwargs", "config", "epoch", "val_metrics", "posthoc",
-                                "calibration")}
+    info = {
+        k: ckpt.get(k)
+        for k in (
+            "class_names",
+            "arch",
+            "head",
+            "head_kwargs",
+            "config",
+            "epoch",
+            "val_metrics",
+            "posthoc",
+            "calibration",
+        )
+    }
     return model, info

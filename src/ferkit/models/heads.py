@@ -3,6 +3,7 @@
 Every head takes `(features, target=None)`. Only margin-based heads use `target`, and only in
 training mode, so evaluation never depends on the labels.
 """
+
 from __future__ import annotations
 
 import math

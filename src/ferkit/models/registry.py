@@ -3,6 +3,7 @@
 `build_model(arch, head, num_classes)` makes a `Classifier` = backbone -> head; `ferkit models`
 prints `describe_models()`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,7 +21,7 @@ from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_sl
 from .seedcnn import SeedCNN, seed_cnn_half
 
 ARCHS: dict[str, Callable[[], FerResNet | SeedCNN]] = {  # each has feature_dim, the head's input size
-    "seed-cnn": SeedCNN,      # the reference project's CNN
+    "seed-cnn": SeedCNN,  # the reference project's CNN
     "seed-cnn-half": seed_cnn_half,  # seed-cnn at half width: the strategy study's cheaper protocol
     "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
     "fer-resnet-fast": fer_resnet_fast,  # fer-resnet without its 48-pixel stage: 1.6x faster to train
@@ -28,14 +29,15 @@ ARCHS: dict[str, Callable[[], FerResNet | SeedCNN]] = {  # each has feature_dim,
     "fer-resnet-slim": fer_resnet_slim,  # fer-resnet-fast16 with a 48-channel 24x24 block: 1.1x faster again
     "fer-resnet-wide": fer_resnet_wide,  # fer-resnet at twice the width (4.9M): a distillation teacher
 }
-FIXED_SIZE_ARCHS = {"seed-cnn", "seed-cnn-half"}  # a fully connected layer fixes their input at 48x48; the others pool globally
+FIXED_SIZE_ARCHS = {
+    "seed-cnn",
+    "seed-cnn-half",
+}  # a fully connected layer fixes their input at 48x48; the others pool globally
 HEADS: dict[str, type[Head]] = {
     "softmax": SoftmaxHead,
     "cosine": CosineHead,
     "arcface": ArcFaceHead,
 }
-
-
 
 
 class CheckpointError(ValueError):

@@ -5,6 +5,7 @@ of two 3x3 convolutions; global average pooling replaces seed-cnn's 4608x256 ful
 layer, which held 80% of its parameters. The compute goes into the convolutions instead (about
 1.3x seed-cnn's multiply-adds), which is where small FER-2013 models gain accuracy.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,11 @@ class BasicBlock(nn.Module):
         self.conv1 = conv_bn(c_in, c_out, stride)
         self.conv2 = conv_bn(c_out, c_out)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.conv2(self.relu(self.conv1(x))) + self.shortcut(x))
@@ -37,8 +41,9 @@ class FerResNet(nn.Module):
     and 3 pixels (use three widths to stop at 6): see `fer_resnet_fast`.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3,
-                 stem: int = 32, first_stride: int = 1):
+    def __init__(
+        self, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3, stem: int = 32, first_stride: int = 1
+    ):
         super().__init__()
         self.feature_dim = widths[-1]
         layers: list[nn.Module] = [conv_bn(1, stem), nn.ReLU(inplace=True)]

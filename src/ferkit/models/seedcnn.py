@@ -3,6 +3,7 @@
 Module names follow the reference code (`features.{i}.net`, `head`), so that a reference
 checkpoint's backbone state dict loads into it unchanged.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,7 +37,9 @@ class SeedCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, dropout: float = 0.3, width: int = 32):
         super().__init__()
-        self.features = nn.Sequential(ConvBlock(in_channels, width), ConvBlock(width, 2 * width), ConvBlock(2 * width, 4 * width))
+        self.features = nn.Sequential(
+            ConvBlock(in_channels, width), ConvBlock(width, 2 * width), ConvBlock(2 * width, 4 * width)
+        )
         self.head = nn.Sequential(
             nn.Flatten(1),
             nn.Linear(4 * width * 6 * 6, 256),

@@ -4,6 +4,7 @@ A run has converged when its best val epoch is not among its last `window` epoch
 more epochs did not help), or when its last `window + 1` epochs are all within `tol` val macro-F1
 of its best (it sits on a plateau). A run whose last epochs still gain more than `tol` fails both.
 """
+
 from __future__ import annotations
 
 import csv
@@ -11,11 +12,13 @@ from pathlib import Path
 
 from ferkit.report.stats import ReportError
 
-WINDOW = 2      # the best epoch must not be among the last 2 epochs ...
+WINDOW = 2  # the best epoch must not be among the last 2 epochs ...
 TOLERANCE = 0.005  # ... or the last 3 epochs must be within 0.005 val macro-F1 of the best
-LATE = 5        # late_gain: how much the last 5 epochs beat every epoch before them (a diagnostic)
-RULE = (f"best val epoch not among the last {WINDOW}, or the last {WINDOW + 1} within {TOLERANCE} val macro-F1 "
-        f"of the best")  # the test in words, for logs and table captions
+LATE = 5  # late_gain: how much the last 5 epochs beat every epoch before them (a diagnostic)
+RULE = (
+    f"best val epoch not among the last {WINDOW}, or the last {WINDOW + 1} within {TOLERANCE} val macro-F1 "
+    f"of the best"
+)  # the test in words, for logs and table captions
 
 
 def read_val_curve(run_dir: Path | str) -> list[float] | None:
@@ -43,7 +46,7 @@ def convergence(curve: list[float], window: int = WINDOW, tol: float = TOLERANCE
         raise ReportError("an empty val curve: the run has no finished epoch")
     best_epoch = max(range(len(curve)), key=lambda i: (curve[i], -i)) + 1  # first epoch at the maximum
     best = curve[best_epoch - 1]
-    tail = curve[-(window + 1):]
+    tail = curve[-(window + 1) :]
     last_gap = best - min(tail)
     late_gain = max(curve[-LATE:]) - max(curve[:-LATE]) if len(curve) > LATE else float("nan")
     if len(curve) <= window:
@@ -53,6 +56,16 @@ def convergence(curve: list[float], window: int = WINDOW, tol: float = TOLERANCE
     elif last_gap <= tol:
         converged, why = True, f"last {len(tail)} epochs within {last_gap:.4f} of the best"
     else:
-        converged, why = False, f"best at epoch {best_epoch} of {len(curve)}, last {len(tail)} epochs span {last_gap:.4f}"
-    return {"best_epoch": best_epoch, "best": best, "epochs": len(curve), "last_gap": last_gap,
-            "late_gain": late_gain, "converged": converged, "why": why}
+        converged, why = (
+            False,
+            f"best at epoch {best_epoch} of {len(curve)}, last {len(tail)} epochs span {last_gap:.4f}",
+        )
+    return {
+        "best_epoch": best_epoch,
+        "best": best,
+        "epochs": len(curve),
+        "last_gap": last_gap,
+        "late_gain": late_gain,
+        "converged": converged,
+        "why": why,
+    }

@@ -3,6 +3,7 @@
 Figures are drawn on `matplotlib.figure.Figure` with an explicit Agg canvas: no pyplot, no
 display, no global figure state, so they work on headless machines and inside threads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +30,7 @@ def row_normalise(cm: np.ndarray) -> np.ndarray:
 def _new_figure(figsize: tuple[float, float]) -> Figure:
     """A matplotlib Figure (matplotlib loads here, not on import: the inference install has none)."""
     from matplotlib.figure import Figure
+
     return Figure(figsize=figsize)
 
 
@@ -70,8 +72,9 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path | str, tit
     cm = _check_square(cm, class_names)
     fig = _new_figure((13, 5.6))
     ax_counts, ax_rates = fig.subplots(1, 2)
-    _draw_matrix(ax_counts, cm, class_names, "counts", "d" if cm.dtype.kind in "iu" else ".0f",
-                 vmax=max(float(cm.max()), 1.0))
+    _draw_matrix(
+        ax_counts, cm, class_names, "counts", "d" if cm.dtype.kind in "iu" else ".0f", vmax=max(float(cm.max()), 1.0)
+    )
     _draw_matrix(ax_rates, row_normalise(cm), class_names, "row-normalised (recall per class)", ".2f", vmax=1.0)
     if title:
         fig.suptitle(title)
@@ -89,8 +92,10 @@ def compare_confusions(metrics: dict[str, dict], out_path: Path | str) -> Path:
     class_names = runs[0]["class_names"]
     for label, m in metrics.items():
         if m["class_names"] != class_names:
-            raise ReportError(f"{label} has classes {m['class_names']}, {labels[0]} has {class_names}: "
-                              "compare runs of the same classes")
+            raise ReportError(
+                f"{label} has classes {m['class_names']}, {labels[0]} has {class_names}: "
+                "compare runs of the same classes"
+            )
     ncols = min(len(runs), 4)
     nrows = -(-len(runs) // ncols)
     fig = _new_figure((5.6 * ncols, 5.2 * nrows))
@@ -98,7 +103,7 @@ def compare_confusions(metrics: dict[str, dict], out_path: Path | str) -> Path:
     for ax, label, m in zip(axes, labels, runs):
         cm = _check_square(m["confusion_matrix"], class_names)
         _draw_matrix(ax, row_normalise(cm), class_names, f"{label}\nmacro-F1 {m['macro_f1']:.3f}", ".2f", vmax=1.0)
-    for ax in axes[len(runs):]:
+    for ax in axes[len(runs) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return _save(fig, out_path)
@@ -116,8 +121,7 @@ def _bar_values(value, n_classes: int, name: str) -> tuple[np.ndarray, np.ndarra
     return mean, std
 
 
-def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | str,
-                       title: str = "per-class F1") -> Path:
+def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | str, title: str = "per-class F1") -> Path:
     """Grouped bar chart: one group of bars per class, one bar per run/strategy, std error bars.
 
     `groups` maps a label to its per-class F1: a list of C values (one run), or the mean and std
@@ -132,8 +136,7 @@ def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | st
     ax = fig.subplots()
     for k, (label, value) in enumerate(groups.items()):
         mean, std = _bar_values(value, len(class_names), label)
-        ax.bar(x - 0.4 + width * (k + 0.5), mean, width, label=label,
-               yerr=std if np.any(std > 0) else None, capsize=3)
+        ax.bar(x - 0.4 + width * (k + 0.5), mean, width, label=label, yerr=std if np.any(std > 0) else None, capsize=3)
     ax.set_xticks(x, labels=class_names)
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
@@ -144,8 +147,12 @@ def per_class_f1_chart(groups: dict, class_names: list[str], out_path: Path | st
     return _save(fig, out_path)
 
 
-def val_curves_chart(curves: dict[str, list[list[float]]], out_path: Path | str, baseline: str | None = None,
-                     title: str = "val macro-F1 per epoch") -> Path:
+def val_curves_chart(
+    curves: dict[str, list[list[float]]],
+    out_path: Path | str,
+    baseline: str | None = None,
+    title: str = "val macro-F1 per epoch",
+) -> Path:
     """Small multiples, one panel per group: each seed's val macro-F1 curve, and the baseline group's
     seed-mean curve dashed in every other panel, so that each strategy's curve reads against it."""
     curves = {name: runs for name, runs in curves.items() if runs}
@@ -169,8 +176,9 @@ def val_curves_chart(curves: dict[str, list[list[float]]], out_path: Path | str,
         ax.grid(alpha=0.3)
         ax.set_xlabel("epoch", fontsize=8)
         from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes[len(curves):]:
+    for ax in axes[len(curves) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("val macro-F1")
     fig.suptitle(title)

@@ -2,6 +2,7 @@
 
 Bad input raises `ReportError` with one line that says what to fix; the CLI prints it and exits 2.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,15 @@ def find_run_dirs(paths: list[str | Path], log=print) -> list[Path]:
     return list(unique.values())
 
 
-SUMMARY_FILES = ["summary.csv", "summary.md", "summary.tex", "per_class_f1.png", "paired.csv", "convergence.csv",
-                 "val_curves.png"]
+SUMMARY_FILES = [
+    "summary.csv",
+    "summary.md",
+    "summary.tex",
+    "per_class_f1.png",
+    "paired.csv",
+    "convergence.csv",
+    "val_curves.png",
+]
 RUN_FILES = ("metrics.json", "best.pt", "last.pt")  # a folder holding one of these is a run: never written into
 
 

@@ -6,6 +6,7 @@ helper that turns counts into accuracy and F1. It is tested to equal scikit-lear
 `ferkit.evaluate.compute_metrics`); it exists so that 1000 bootstrap resamples take
 milliseconds instead of a minute of sklearn calls.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,8 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     """
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    true_counts = cm.sum(axis=-1)   # rows: true class
-    pred_counts = cm.sum(axis=-2)   # columns: predicted class
+    true_counts = cm.sum(axis=-1)  # rows: true class
+    pred_counts = cm.sum(axis=-2)  # columns: predicted class
     denom = true_counts + pred_counts
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return {
@@ -85,8 +86,9 @@ def _metric_values(cms: np.ndarray, metric: str, class_names: list[str]) -> np.n
     raise ReportError(f"unknown metric {metric!r}: choose one of {choices}")
 
 
-def _bootstrap_cms(y_true: np.ndarray, preds: list[np.ndarray], n_classes: int, n_boot: int,
-                   seed: int) -> list[np.ndarray]:
+def _bootstrap_cms(
+    y_true: np.ndarray, preds: list[np.ndarray], n_classes: int, n_boot: int, seed: int
+) -> list[np.ndarray]:
     """Confusion matrices (n_boot, C, C) of each prediction array, all on the same resampled items."""
     n = len(y_true)
     rng = np.random.default_rng(seed)
@@ -101,12 +103,19 @@ def _bootstrap_cms(y_true: np.ndarray, preds: list[np.ndarray], n_classes: int, 
         offset = (np.arange(rows, dtype=np.int64) * cc)[:, None]
         for c, o in zip(codes, out):
             counts = np.bincount((c[idx] + offset).ravel(), minlength=rows * cc)
-            o[start:start + rows] = counts.reshape(rows, n_classes, n_classes)
+            o[start : start + rows] = counts.reshape(rows, n_classes, n_classes)
     return out
 
 
-def bootstrap_ci(y_true, y_pred, class_names: list[str], metric: str = "macro_f1", n_boot: int = 1000,
-                 seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    y_true,
+    y_pred,
+    class_names: list[str],
+    metric: str = "macro_f1",
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
     """Percentile bootstrap (1 - alpha) CI of a metric, resampling test items with replacement."""
     y_true, y_pred = as_indices(y_true, class_names), as_indices(y_pred, class_names)
     _check_pair(y_true, y_pred)
@@ -118,8 +127,16 @@ def bootstrap_ci(y_true, y_pred, class_names: list[str], metric: str = "macro_f1
     return float(low), float(high)
 
 
-def paired_bootstrap(y_true, pred_a, pred_b, class_names: list[str], metric: str = "macro_f1",
-                     n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def paired_bootstrap(
+    y_true,
+    pred_a,
+    pred_b,
+    class_names: list[str],
+    metric: str = "macro_f1",
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
     """Difference metric(a) - metric(b) with a paired bootstrap CI and two-sided p-value.
 
     Both predictions are scored on the same resampled items, so item difficulty cancels out.
@@ -128,8 +145,17 @@ def paired_bootstrap(y_true, pred_a, pred_b, class_names: list[str], metric: str
     return paired_bootstrap_mean(y_true, [pred_a], [pred_b], class_names, metric, n_boot, seed, alpha)
 
 
-def paired_bootstrap_mean(y_true, preds_a: list, preds_b: list, class_names: list[str], metric: str = "macro_f1",
-                          n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, resample_seeds: bool = True) -> dict:
+def paired_bootstrap_mean(
+    y_true,
+    preds_a: list,
+    preds_b: list,
+    class_names: list[str],
+    metric: str = "macro_f1",
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    resample_seeds: bool = True,
+) -> dict:
     """Mean over seed pairs of metric(a_s) - metric(b_s), with a paired bootstrap CI and p-value.
 
     Each resample draws test items with replacement, and every prediction array (all seeds of both
@@ -150,7 +176,7 @@ def paired_bootstrap_mean(y_true, preds_a: list, preds_b: list, class_names: lis
     point = _metric_values(np.stack([confusion_counts(y_true, p, c) for p in preds_a + preds_b]), metric, class_names)
     cms = _bootstrap_cms(y_true, preds_a + preds_b, c, n_boot, seed)
     values = np.stack([_metric_values(m, metric, class_names) for m in cms])  # (2k, n_boot)
-    per_pair = values[:k] - values[k:]                                     # (k, n_boot)
+    per_pair = values[:k] - values[k:]  # (k, n_boot)
     if resample_seeds and k > 1:
         pick = np.random.default_rng([seed, 1]).integers(0, k, size=(n_boot, k))  # seed pairs drawn per resample
         d = per_pair[pick, np.arange(n_boot)[:, None]].mean(axis=1)
@@ -159,8 +185,12 @@ def paired_bootstrap_mean(y_true, preds_a: list, preds_b: list, class_names: lis
     low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     tail = min(np.sum(d <= 0), np.sum(d >= 0))
     p_value = min(1.0, 2 * (tail + 1) / (n_boot + 1))
-    return {"diff": float(point[:k].mean() - point[k:].mean()), "low": float(low), "high": float(high),
-            "p_value": float(p_value)}
+    return {
+        "diff": float(point[:k].mean() - point[k:].mean()),
+        "low": float(low),
+        "high": float(high),
+        "p_value": float(p_value),
+    }
 
 
 def binomial_two_sided_p(k: int, n: int) -> float:
@@ -169,7 +199,7 @@ def binomial_two_sided_p(k: int, n: int) -> float:
         return 1.0
     k = min(k, n - k)
     tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, 2 * tail / 2 ** n)  # exact integers; int / int rounds correctly even for huge n
+    return min(1.0, 2 * tail / 2**n)  # exact integers; int / int rounds correctly even for huge n
 
 
 def mcnemar(y_true, pred_a, pred_b) -> dict:

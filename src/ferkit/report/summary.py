@@ -4,6 +4,7 @@ A run dir holds `metrics.json` (test split) and `predictions.csv` (see docs/DESI
 grouped by their dir name without a seed suffix (`focal_seed3`, `focal-s3` -> `focal`; a dir
 named only `seed3` takes its parent's name), or by explicit `NAME=GLOB` patterns.
 """
+
 from __future__ import annotations
 
 import csv
@@ -87,13 +88,17 @@ def load_run(run_dir: Path | str) -> dict:
         what = f"lacks column(s) {', '.join(missing)}" if missing else "holds no rows"
         raise ReportError(f"{path} {what}: expected columns name,true,pred,p_<class>...")
     prob_cols = [f"p_{c}" for c in class_names]
-    probs = (np.array([[float(r[c]) for c in prob_cols] for r in rows])
-             if all(c in header for c in prob_cols) else None)
+    probs = np.array([[float(r[c]) for c in prob_cols] for r in rows]) if all(c in header for c in prob_cols) else None
     val_path = run_dir / "metrics_val.json"  # written by `ferkit train`: the numbers a choice may use
     val_curve = read_val_curve(run_dir)
     run = {
-        "dir": run_dir, "name": run_dir.name, "seed": split_seed(run_dir)[1],
-        "metrics": metrics, "val_metrics": json.loads(val_path.read_text(encoding="utf-8")) if val_path.is_file() else None, "class_names": class_names, "names": [r["name"] for r in rows],
+        "dir": run_dir,
+        "name": run_dir.name,
+        "seed": split_seed(run_dir)[1],
+        "metrics": metrics,
+        "val_metrics": json.loads(val_path.read_text(encoding="utf-8")) if val_path.is_file() else None,
+        "class_names": class_names,
+        "names": [r["name"] for r in rows],
         "y_true": as_indices([r["true"] for r in rows], class_names),
         "y_pred": as_indices([r["pred"] for r in rows], class_names),
         "probs": probs,
@@ -109,13 +114,14 @@ def _check_consistent(run: dict, path: Path) -> None:
     m = run["metrics"]
     n = len(run["y_true"])
     if n != m.get("num_samples", n):
-        raise ReportError(f"{path} has {n} rows but metrics.json says {m['num_samples']} samples: "
-                          "re-run `ferkit eval`")
+        raise ReportError(f"{path} has {n} rows but metrics.json says {m['num_samples']} samples: re-run `ferkit eval`")
     check = metrics_from_confusion(confusion_counts(run["y_true"], run["y_pred"], len(run["class_names"])))
     for key in ("accuracy", "macro_f1"):
         if abs(float(check[key]) - m[key]) > _TOLERANCE:
-            raise ReportError(f"{path} gives {key} {float(check[key]):.6f} but metrics.json says {m[key]:.6f}: "
-                              "re-run `ferkit eval` so both come from one evaluation")
+            raise ReportError(
+                f"{path} gives {key} {float(check[key]):.6f} but metrics.json says {m[key]:.6f}: "
+                "re-run `ferkit eval` so both come from one evaluation"
+            )
 
 
 def parse_group_spec(spec: str) -> tuple[str, str]:
@@ -204,44 +210,61 @@ def _aligned(run: dict, base: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         position = {n: i for i, n in enumerate(base["names"])}
         order = np.array([position[n] for n in run["names"]])
     else:
-        raise ReportError(f"{run['dir']} and {base['dir']} were evaluated on different test images: "
-                          "compare runs on the same test split")
+        raise ReportError(
+            f"{run['dir']} and {base['dir']} were evaluated on different test images: "
+            "compare runs on the same test split"
+        )
     if not np.array_equal(run["y_true"], base["y_true"][order]):
         raise ReportError(f"{run['dir']} and {base['dir']} disagree on true labels: were they built from one dataset?")
     return run["y_true"], run["y_pred"], base["y_pred"][order]
 
 
-def paired_rows(name: str, baseline: str, matched: list[tuple[dict, dict]], aligned: list[tuple],
-                n_boot: int = 1000, seed: int = 0) -> list[dict]:
+def paired_rows(
+    name: str, baseline: str, matched: list[tuple[dict, dict]], aligned: list[tuple], n_boot: int = 1000, seed: int = 0
+) -> list[dict]:
     """One row per seed pair (`pair_runs`, aligned by `_aligned`): paired-bootstrap macro-F1
     difference (run - baseline) and McNemar."""
     rows = []
     for (run, base), (y_true, pred, base_pred) in zip(matched, aligned):
         boot = paired_bootstrap(y_true, pred, base_pred, run["class_names"], "macro_f1", n_boot, seed)
         test = mcnemar(y_true, pred, base_pred)
-        rows.append({
-            "group": name, "baseline": baseline, "run": run["name"], "baseline_run": base["name"],
-            "seed": "" if run["seed"] is None else run["seed"],
-            "macro_f1": run["metrics"]["macro_f1"], "baseline_macro_f1": base["metrics"]["macro_f1"],
-            "macro_f1_diff": boot["diff"], "diff_ci95_low": boot["low"], "diff_ci95_high": boot["high"],
-            "bootstrap_p": boot["p_value"], "mcnemar_b": test["b"], "mcnemar_c": test["c"],
-            "mcnemar_p": test["p_value"],
-        })
+        rows.append(
+            {
+                "group": name,
+                "baseline": baseline,
+                "run": run["name"],
+                "baseline_run": base["name"],
+                "seed": "" if run["seed"] is None else run["seed"],
+                "macro_f1": run["metrics"]["macro_f1"],
+                "baseline_macro_f1": base["metrics"]["macro_f1"],
+                "macro_f1_diff": boot["diff"],
+                "diff_ci95_low": boot["low"],
+                "diff_ci95_high": boot["high"],
+                "bootstrap_p": boot["p_value"],
+                "mcnemar_b": test["b"],
+                "mcnemar_c": test["c"],
+                "mcnemar_p": test["p_value"],
+            }
+        )
     return rows
 
 
-def comparison_cols(aligned: list[tuple], pairs: list[dict], class_names: list[str], n_boot: int = 1000,
-                    seed: int = 0) -> dict:
+def comparison_cols(
+    aligned: list[tuple], pairs: list[dict], class_names: list[str], n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Group-level comparison with the baseline: the seed-mean macro-F1 difference with a two-level
     paired bootstrap CI (test images and seed pairs resampled; `stats.paired_bootstrap_mean`), the
     std of the per-seed differences (seed noise), and the largest McNemar p over the pairs."""
-    boot = paired_bootstrap_mean(aligned[0][0], [a[1] for a in aligned], [a[2] for a in aligned],
-                                 class_names, "macro_f1", n_boot, seed)
+    boot = paired_bootstrap_mean(
+        aligned[0][0], [a[1] for a in aligned], [a[2] for a in aligned], class_names, "macro_f1", n_boot, seed
+    )
     diffs = [p["macro_f1_diff"] for p in pairs]
     return {
         "n_pairs": len(pairs),
         "macro_f1_diff_mean": boot["diff"],
-        "diff_ci95_low": boot["low"], "diff_ci95_high": boot["high"], "diff_bootstrap_p": boot["p_value"],
+        "diff_ci95_low": boot["low"],
+        "diff_ci95_high": boot["high"],
+        "diff_bootstrap_p": boot["p_value"],
         "diff_seed_std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0,
         "mcnemar_p_max": float(max(p["mcnemar_p"] for p in pairs)),
     }
@@ -258,13 +281,23 @@ def majority_classes(metrics: dict, k: int = 2) -> list[str]:
 
 def convergence_rows(runs: dict[str, list[dict]]) -> list[dict]:
     """One row per run with a val curve: its convergence test (convergence.csv)."""
-    return [{"group": name, "run": r["name"], "seed": "" if r["seed"] is None else r["seed"]}
-            | r["convergence"]
-            for name, group in runs.items() for r in group if r["convergence"]]
+    return [
+        {"group": name, "run": r["name"], "seed": "" if r["seed"] is None else r["seed"]} | r["convergence"]
+        for name, group in runs.items()
+        for r in group
+        if r["convergence"]
+    ]
 
 
-def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | None = None,
-              baseline: str | None = None, n_boot: int = 1000, seed: int = 0, log=print) -> list[dict]:
+def summarize(
+    run_dirs: list[Path],
+    out_dir: Path | str,
+    groups: list[str] | None = None,
+    baseline: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    log=print,
+) -> list[dict]:
     """Summarise runs per group and write summary.csv/.md/.tex, per_class_f1.png (+ paired.csv, and
     convergence.csv with val_curves.png for runs that have an epochs.csv).
 
@@ -282,8 +315,9 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
     class_names = next(iter(runs.values()))[0]["class_names"]
     for r in (r for rs in runs.values() for r in rs):
         if r["class_names"] != class_names:
-            raise ReportError(f"{r['dir']} has classes {r['class_names']}, expected {class_names}: "
-                              "summarise runs of the same classes")
+            raise ReportError(
+                f"{r['dir']} has classes {r['class_names']}, expected {class_names}: summarise runs of the same classes"
+            )
     if baseline is not None and baseline not in runs:
         raise ReportError(f"baseline group {baseline!r} not found: choose one of {list(runs)}")
 
@@ -296,8 +330,10 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
             pairs = paired_rows(name, baseline, matched, aligned, n_boot, seed)
             unpaired = len(group) - len(pairs)
             if unpaired:
-                log(f"note: {unpaired} run(s) of {name} have no matching {baseline} run "
-                    "and are left out of the paired comparison")
+                log(
+                    f"note: {unpaired} run(s) of {name} have no matching {baseline} run "
+                    "and are left out of the paired comparison"
+                )
             row |= {"baseline": baseline} | comparison_cols(aligned, pairs, class_names, n_boot, seed)
             all_pairs += pairs
         rows.append(row)
@@ -305,25 +341,38 @@ def summarize(run_dirs: list[Path], out_dir: Path | str, groups: list[str] | Non
     checks = convergence_rows(runs)
     for c in checks:
         if not c["converged"]:
-            log(f"NOT CONVERGED: {c['run']}: {c['why']}; the last {LATE} epochs gained {c['late_gain']:+.4f} over the "
-                f"best before them")
+            log(
+                f"NOT CONVERGED: {c['run']}: {c['why']}; the last {LATE} epochs gained {c['late_gain']:+.4f} over the "
+                f"best before them"
+            )
     if checks:
         log(f"convergence: {sum(c['converged'] for c in checks)} of {len(checks)} runs converged ({RULE})")
     if baseline is not None and not all_pairs:
         log(f"note: {baseline} is the only group: nothing to compare it with, no paired.csv written")
     out_dir = Path(out_dir)  # each file below appears whole or not at all (ferkit.runtime.paths)
     write_csv(out_dir / "summary.csv", rows)
-    table = summary_table(rows, class_names, baseline, n_boot, majority_classes(next(iter(runs.values()))[0]["metrics"]))
+    table = summary_table(
+        rows, class_names, baseline, n_boot, majority_classes(next(iter(runs.values()))[0]["metrics"])
+    )
     atomic_text(out_dir / "summary.md", to_markdown(*table))
     atomic_text(out_dir / "summary.tex", to_latex(*table))
     if all_pairs:
         write_csv(out_dir / "paired.csv", all_pairs)
     if checks:
         write_csv(out_dir / "convergence.csv", checks)
-        figures.val_curves_chart({name: [r["val_curve"] for r in group if r["val_curve"]] for name, group in runs.items()},
-                                 out_dir / "val_curves.png", baseline)
-    bars = {f"{r['group']} (n={r['n_seeds']})": {"mean": [r[f"f1_{c}_mean"] for c in class_names],
-                         "std": [r[f"f1_{c}_std"] for c in class_names]} for r in rows}
-    figures.per_class_f1_chart(bars, class_names, out_dir / "per_class_f1.png",
-                               title="test per-class F1 (mean ± std over seeds)")
+        figures.val_curves_chart(
+            {name: [r["val_curve"] for r in group if r["val_curve"]] for name, group in runs.items()},
+            out_dir / "val_curves.png",
+            baseline,
+        )
+    bars = {
+        f"{r['group']} (n={r['n_seeds']})": {
+            "mean": [r[f"f1_{c}_mean"] for c in class_names],
+            "std": [r[f"f1_{c}_std"] for c in class_names],
+        }
+        for r in rows
+    }
+    figures.per_class_f1_chart(
+        bars, class_names, out_dir / "per_class_f1.png", title="test per-class F1 (mean ± std over seeds)"
+    )
     return rows

@@ -1,5 +1,6 @@
 """What the CPU is, without torch: its model name and the flags that decide ferkit's speed on
 x86-64 and aarch64. The inference path reads them to choose a backend before (or without) importing torch."""
+
 from __future__ import annotations
 
 import functools
@@ -15,8 +16,17 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "bf16")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # oneDNN's ISA names (docs "CPU Dispatcher Control") below AVX512_CORE_BF16, its first with bf16
 # instructions: ONEDNN_MAX_CPU_ISA (or the older DNNL_MAX_CPU_ISA) set to one of them keeps oneDNN off bf16.
-ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS",
-                            "AVX512_CORE", "AVX512_CORE_VNNI")
+ONEDNN_ISAS_WITHOUT_BF16 = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_MIC",
+    "AVX512_MIC_4OPS",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+)
 
 
 @functools.cache

@@ -1,4 +1,5 @@
 """Device, precision and thread choices, made in one place."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,10 +37,16 @@ def cpu_info() -> dict:
     flags (where the OS tells them), the kernels PyTorch dispatches to, whether bfloat16 runs natively,
     and the torch version. Works on any OS: without /proc/cpuinfo the model comes from `platform`."""
     model, flags = cpu_flags()
-    return {"cpu_model": model or platform.processor() or platform.machine() or "unknown",
-            "cpu_flags": list(flags), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_supports_bf16(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {
+        "cpu_model": model or platform.processor() or platform.machine() or "unknown",
+        "cpu_flags": list(flags),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": cpu_supports_bf16(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def describe_cpu() -> str:
@@ -117,10 +124,14 @@ def amp_notice(device: torch.device | str, amp: bool) -> str | None:
         return None
     if device.type == "cpu":
         if onednn_isa_without_bf16():
-            return ("--amp: ONEDNN_MAX_CPU_ISA holds oneDNN below its bfloat16 kernels, where it would emulate "
-                    "bf16 at about half of float32's speed: running in float32")
-        return ("--amp: this CPU has no native bfloat16 (AVX-512 BF16, AMX or Arm's BF16; oneDNN would emulate "
-                "it at about half of float32's speed): running in float32")
+            return (
+                "--amp: ONEDNN_MAX_CPU_ISA holds oneDNN below its bfloat16 kernels, where it would emulate "
+                "bf16 at about half of float32's speed: running in float32"
+            )
+        return (
+            "--amp: this CPU has no native bfloat16 (AVX-512 BF16, AMX or Arm's BF16; oneDNN would emulate "
+            "it at about half of float32's speed): running in float32"
+        )
     return f"--amp: no mixed precision on {device.type}: running in float32"
 
 
@@ -141,4 +152,3 @@ def set_threads(threads: int | None = None) -> None:
         torch.set_num_threads(threads)
     elif "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-

@@ -19,6 +19,7 @@ What makes N processes train the same model as one process at the same global ba
 - Only rank 0 validates, writes files and logs. Checkpoints hold the unwrapped model, and the
   global batch is the run's `batch_size` whatever N is, so a last.pt resumes on any number of processes.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """How the process hands memory back to the OS (glibc's malloc settings), without torch: the
 training loop, the inference path and the service all use it, and the inference path may run in an
 install without torch."""
+
 from __future__ import annotations
 
 import ctypes
@@ -32,9 +33,12 @@ def keep_freed_memory() -> bool:
     in the environment, or when the user set `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or
     malloc tunables in `GLIBC_TUNABLES` (their choice wins). Returns True when it was applied.
     """
-    if os.environ.get("FERKIT_MALLOC") == "default" \
-            or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")) \
-            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or platform.libc_ver()[0] != "glibc":
+    if (
+        os.environ.get("FERKIT_MALLOC") == "default"
+        or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+        or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+        or platform.libc_ver()[0] != "glibc"
+    ):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -13,6 +13,7 @@ about your files"):
   kill or a full disk leaves the earlier file (or none), never a partial one; a full disk is one
   line, "no space left on DEVICE writing PATH".
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,14 +47,19 @@ class OutputError(ValueError):
 def special_kind(mode: int) -> str | None:
     """What a file that is neither a regular file nor a folder is ("a FIFO", ...), from its st_mode;
     None for a regular file or a folder. Reading a FIFO blocks until someone writes to it."""
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return None
 
 
 # ---------------------------------------------------------------------------- the guard
+
 
 def _resolved(path: str | Path) -> Path:
     return Path(os.path.realpath(os.path.expanduser(path)))  # Path.resolve raises on a symlink loop
@@ -101,9 +107,17 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
-def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), kind: str = "file",
-                 force: bool = False, files: Iterable[str] = (), not_into: Iterable[str] = (),
-                 what: str = "--out", force_flag: str = "--force") -> Path:
+def check_output(
+    path: str | Path,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    kind: str = "file",
+    force: bool = False,
+    files: Iterable[str] = (),
+    not_into: Iterable[str] = (),
+    what: str = "--out",
+    force_flag: str = "--force",
+) -> Path:
     """Check an output before any work starts; return it as a Path, or raise a one-line OutputError.
 
     kind "file": `path` is the file to write. kind "dir": `path` is a folder into which the command
@@ -141,7 +155,9 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
             raise OutputError(f"{what} {out} holds a training run ({', '.join(run)}): write elsewhere")
         for name in files:
             if (out / name).is_dir():
-                raise OutputError(f"{what} {out} holds a folder {name}, where ferkit writes a file: choose another folder")
+                raise OutputError(
+                    f"{what} {out} holds a folder {name}, where ferkit writes a file: choose another folder"
+                )
     if not force:
         found = [out] if kind == "file" and out.exists() else [out / n for n in files if (out / n).exists()]
         if found:
@@ -152,6 +168,7 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
 
 
 # ---------------------------------------------------------------------------- writing
+
 
 def device_of(path: str | Path) -> str:
     """The file system a path lies on, for a message: "/dev/sda1 (mounted at /data)", else the mount point."""
@@ -171,8 +188,9 @@ def device_of(path: str | Path) -> str:
 
 
 def no_space(path: str | Path) -> OutputError:
-    return OutputError(f"no space left on {device_of(path)} writing {path}: nothing was replaced; free some "
-                       f"space or write elsewhere")
+    return OutputError(
+        f"no space left on {device_of(path)} writing {path}: nothing was replaced; free some space or write elsewhere"
+    )
 
 
 def write_error(e: OSError, path: str | Path) -> OutputError:
@@ -195,6 +213,7 @@ _UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 def _open_temp(path: Path, binary: bool, encoding: str | None, newline: str | None) -> tuple[IO[Any], Path | None]:
     """(a writable file next to `path`, its temporary name or None when it has none yet)."""
+
     def wrap(fd: int) -> IO[Any]:
         if binary:
             return os.fdopen(fd, "wb")
@@ -230,8 +249,10 @@ def _place(source: str | Path, path: Path, overwrite: bool) -> None:
     try:
         _link(source, path)
     except FileExistsError:
-        raise OutputError(f"{path} appeared while ferkit was writing it (another process?): it was left as it "
-                          f"is; pass --force to replace it") from None
+        raise OutputError(
+            f"{path} appeared while ferkit was writing it (another process?): it was left as it "
+            f"is; pass --force to replace it"
+        ) from None
 
 
 def _commit(f: IO[Any], temp: Path | None, path: Path, overwrite: bool) -> None:
@@ -252,8 +273,15 @@ def _commit(f: IO[Any], temp: Path | None, path: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "wb", *, overwrite: bool = True, durable: bool = True,
-                encoding: str | None = None, newline: str | None = None) -> Iterator[IO[Any]]:
+def atomic_file(
+    path: str | Path,
+    mode: str = "wb",
+    *,
+    overwrite: bool = True,
+    durable: bool = True,
+    encoding: str | None = None,
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
     """Open `path` for writing ("wb" or "w"); it appears, whole, when the block ends without an error.
 
     An exception in the block (a kill, a full disk) leaves the earlier file, or none. `overwrite`
@@ -287,8 +315,9 @@ def atomic_file(path: str | Path, mode: str = "wb", *, overwrite: bool = True, d
                 temp.unlink()
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], *, overwrite: bool = True,
-                 durable: bool = True) -> Path:
+def atomic_write(
+    path: str | Path, write: Callable[[IO[bytes]], Any], *, overwrite: bool = True, durable: bool = True
+) -> Path:
     """Write `path` with `write(binary file)` through `atomic_file`; returns the path."""
     with atomic_file(path, "wb", overwrite=overwrite, durable=durable) as f:
         write(f)

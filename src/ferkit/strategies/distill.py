@@ -12,6 +12,7 @@ batch the student sees, augmentation and mixing included; stored logits were com
 un-augmented images, which is cheaper but gives the student the teacher's view of another image
 than the one it trains on (docs/TRAINING.md, "Distillation").
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,30 +81,38 @@ def teacher_paths(spec: str) -> list[Path]:
     """The files of a `--teacher` value: one path, or several separated by commas."""
     paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
     if not paths:
-        raise TeacherError("--teacher is empty: give a checkpoint, several separated by commas, or a .npz of teacher logits")
+        raise TeacherError(
+            "--teacher is empty: give a checkpoint, several separated by commas, or a .npz of teacher logits"
+        )
     for p in paths:
         if not p.is_file():
             raise TeacherError(f"no teacher file at {p}")
     return paths
 
 
-def load_teacher(spec: str, class_names: list[str], data_key: str, n_train: int, space: str,
-                 device: torch.device) -> ModelTeacher | StoredTeacher:
+def load_teacher(
+    spec: str, class_names: list[str], data_key: str, n_train: int, space: str, device: torch.device
+) -> ModelTeacher | StoredTeacher:
     """The teacher of a run, checked against its data: the same classes in the same order, and for
     stored logits the same dataset (its content key) and number of training images."""
     paths = teacher_paths(spec)
     if len(paths) == 1 and paths[0].suffix == ".npz":
         stored = read_teacher_logits(paths[0])
         if stored["class_names"] != list(class_names):
-            raise TeacherError(f"{paths[0]} holds logits for classes {', '.join(stored['class_names'])}, "
-                               f"but this run's are {', '.join(class_names)}")
+            raise TeacherError(
+                f"{paths[0]} holds logits for classes {', '.join(stored['class_names'])}, "
+                f"but this run's are {', '.join(class_names)}"
+            )
         if stored["key"] != data_key or len(stored["train"]) != n_train:
-            raise TeacherError(f"{paths[0]} was computed on another dataset (key {stored['key']}, "
-                               f"{len(stored['train'])} training images): recompute it on this one")
+            raise TeacherError(
+                f"{paths[0]} was computed on another dataset (key {stored['key']}, "
+                f"{len(stored['train'])} training images): recompute it on this one"
+            )
         return StoredTeacher(torch.from_numpy(stored["train"]).float().to(device))
     if any(p.suffix == ".npz" for p in paths):
         raise TeacherError("a .npz of teacher logits is a teacher on its own: do not mix it with checkpoints")
     from ferkit.models import CheckpointError, load_model  # the one safe checkpoint reader
+
     models = []
     for p in paths:
         try:
@@ -111,8 +120,10 @@ def load_teacher(spec: str, class_names: list[str], data_key: str, n_train: int,
         except CheckpointError as e:
             raise TeacherError(f"teacher {p}: {e}") from None
         if list(info["class_names"]) != list(class_names):
-            raise TeacherError(f"teacher {p} predicts {', '.join(info['class_names'])}, "
-                               f"but this run's classes are {', '.join(class_names)}")
+            raise TeacherError(
+                f"teacher {p} predicts {', '.join(info['class_names'])}, "
+                f"but this run's classes are {', '.join(class_names)}"
+            )
         # nn.Module.to takes memory_format (as Tensor.to does); torch's overloads of it leave it out
         models.append(model.to(device, memory_format=torch.channels_last))  # type: ignore[call-overload]
     return ModelTeacher(models, space)
@@ -137,14 +148,22 @@ def read_teacher_logits(path: Path) -> dict:
         raise TeacherError(f"{path} cannot be read as teacher logits ({type(e).__name__}: {e})") from None
 
 
-def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device: torch.device | str = "cpu",
-                        batch_size: int = 512, amp: bool = True) -> Path:
+def save_teacher_logits(
+    spec: str,
+    data,
+    out: Path,
+    space: str = "prob",
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+    amp: bool = True,
+) -> Path:
     """Run a teacher (one checkpoint or an ensemble) once over every split's un-augmented images
     and store its logits, float16, with the data's key and class names. The file is what
     `--teacher FILE.npz` reads; val and test logits are kept for reporting the teacher. `amp`: in
     bfloat16 where it runs natively (the logits are stored in float16 anyway)."""
     from ferkit.data.augment import to_input
     from ferkit.runtime.device import autocast
+
     device = torch.device(device)
     teacher = load_teacher(spec, data.class_names, data.key, len(data.splits["train"]), space, device)
     if not isinstance(teacher, ModelTeacher):
@@ -153,11 +172,25 @@ def save_teacher_logits(spec: str, data, out: Path, space: str = "prob", device:
     for split in ("train", "val", "test"):
         images = torch.from_numpy(data.splits[split].images)
         with autocast(device, amp), torch.inference_mode():
-            chunks = [teacher.logits(to_input(images[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)).float()
-                      for i in range(0, len(images), batch_size)]
+            chunks = [
+                teacher.logits(
+                    to_input(images[i : i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+                ).float()
+                for i in range(0, len(images), batch_size)
+            ]
         arrays[f"{split}_logits"] = torch.cat(chunks).cpu().numpy().astype(np.float16)
     from ferkit.runtime.paths import atomic_write  # whole or not at all, never over an existing file
+
     # numpy's stubs match **arrays against savez_compressed's allow_pickle: bool (hence the ignore)
-    return atomic_write(out, lambda f: np.savez_compressed(
-        f, format=np.array(LOGITS_FORMAT), class_names=np.array(data.class_names), key=np.array(data.key),
-        teachers=np.array([str(p) for p in teacher_paths(spec)]), **arrays), overwrite=False)  # type: ignore[arg-type]
+    return atomic_write(
+        out,
+        lambda f: np.savez_compressed(
+            f,
+            format=np.array(LOGITS_FORMAT),
+            class_names=np.array(data.class_names),
+            key=np.array(data.key),
+            teachers=np.array([str(p) for p in teacher_paths(spec)]),
+            **arrays,  # type: ignore[arg-type]
+        ),
+        overwrite=False,
+    )

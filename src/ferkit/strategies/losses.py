@@ -2,6 +2,7 @@
 
 Class weights (re-weighting) are an independent choice: any loss takes an optional `weight`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -78,8 +79,14 @@ class LDAMLoss(CrossEntropy):
 
     margin: torch.Tensor  # a buffer
 
-    def __init__(self, counts: np.ndarray, max_margin: float = 0.5, s: float = 30.0,
-                 weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        counts: np.ndarray,
+        max_margin: float = 0.5,
+        s: float = 30.0,
+        weight: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ):
         super().__init__(weight, label_smoothing)
         m = np.power(np.asarray(counts, dtype=np.float64), -0.25)
         self.register_buffer("margin", torch.tensor(s * max_margin * m / m.max(), dtype=torch.float32))
@@ -95,10 +102,10 @@ class LossSpec:
 
     counts: np.ndarray
     weight: torch.Tensor | None = None
-    gamma: float = 2.0            # focal
-    tau: float = 1.0              # logit adjustment
+    gamma: float = 2.0  # focal
+    tau: float = 1.0  # logit adjustment
     label_smoothing: float = 0.0
-    head_scale: float = 30.0      # the cosine/arcface head's s (LDAM's margins are in its units)
+    head_scale: float = 30.0  # the cosine/arcface head's s (LDAM's margins are in its units)
 
     @property
     def log_prior(self) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) on a batch, drawn from the run's generator."""
+
 from __future__ import annotations
 
 import torch
 
 
-def mix_batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, mixup: float = 0.0,
-              cutmix: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+def mix_batch(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, mixup: float = 0.0, cutmix: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Return (mixed x, y_a, y_b, lam); the loss is lam * L(y_a) + (1 - lam) * L(y_b).
 
     With both alphas set, each batch uses one of the two at random (as timm does).

@@ -5,6 +5,7 @@ with probability prop. to n_c x weight_c).
 A new sampler is one class and one line in SAMPLERS; `--sampler name` then trains with it
 (docs/DESIGN.md "Adding a strategy").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

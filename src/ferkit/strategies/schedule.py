@@ -10,6 +10,7 @@ Re-balancing is made of independent choices (as in LDAM-DRW, Cao et al. 2019):
 the model's effective training prior (what the calibrated probabilities are relative to) comes
 from the same answer. A new sampler or deferral rule is one class and one registry line.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,11 +68,21 @@ def for_epoch(cfg: Any, counts: np.ndarray, epoch: int) -> EpochStrategy:
     with its strategy fields) and the training set's class counts."""
     on = DEFERRALS[cfg.defer]
     counts = np.asarray(counts)
-    weights = (class_weights(counts, cfg.weight_mode, cfg.beta)
-               if cfg.weight_mode and on(epoch, cfg.reweight_from, cfg.epochs) else None)
+    weights = (
+        class_weights(counts, cfg.weight_mode, cfg.beta)
+        if cfg.weight_mode and on(epoch, cfg.reweight_from, cfg.epochs)
+        else None
+    )
     # wce is CE weighted: before its weights apply (deferred), plain CE; without any, make_loss refuses it.
     loss_name = "ce" if cfg.loss == "wce" and weights is None and cfg.weight_mode else cfg.loss
-    loss = make_loss(loss_name, counts, weights, gamma=cfg.gamma, tau=cfg.tau,
-                     label_smoothing=cfg.label_smoothing, head_scale=cfg.arc_s)
+    loss = make_loss(
+        loss_name,
+        counts,
+        weights,
+        gamma=cfg.gamma,
+        tau=cfg.tau,
+        label_smoothing=cfg.label_smoothing,
+        head_scale=cfg.arc_s,
+    )
     sample = sampler_of(cfg).class_weights(counts) if on(epoch, cfg.resample_from, cfg.epochs) else None
     return EpochStrategy(loss, weights, sample)

@@ -1,4 +1,5 @@
 """Per-class loss weights from the training class counts."""
+
 from __future__ import annotations
 
 import numpy as np
