@@ -88,7 +88,7 @@ LAYERS = [  # lowest first; the same list as docs/DESIGN.md "Source layout"
     ["ferkit.evaluate"],
     ["ferkit.train"],
     ["ferkit.posthoc"],
-    ["ferkit.pretrained", "ferkit.experiments"],
+    ["ferkit.pretrained", "ferkit.card", "ferkit.experiments"],
     ["ferkit.infer"],
     ["ferkit.commands"],
     ["ferkit.cli", "ferkit.__main__", "ferkit"],

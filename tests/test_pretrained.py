@@ -46,6 +46,42 @@ def test_pack_chooses_tta_on_val_and_eval_uses_it(tmp_path):
     assert again["tta"] == ckpt["config"]["tta"] and again["macro_f1"] == card["test"]["macro_f1"]
 
 
+def _tables(text: str) -> list[list[list[str]]]:
+    """The markdown tables of a text, in order: each a list of rows of cells (the header row first)."""
+    tables, rows = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            tables, rows = tables + [rows], []
+    return tables
+
+
+def test_pack_records_the_tta_given_single_view_by_default_and_the_card_headlines_it(tmp_path):
+    """The TTA a packed model records is what predict, serve and Predictor run by default, so the card's
+    first metrics table is at it; the other modes are a second, labelled table, which `ferkit eval --tta` repeats."""
+    runs = _tiny_run(tmp_path)
+    for args, mode, other in (([], "none", "crops"), (["--tta", "crops"], "crops", "none")):
+        out = tmp_path / mode / "m.pt"
+        assert main(["pack", str(runs / "r" / "best.pt"), "--out", str(out), *args]) == 0
+        assert torch.load(out, weights_only=False)["config"]["tta"] == mode
+        card = json.loads((tmp_path / mode / "m.pt.metrics.json").read_text())
+        assert card["tta"] == card["config"]["tta"] == mode and set(card["tta_figures"]) == {"none", "flip", "crops"} - {mode}
+        text = (tmp_path / mode / "m.md").read_text()
+        headline, *rest = _tables(text.split("## Metrics")[1])
+        assert headline[0][:2] == ["TTA", "precision"] and headline[1][:2] == [mode, "float32 (reference)"]
+        assert headline[1][-1] == f"{card['test']['macro_f1']:.4f}" and len(headline) == 2
+        assert "run by default" in text and ("single view (TTA `none`)" in text) == (mode == "none")
+        second = _tables(text.split("### Other test-time augmentation")[1])[0]
+        row = next(r for r in second if r[0] == other)
+        assert row[-1] == f"{card['tta_figures'][other]['test']['macro_f1']:.4f}", row
+        assert ("--tta crops" in text.split("```bash")[1].split("```")[0]) == (mode == "crops")
+        assert main(["eval", str(out), "--tta", other, "--out", str(tmp_path / f"ev-{mode}")]) == 0
+        again = json.loads((tmp_path / f"ev-{mode}" / "metrics.json").read_text())
+        assert again["macro_f1"] == card["tta_figures"][other]["test"]["macro_f1"]
+
+
 def test_card_of_a_posthoc_model_gives_every_command(tmp_path):
     runs = _tiny_run(tmp_path)
     adjusted = runs / "r" / "la.pt"

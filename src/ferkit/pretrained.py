@@ -2,12 +2,14 @@
 
 `pack(run_checkpoint, out)` keeps only what inference needs, stores the weights in float16
 (half the size), then evaluates *the packed file itself* on val and test, so that
-`ferkit eval out` reproduces the card's numbers exactly. With `tta="auto"` the test-time
-augmentation is chosen on val (the highest val macro-F1; the cheaper mode on a tie) before test is
-ever evaluated, and saved in the file's config so that `ferkit eval` uses it. A calibrated
-checkpoint (`ferkit posthoc --method temperature`) keeps its record, which is also written into the
-metadata of its ONNX siblings (`write_onnx_calibration`), and its card shows the measures before and
-after the temperature and the figures under each class prior (`calibration_figures`).
+`ferkit eval out` reproduces the card's numbers exactly. The file records one test-time augmentation,
+the one `ferkit predict`, `serve` and `Predictor` run by default, and the card headlines it: by default
+`none` (one view); `tta="auto"` chooses it on val (the highest val macro-F1; the cheaper mode on a tie)
+before test is ever evaluated. The other TTA modes are measured too, as the card's labelled second table
+(`tta_figures`). A calibrated checkpoint (`ferkit posthoc --method temperature`) keeps its record, which
+is also written into the metadata of its ONNX siblings (`write_onnx_calibration`), and its card shows the
+measures before and after the temperature and the figures under each class prior (`calibration_figures`).
+The card's markdown is `ferkit.card`'s.
 """
 from __future__ import annotations
 
@@ -15,13 +17,12 @@ import csv
 import json
 from pathlib import Path
 
-from ferkit.calibration import PRIORS
+from ferkit.card import model_card
 from ferkit.data import load_data
 from ferkit.evaluate import calibration_figures, evaluate_run, output_files, progress_bar
-from ferkit.runtime.paths import SHIPPED_DIR, atomic_text, check_output
 from ferkit.models import count_macs, count_parameters, load_model, read_checkpoint, save_checkpoint
-from ferkit.tta import TTA_MODES
-
+from ferkit.runtime.paths import SHIPPED_DIR, atomic_text, check_output
+from ferkit.tta import TTA_MODES, tta_mode
 
 CARD_PRECISION = "float32"  # a card's reference figures: the precision every CPU computes alike
 # How far another CPU may move a card's float32 test predictions and still "reproduce" it:
@@ -35,27 +36,15 @@ CARD_TOLERANCE = {"changed_predictions": 3,
 
 
 def _machine() -> str:
-    from ferkit.runtime.device import describe_cpu  # named once per card: "AMD EPYC [avx2 ...], torch kernels AVX512, ..."
+    from ferkit.runtime.device import (
+        describe_cpu,  # named once per card: "AMD EPYC [avx2 ...], torch kernels AVX512, ..."
+    )
     return describe_cpu()
-
-
-def _command(cfg: dict) -> str:
-    """The `ferkit train` command line that reproduces a run configuration."""
-    skip = {"resume", "device", "preset"}
-    from ferkit.config import RunConfig
-    defaults = RunConfig().to_dict()
-    parts = ["ferkit train"]
-    for k, v in cfg.items():
-        if k in skip or v is None or v == defaults.get(k):
-            continue
-        parts.append(f"--{k}" if v is True else f"--{k} {v}")
-    return " ".join(parts)
 
 
 def choose_tta(ckpt_path: Path, data, amp: bool = False) -> tuple[str, dict[str, float]]:
     """The TTA mode with the highest val macro-F1, and the val macro-F1 of every mode (test is not looked at)."""
-    from ferkit.evaluate import compute_metrics, predict_proba
-    from ferkit.evaluate import match_classes
+    from ferkit.evaluate import compute_metrics, match_classes, predict_proba
 
     model, info = load_model(ckpt_path)
     val = match_classes(data, info["class_names"]).splits["val"]
@@ -65,12 +54,29 @@ def choose_tta(ckpt_path: Path, data, amp: bool = False) -> tuple[str, dict[str,
     return max(TTA_MODES, key=lambda m: (scores[m], -TTA_MODES.index(m))), scores
 
 
+def tta_figures(ckpt_path: Path, data, modes) -> dict[str, dict]:
+    """Accuracy, macro-F1 and per-class F1 on val and test of each TTA mode in `modes` (float32, on the CPU):
+    the card's second table, beside the headline at the recorded TTA."""
+    from ferkit.evaluate import compute_metrics, match_classes, predict_proba
+
+    model, info = load_model(ckpt_path)
+    data, out = match_classes(data, info["class_names"]), {}
+    for mode in modes:
+        for split in ("val", "test"):
+            s = data.splits[split]
+            m = compute_metrics(s.labels, predict_proba(model, s.images, "cpu", False, mode).argmax(1), info["class_names"])
+            out.setdefault(mode, {})[split] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                                               "per_class_f1": dict(zip(info["class_names"], m["per_class_f1"]))}
+    return out
+
+
 def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, title: str | None = None,
-         log=print, tta: str | None = None, force: bool = False) -> dict:
+         log=print, tta: str | None = "none", force: bool = False) -> dict:
     """Write `out` (float16 checkpoint), `out`.md (model card) and `out`.metrics.json; return test metrics.
 
-    tta: "none", "flip" or "crops" sets the shipped model's test-time augmentation, "auto" picks it on
-    val; None keeps the run's. Every output is checked before any work (`check_output`: never the
+    tta: the test-time augmentation the shipped model records, which predict, serve and Predictor run
+    by default and the card headlines: "none" (one view, the default), "flip" or "crops"; "auto" picks
+    it on val; None keeps the run's. The other modes are the card's second table. Every output is checked before any work (`check_output`: never the
     checkpoint packed or the data; an earlier one replaced only with `force`) and written whole.
     """
     ckpt = read_checkpoint(ckpt_path)
@@ -112,7 +118,8 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
         write_onnx_calibration(sibling, keep.get("calibration"))
     eval_dir = out.parent / f"{out.stem}-eval"
     # The card's figures are float32 whatever the run trained in: the portable precision (bench/precision.py).
-    test = evaluate_run(out, data, eval_dir, False, cfg.get("tta", False), log=log)
+    mode = tta_mode(cfg.get("tta"))
+    test = evaluate_run(out, data, eval_dir, False, mode, log=log)
     val = json.loads((eval_dir / "metrics_val.json").read_text())
     model, _ = load_model(out)
     base = model.model if hasattr(model, "model") else model
@@ -122,9 +129,12 @@ def pack(ckpt_path: str | Path, out: str | Path, data_root: str | None = None, t
                "tolerance": CARD_TOLERANCE, "test_predictions": predicted_classes(eval_dir / "predictions.csv"),
                "other_precisions": previous,
                "parameters": count_parameters(base), "macs_per_image": count_macs(base),
-               "file_bytes": out.stat().st_size, "training": keep["training"], "config": cfg,
-               "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection"),
-               "packed_from": str(ckpt_path), "calibration": calibration_figures(out, data, cfg.get("tta"), keep["calibration"]) if keep.get("calibration") else None}
+               "file_bytes": out.stat().st_size, "training": keep["training"], "config": cfg, "tta": mode,
+               "tta_figures": tta_figures(out, data, [m for m in TTA_MODES if m != mode]),
+               "posthoc": ckpt.get("posthoc"), "tta_selection": keep.get("tta_selection"), "packed_from": str(ckpt_path),
+               # single view and the recorded TTA, or crops when that is single view: T per mode is shown for both
+               "calibration": calibration_figures(out, data, "crops" if mode == "none" else mode, keep["calibration"])
+               if keep.get("calibration") else None}
     atomic_text(Path(str(out) + ".metrics.json"), json.dumps(summary, indent=2))
     atomic_text(card, model_card(out, summary, title))
     log(f"packed {out} ({out.stat().st_size / 1e6:.1f} MB), card {out.with_suffix('.md')}")
@@ -150,154 +160,20 @@ def write_onnx_calibration(path: str | Path, calibration: dict | None) -> Path:
 
 def _previous_card(out: Path) -> list[dict]:
     """The figures of an earlier card of `out` measured in another precision than the card's
-    (older cards were evaluated as their run trained: bfloat16 with --amp), to keep as labelled columns."""
+    (older cards were evaluated as their run trained: bfloat16 with --amp), to keep as labelled rows,
+    each with the TTA it was measured at (an entry without one was at its card's recorded TTA)."""
     path = Path(str(out) + ".metrics.json")
     if not path.is_file():
         return []
     old = json.loads(path.read_text())
-    kept = [o for o in old.get("other_precisions", []) if o["precision"] != CARD_PRECISION]
+    old_tta = tta_mode(old.get("tta", old.get("config", {}).get("tta")))
+    kept = [{"tta": old_tta} | o for o in old.get("other_precisions", []) if o["precision"] != CARD_PRECISION]
     was = old.get("precision", "bfloat16" if old.get("config", {}).get("amp") else "float32")
     if was != CARD_PRECISION:
-        kept.append({"precision": was, "evaluated_on": old.get("evaluated_on", old.get("training", {}).get("machine")),
+        kept.append({"precision": was, "tta": old_tta, "evaluated_on": old.get("evaluated_on", old.get("training", {}).get("machine")),
                      "val": {k: old["val"][k] for k in ("accuracy", "macro_f1")},
                      "test": {k: old["test"][k] for k in ("accuracy", "macro_f1")}})
     return kept
-
-
-def _commands(path: Path, s: dict) -> str:
-    """The commands that rebuild a shipped model: train, post-hoc adjustment (if any), temperature
-    scaling (if any: before packing, or after it on the packed file itself), pack."""
-    import os
-
-    cfg, cal, packed = s["config"], s.get("calibration"), s.get("packed_from")
-    best = f"{cfg.get('runs_dir', 'runs')}/{cfg.get('exp')}/best.pt"
-    lines = [_command({k: v for k, v in cfg.items() if not (k == "tta" and s.get("tta_selection"))})]
-    after = bool(cal and packed) and os.path.normpath(str(cal.get("source"))) == os.path.normpath(str(path))
-    before = bool(cal and packed) and not after
-    source = best
-    if s.get("posthoc"):
-        source = cal["source"] if before else s["training"]["source"]  # the adjusted checkpoint
-        lines.append(f"ferkit posthoc {best} --method {s['posthoc']['method']} --out {source}")
-    if before:
-        lines.append(f"ferkit posthoc {source} --method temperature --out {packed}")
-        source = packed
-    lines.append(f"ferkit pack {source} --out {path}" + (" --tta auto" if s.get("tta_selection") else ""))
-    if after:  # fitted on the packed file's own float16 weights, then packed again
-        lines += [f"ferkit posthoc {path} --method temperature --out {packed}", f"ferkit pack {packed} --out {path} --force"]
-    return "\n".join(lines)
-
-
-def _calibration_section(path: Path, s: dict) -> str:
-    """The card's calibration and class-prior tables (`calibration_figures`), or nothing."""
-    c = s.get("calibration")
-    if not c:
-        return ""
-    f = lambda r, k: f"{r['before'][k]:.4f} -> {r['after'][k]:.4f}"  # noqa: E731
-    rows = "\n".join(f"| {r['split']} | {r['tta']} | {r['temperature']:.3f} | {f(r, 'ece')} | {f(r, 'classwise_ece')} | "
-                     f"{f(r, 'nll')} | {f(r, 'brier')} |" for r in c["rows"])
-    test1 = next(r for r in c["rows"] if r["split"] == "test" and r["tta"] == "none")
-    ece, train = test1["after"]["ece"], test1["priors"]["train"]["ece"]
-    verdict = (f"After scaling, test ECE single view is {ece:.4f}, within the 0.03 aimed at." if ece <= 0.03 else
-               f"After scaling, test ECE single view is {ece:.4f}, above the 0.03 aimed at" + (
-                   f": one temperature cannot undo a prior other than test's, and this model's learned prior is "
-                   f"not the natural one; re-weighted to the train prior (`--prior train`) its test ECE is {train:.4f}."
-                   if train < ece else "."))
-    for r in c["rows"]:  # said where val's choice of T does not carry over to test
-        if r["split"] == "test" and r["tta"] != "none" and r["after"]["ece"] > r["before"]["ece"]:
-            v = next(x for x in c["rows"] if x["split"] == "val" and x["tta"] == r["tta"])
-            verdict += (f" With TTA {r['tta']} the averaged probabilities are nearly calibrated already: the T that val "
-                        f"chose (val ECE {v['before']['ece']:.4f} -> {v['after']['ece']:.4f}) raises test ECE from "
-                        f"{r['before']['ece']:.4f} to {r['after']['ece']:.4f}; `--no-calibration` keeps the raw ones.")
-    names = list(s["test"]["per_class_f1"])
-    show = lambda p: ", ".join(f"{n} {v:.3f}" for n, v in zip(names, p))  # noqa: E731
-    priors = "\n".join(f"| {name} | {r['tta']} | {r['priors'][name]['accuracy']:.4f} | {r['priors'][name]['macro_f1']:.4f} | "
-                       f"{r['priors'][name]['ece']:.4f} |" for r in c["rows"] if r["split"] == "test" for name in PRIORS)
-    return f"""
-## Calibration
-
-`Predictor`, `ferkit predict` and `ferkit serve` divide this model's log-probabilities, averaged over the
-TTA views, by a temperature T fitted by NLL on {c['fitted_on']} for that TTA mode ({c['precision']}; test is
-not read; averaged views are softer and need less): {', '.join(f'{m} {t:.3f}' for m, t in (c.get('temperatures') or {'none': c['temperature']}).items())}.
-`--no-calibration` gives the raw scores. T changes no prediction, so no figure above. Before -> after;
-ECE on the top class in 15 equal-width bins, class-wise ECE averaged over the classes, NLL of the
-true class, Brier score (0 to 2):
-
-| split | TTA | T | ECE | class-wise ECE | NLL | Brier |
-|---|---|---|---|---|---|---|
-{rows}
-
-{verdict}
-
-## The class prior
-
-Learned by this model (its sampler and loss, `ferkit.calibration.effective_prior`): {show(c['model_prior'])}.
-FER-2013 train's: {show(c['train_prior'])}. `--prior` re-weights the calibrated probabilities by
-pi_new / pi_model (docs/INFERENCE.md): `model` leaves them, `train` assumes train's frequencies, `uniform`
-equal ones. On test (T applied):
-
-| prior | TTA | accuracy | macro-F1 | ECE |
-|---|---|---|---|---|
-{priors}
-"""
-
-
-def model_card(path: Path, s: dict, title: str | None) -> str:
-    cfg, tr = s["config"], s["training"]
-    names = list(s["test"]["per_class_f1"])
-    rows = "\n".join(f"| {c} | {s['val']['per_class_f1'][c]:.3f} | {s['test']['per_class_f1'][c]:.3f} |" for c in names)
-    minutes = f"{tr['seconds'] / 60:.1f} minutes" if tr["seconds"] else "unknown"
-    ph = ""
-    if s.get("posthoc"):
-        p = s["posthoc"]
-        ph = (f"\nPost-hoc adjustment, tuned on val only: `{p['method']}`" + (f" (tau {p['tau']})" if "tau" in p else "")
-              + f", val macro-F1 {p['val_macro_f1']:.4f} before TTA (the search is in `{path.name}.metrics.json`).\n")
-    int8, int8_metrics = "", path.with_suffix(".int8.onnx.metrics.json")
-    if int8_metrics.is_file():  # `ferkit export --int8` made one: its cost, from its metrics file
-        calib = json.loads(int8_metrics.read_text(encoding="utf-8"))["calibration"]
-        int8 = (f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on {calib['images']} "
-                f"{calib['split']} images; measured against float32 with the TTA above by `ferkit export {path} --int8`:\n\n"
-                "<!-- report:int8 -->\n<!-- /report:int8 -->\n")
-    if s.get("tta_selection"):
-        ph += ("\nTTA chosen on val macro-F1: " + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())
-               + f" -> `{cfg.get('tta')}`.\n")
-    return f"""# {title or path.stem}
-
-`{path.name}`: {cfg.get('arch')} with a {cfg.get('head')} head, {s['parameters']:,} parameters,
-{s['macs_per_image'] / 1e6:.1f} M multiply-adds per 48x48 image, {s['file_bytes'] / 1e6:.1f} MB (float16 weights).
-
-## Recipe
-loss `{cfg.get('loss')}`, sampler `{cfg.get('sampler')}` (q {cfg.get('sample_q')}), class weights `{cfg.get('weight_mode')}`,
-{cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, {cfg.get('optimizer', 'adam')} lr {cfg.get('lr')}, seed {cfg.get('seed')},
-amp {cfg.get('amp')} (training), TTA {cfg.get('tta')}. Checkpoint: best val macro-F1 (epoch chosen on val only).
-{ph}
-```bash
-{_commands(path, s)}
-```
-Training time: {minutes} on {tr['machine']}.
-
-## Metrics (FER-2013; val = PublicTest, test = PrivateTest, evaluated from this file)
-
-{_metrics_table(s)}
-
-| class | val F1 | test F1 |
-|---|---|---|
-{rows}
-
-Reproduce: `ferkit eval {path} --data_root /path/to/fer2013.zip` (float32, TTA `{cfg.get('tta')}`), or
-`ferkit quickstart /path/to/fer2013.zip` for every shipped model. It counts as reproduced when at most
-{s.get('tolerance', {}).get('changed_predictions', 0)} of the 3,589 test predictions differ from this card's own: {s.get('tolerance', {}).get('why', '')}.
-{int8}{_calibration_section(path, s)}"""
-
-
-def _metrics_table(s: dict) -> str:
-    """Accuracy and macro-F1 per split: the card's float32 figures, then each other precision's, labelled."""
-    rows = [(f"{s.get('precision', 'float32')} (reference)", s.get("evaluated_on", "-"), s)]
-    rows += [(o["precision"], o["evaluated_on"], o) for o in s.get("other_precisions") or []]
-    lines = ["| precision | evaluated on | val accuracy | val macro-F1 | test accuracy | test macro-F1 |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {where} | {r['val']['accuracy']:.4f} | {r['val']['macro_f1']:.4f} | "
-              f"{r['test']['accuracy']:.4f} | {r['test']['macro_f1']:.4f} |" for name, where, r in rows]
-    return "\n".join(lines)
 
 
 PRETRAINED_DIR = SHIPPED_DIR  # where shipped_models() looks (tests point it elsewhere)
@@ -312,8 +188,7 @@ def shipped_models(folder: Path | None = None) -> list[Path]:
 def test_predictions(path: Path, data, amp: bool = False) -> dict:
     """A shipped model's predicted test classes as a string of class indices (one digit per image, in
     the split's order), with their accuracy and macro-F1, as its card's TTA makes them."""
-    from ferkit.evaluate import compute_metrics, predict_proba
-    from ferkit.evaluate import match_classes
+    from ferkit.evaluate import compute_metrics, match_classes, predict_proba
 
     model, info = load_model(path)
     test = match_classes(data, info["class_names"]).splits["test"]
