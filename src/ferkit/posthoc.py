@@ -171,9 +171,6 @@ def fit_calibration(model: nn.Module, data, ckpt: dict) -> dict:
     }
 
 
-# The post-hoc methods by name: each tunes itself on val from (the trained model, the data, the train
-# class counts, amp, settings) and returns (the adjusted model, what it chose). A new method is a
-# function and one line here; `ferkit posthoc --method NAME` then offers it.
 METHODS: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
     "la": lambda model, data, counts, amp, **_: (
         model,
@@ -183,6 +180,35 @@ METHODS: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
     "crt": lambda model, data, counts, amp, crt_epochs=10, **_: classifier_retrain(model, data, epochs=crt_epochs),
     "temperature": lambda model, data, counts, amp, ckpt=None, **_: (model, fit_calibration(model, data, ckpt or {})),
 }
+"""The post-hoc methods by name: `ferkit posthoc --method NAME` looks a name up here.
+
+Each entry tunes itself on val (never test) and is called as `method(model, data, counts, amp, **settings)`.
+
+Parameters
+----------
+model : Classifier
+    The trained model (`load_model`), in eval mode.
+data : FerData
+    The dataset; only its train counts and its val split are read.
+counts : np.ndarray
+    The training set's images per class.
+amp : bool
+    Whether to predict under bfloat16 autocast.
+**settings
+    `crt_epochs` (crt), `ckpt` (temperature: the checkpoint dict); an entry ignores the others.
+
+Returns
+-------
+tuple of (nn.Module, dict)
+    The adjusted model and what was chosen (`method`, `val_macro_f1`, the val search, ...), saved
+    as the checkpoint's `posthoc` entry (`calibration` for temperature).
+
+Examples
+--------
+A new method is a function and one line::
+
+    METHODS["mine"] = lambda model, data, counts, amp, **_: tune_mine(model, data)
+"""
 
 
 def describe(result: dict) -> str:

@@ -49,8 +49,39 @@ Log = Callable[[str], None]
 def load_data(
     data_root: str | Path, cache_dir: str | Path | None = None, skip_bad: bool = False, log: Log = print
 ) -> FerData:
-    """Load FER-2013 from `data_root` (`_load_data`); an OS error on the way (a symlink loop, a folder
-    that cannot be listed) is a one-line DataError too."""
+    """Load FER-2013 from wherever it is, decoded once and cached.
+
+    The first load of a source decodes every image and writes the store to the cache; later loads
+    of the same content (the cache key is the source's content, not its path) read that store.
+
+    Parameters
+    ----------
+    data_root : str or Path
+        The dataset, in any form the module docstring lists: an image-folder tree, fer2013.csv,
+        a .zip of either (read in place), a folder holding one of these, or a `prepare` folder.
+    cache_dir : str or Path, optional
+        Where decoded stores are cached; default ``$FERKIT_CACHE``, else ``~/.cache/ferkit``.
+        A cache that cannot be written is logged and skipped (slower next time, never wrong).
+    skip_bad : bool, default False
+        Skip unreadable images, logging each and listing them in the result's `notes`, instead
+        of failing on the first one.
+    log : callable, default print
+        Receives each progress line (what was read, decoded, cached or skipped).
+
+    Returns
+    -------
+    FerData
+        `class_names`, the `splits` ("train", "val", "test": uint8 images (N, 48, 48) and int
+        labels in `class_names` order), `source`, the content `key` and `notes`.
+
+    Raises
+    ------
+    DataError
+        Any bad input, as one line that says what is wrong and how to fix it: a missing or
+        empty path, an unrecognised layout, a damaged zip, an unreadable image (without
+        `skip_bad`), inconsistent splits, or an OS error on the way (a symlink loop, a folder
+        that cannot be listed).
+    """
     if data_root is None or str(data_root) == "":
         raise DataError(f"no data root given: expected {LAYOUTS}")
     try:
@@ -132,12 +163,40 @@ def prepare(
     cache_dir: str | Path | None = None,
     force: bool = False,
 ) -> FerData:
-    """Load `source` like `load_data` and write the store (ferkit_store.npz + .json) into
-    `out_dir` (created if needed), so `load_data(out_dir)` reads it directly.
+    """Load `source` like `load_data` and write its store into `out_dir` (`ferkit prepare`).
 
-    `out_dir` is checked before anything is decoded (`check_output`): never the source or inside
-    it (the store would shadow the images), a folder that can be written, and an earlier store
-    there is replaced only with `force`."""
+    `load_data(out_dir)` then reads the store directly, with no decoding and no cache. `out_dir`
+    is checked before anything is decoded (`check_output`).
+
+    Parameters
+    ----------
+    source : str or Path
+        The dataset, in any form `load_data` accepts.
+    out_dir : str or Path
+        The folder to write ferkit_store.npz and ferkit_store.json into (created if needed).
+        Never `source` itself or a folder inside it (the store would shadow the images).
+    skip_bad : bool, default False
+        As in `load_data`: skip unreadable images instead of failing.
+    log : callable, default print
+        Receives each progress line.
+    cache_dir : str or Path, optional
+        As in `load_data`.
+    force : bool, default False
+        Replace a store already in `out_dir`.
+
+    Returns
+    -------
+    FerData
+        The dataset, as `load_data` returns it.
+
+    Raises
+    ------
+    OutputError
+        `out_dir` is refused (the source or inside it, not writable, or an earlier store there
+        without `force`), or the store could not be written (a full disk, for one).
+    DataError
+        `source` is bad or unreadable (see `load_data`).
+    """
     out = check_output(out_dir, inputs=[source], kind="dir", files=[STORE_NPZ, STORE_JSON], force=force)
     data = load_data(source, cache_dir=cache_dir, skip_bad=skip_bad, log=log)
     save_store(data, out / STORE_NPZ, out / STORE_JSON, overwrite=force)

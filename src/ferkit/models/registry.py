@@ -20,7 +20,7 @@ from .heads import ArcFaceHead, CosineHead, Head, SoftmaxHead
 from .resnet import FerResNet, fer_resnet_fast, fer_resnet_fast16, fer_resnet_slim, fer_resnet_wide
 from .seedcnn import SeedCNN, seed_cnn_half
 
-ARCHS: dict[str, Callable[[], FerResNet | SeedCNN]] = {  # each has feature_dim, the head's input size
+ARCHS: dict[str, Callable[[], FerResNet | SeedCNN]] = {
     "seed-cnn": SeedCNN,  # the reference project's CNN
     "seed-cnn-half": seed_cnn_half,  # seed-cnn at half width: the strategy study's cheaper protocol
     "fer-resnet": FerResNet,  # residual, global-average-pooled, same budget
@@ -29,15 +29,54 @@ ARCHS: dict[str, Callable[[], FerResNet | SeedCNN]] = {  # each has feature_dim,
     "fer-resnet-slim": fer_resnet_slim,  # fer-resnet-fast16 with a 48-channel 24x24 block: 1.1x faster again
     "fer-resnet-wide": fer_resnet_wide,  # fer-resnet at twice the width (4.9M): a distillation teacher
 }
-FIXED_SIZE_ARCHS = {
-    "seed-cnn",
-    "seed-cnn-half",
-}  # a fully connected layer fixes their input at 48x48; the others pool globally
+"""The architectures (backbones) by name: `--arch NAME`, config files, sweeps and checkpoints
+(their "arch") look a name up here and nowhere else.
+
+Each entry is a factory called with no arguments (`build_model`).
+
+Returns
+-------
+nn.Module
+    A backbone: a 1 x 48 x 48 image batch (N, 1, H, W) -> features (N, feature_dim), with an int
+    attribute `feature_dim`, the head's input size (a new backbone class joins this annotation).
+
+Examples
+--------
+A new architecture is a module and one line; `ferkit models` then lists it::
+
+    ARCHS["my-net"] = MyNet  # ferkit train --arch my-net
+"""
+
+# A fully connected layer fixes their input at 48x48; the others pool globally.
+FIXED_SIZE_ARCHS = {"seed-cnn", "seed-cnn-half"}
+
 HEADS: dict[str, type[Head]] = {
     "softmax": SoftmaxHead,
     "cosine": CosineHead,
     "arcface": ArcFaceHead,
 }
+"""The heads by name: `--head NAME`, config files, sweeps and checkpoints (their "head") look a
+name up here and nowhere else.
+
+Each entry is a `Head` subclass, built as `cls(in_dim, num_classes, **settings)` (`build_model`);
+its `config_fields` maps each extra constructor argument to the RunConfig field it comes from
+(`head_settings`), so that training and a checkpoint rebuild the same head.
+
+Parameters
+----------
+in_dim : int
+    The backbone's `feature_dim`.
+num_classes : int
+    The number of classes.
+**settings
+    The head's own arguments (`s` for cosine; `s`, `m` for arcface).
+
+Examples
+--------
+A new head is a `Head` subclass and one line::
+
+    HEADS["my-head"] = MyHead  # ferkit train --head my-head
+"""
 
 
 class CheckpointError(ValueError):
@@ -57,13 +96,54 @@ class Classifier(nn.Module):
 
 
 def head_settings(head: str, config: Any) -> dict[str, Any]:
-    """The constructor arguments of head `head` from a run's configuration (any object with the
-    fields its `config_fields` names): {} for softmax, {"s": arc_s} for cosine, {"s", "m"} for arcface."""
+    """The constructor arguments of a head, from a run's configuration.
+
+    Parameters
+    ----------
+    head : str
+        A key of `HEADS`.
+    config : RunConfig or any object
+        With the fields the head's `config_fields` names.
+
+    Returns
+    -------
+    dict
+        {} for softmax, {"s": arc_s} for cosine, {"s": arc_s, "m": arc_m} for arcface.
+
+    Raises
+    ------
+    KeyError
+        `head` is not in `HEADS`.
+    AttributeError
+        `config` lacks a field the head needs.
+    """
     return {arg: getattr(config, name) for arg, name in HEADS[head].config_fields.items()}
 
 
 def build_model(arch: str, head: str, num_classes: int, **head_kwargs: Any) -> Classifier:
-    """Build an untrained model; `head_kwargs` go to the head (e.g. s=30, m=0.5 for arcface)."""
+    """Build an untrained model from the registries: `ARCHS[arch]` -> `HEADS[head]`.
+
+    Parameters
+    ----------
+    arch : str
+        A key of `ARCHS`.
+    head : str
+        A key of `HEADS`.
+    num_classes : int
+        The number of classes (the head's outputs).
+    **head_kwargs
+        The head's own arguments (`head_settings`; e.g. s=30, m=0.5 for arcface).
+
+    Returns
+    -------
+    Classifier
+        backbone -> head, in training mode, float32, on the CPU.
+
+    Raises
+    ------
+    CheckpointError
+        `arch` or `head` is not registered (a ValueError; a checkpoint naming one is unreadable).
+    """
     if arch not in ARCHS:
         raise CheckpointError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHS)}")
     if head not in HEADS:

@@ -2,7 +2,7 @@
 (`for_epoch` puts them together per epoch); distillation (`distill`) and mixing (`mixing`)."""
 
 from .losses import LOSSES, LossSpec, make_loss
-from .sampling import SAMPLERS, PowerSampler, Shuffle, sampling_weights
+from .sampling import SAMPLERS, PowerSampler, Sampler, Shuffle, sampling_weights
 from .schedule import DEFERRALS, EpochStrategy, FromEpoch, for_epoch, sampler_of
 from .weights import WEIGHT_MODES, class_weights
 
@@ -12,6 +12,7 @@ __all__ = [
     "make_loss",
     "SAMPLERS",
     "PowerSampler",
+    "Sampler",
     "Shuffle",
     "sampling_weights",
     "DEFERRALS",

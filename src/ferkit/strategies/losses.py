@@ -119,8 +119,6 @@ def _wce(spec: LossSpec) -> nn.Module:
     return CrossEntropy(spec.weight, spec.label_smoothing)
 
 
-# The losses by name: each entry builds its module from a LossSpec. A new loss is a class and one line
-# here (or `LOSSES["name"] = ...` from outside); `--loss name` then trains with it (docs/DESIGN.md).
 LOSSES: dict[str, Callable[[LossSpec], nn.Module]] = {
     "ce": lambda s: CrossEntropy(s.weight, s.label_smoothing),
     "wce": _wce,
@@ -129,11 +127,59 @@ LOSSES: dict[str, Callable[[LossSpec], nn.Module]] = {
     "la": lambda s: AdjustedCE(s.tau * s.log_prior, s.weight, s.label_smoothing),
     "bsoftmax": lambda s: AdjustedCE(s.log_prior, s.weight, s.label_smoothing),
 }
+"""The losses by name: `--loss NAME`, config files and sweeps look a name up here and nowhere else.
+
+Each entry is a builder, called once per epoch (the class weights may change with the epoch).
+
+Parameters
+----------
+spec : LossSpec
+    The training set's class counts, this epoch's class weights (None: no re-weighting; every
+    loss takes them) and the run's `gamma`, `tau`, `label_smoothing` and `head_scale`.
+
+Returns
+-------
+nn.Module
+    `loss(logits, target) -> scalar tensor`, logits (N, C) and integer targets (N,).
+
+Raises
+------
+ValueError
+    The loss cannot be built from `spec` (`wce` without class weights). `config.validate` builds
+    the last epoch's loss before training, so the error comes before any data is read.
+
+Examples
+--------
+A new loss is a class and one line (docs/DESIGN.md, "Extending ferkit: a new loss")::
+
+    LOSSES["half_ce"] = lambda spec: HalfCE(spec.weight)  # ferkit train --loss half_ce
+"""
 
 
 def make_loss(name: str, counts: np.ndarray, weight: np.ndarray | None = None, **settings: float) -> nn.Module:
-    """Build the loss `name` (a key of LOSSES) for these class counts; `weight` (per class, mean 1)
-    re-weights any of them; `settings` are LossSpec's other fields (gamma, tau, label_smoothing, head_scale)."""
+    """Build the loss `name` from its `LOSSES` entry.
+
+    Parameters
+    ----------
+    name : str
+        A key of `LOSSES`.
+    counts : np.ndarray
+        The training set's images per class (class_names order).
+    weight : np.ndarray, optional
+        Class weights (per class, mean 1; `class_weights`) that re-weight any loss; None: none.
+    **settings : float
+        LossSpec's other fields: `gamma`, `tau`, `label_smoothing`, `head_scale`.
+
+    Returns
+    -------
+    nn.Module
+        `loss(logits, target) -> scalar tensor`.
+
+    Raises
+    ------
+    ValueError
+        `name` is not in `LOSSES`, or its builder refuses these settings (`wce` without `weight`).
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
     w = None if weight is None else torch.tensor(weight, dtype=torch.float32)

@@ -9,8 +9,17 @@ A new sampler is one class and one line in SAMPLERS; `--sampler name` then train
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+
+class Sampler(Protocol):
+    """What `SAMPLERS` holds: anything with a `class_weights` method (`Shuffle`, `PowerSampler`)."""
+
+    def class_weights(self, counts: np.ndarray) -> np.ndarray | None:
+        """Per-image weight of each class from the training counts; None: plain shuffling."""
+        ...
 
 
 class Shuffle:
@@ -33,12 +42,35 @@ class PowerSampler:
         return np.power(np.maximum(np.asarray(counts, dtype=np.float64), 1.0), self.q - 1.0)
 
 
-# The samplers by name (`--sampler`); `--sample_q q` is PowerSampler(q) whatever the name.
-SAMPLERS: dict[str, Shuffle | PowerSampler] = {
+SAMPLERS: dict[str, Sampler] = {
     "default": Shuffle(),
     "balanced": PowerSampler(0.5),
     "class_balanced": PowerSampler(0.0),
 }
+"""The samplers by name: `--sampler NAME`, config files and sweeps look a name up here and nowhere
+else (`--sample_q q` is `PowerSampler(q)`, whatever the name).
+
+Each entry is a `Sampler`: an object whose `class_weights` method the training loop calls with the
+training set's class counts, from the epoch `--resample_from` on (`for_epoch`).
+
+Parameters
+----------
+counts : np.ndarray
+    (of `class_weights`) The number of training images of each class, in class_names order.
+
+Returns
+-------
+np.ndarray or None
+    (of `class_weights`) The per-image weight of each class, shape (num_classes,): an image of
+    class c is drawn with probability prop. to it. None: no re-sampling (one permutation an epoch).
+
+Examples
+--------
+A new sampler is a class and one line (docs/DESIGN.md, "Extending ferkit: a new sampler or
+deferral rule")::
+
+    SAMPLERS["rarest"] = RarestOnly()  # ferkit train --sampler rarest
+"""
 
 # Each named sampler's q (None: shuffling), for code that predates the sampler classes.
 SAMPLER_Q = {name: getattr(s, "q", None) for name, s in SAMPLERS.items()}

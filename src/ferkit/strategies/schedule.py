@@ -13,6 +13,7 @@ from the same answer. A new sampler or deferral rule is one class and one regist
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from .losses import make_loss
-from .sampling import SAMPLERS, PowerSampler
+from .sampling import SAMPLERS, PowerSampler, Sampler
 from .weights import class_weights
 
 
@@ -31,8 +32,33 @@ class FromEpoch:
         return epoch >= start
 
 
-# When a deferred re-balancing is on (`--defer`): rule(1-based epoch, its *_from epoch, the run's epochs).
-DEFERRALS: dict[str, Any] = {"from_epoch": FromEpoch()}
+DEFERRALS: dict[str, Callable[[int, int, int], bool]] = {"from_epoch": FromEpoch()}
+"""The deferral rules by name: `--defer NAME` says when a deferred re-balancing is on, for the class
+weights (from `--reweight_from`) and the sampler (from `--resample_from`) alike.
+
+Each entry is called as `rule(epoch, start, epochs)` for every epoch (`for_epoch`).
+
+Parameters
+----------
+epoch : int
+    The epoch, 1-based.
+start : int
+    The re-balancing's start epoch (`--reweight_from` or `--resample_from`; 1: from the first).
+epochs : int
+    The run's number of epochs.
+
+Returns
+-------
+bool
+    Whether the re-balancing is on in `epoch`.
+
+Examples
+--------
+A new rule is a callable and one line (docs/DESIGN.md, "Extending ferkit: a new sampler or
+deferral rule")::
+
+    DEFERRALS["odd"] = OddEpochs()  # ferkit train --defer odd
+"""
 
 
 @dataclass
@@ -58,14 +84,37 @@ class EpochStrategy:
         return p / p.sum()
 
 
-def sampler_of(cfg: Any) -> Any:
+def sampler_of(cfg: Any) -> Sampler:
     """The run's sampler: PowerSampler(sample_q) when `sample_q` is set, else SAMPLERS[sampler]."""
     return PowerSampler(cfg.sample_q) if cfg.sample_q is not None else SAMPLERS[cfg.sampler]
 
 
 def for_epoch(cfg: Any, counts: np.ndarray, epoch: int) -> EpochStrategy:
-    """The loss and sampling of a 1-based `epoch` for a run configuration (a RunConfig, or any object
-    with its strategy fields) and the training set's class counts."""
+    """The loss and sampling of one epoch: the one place that puts the registries together.
+
+    Parameters
+    ----------
+    cfg : RunConfig or any object with its strategy fields
+        `loss`, `weight_mode`, `beta`, `sampler`, `sample_q`, `defer`, `reweight_from`,
+        `resample_from`, `epochs`, `gamma`, `tau`, `label_smoothing` and `arc_s`.
+    counts : np.ndarray
+        The training set's images per class, in class_names order.
+    epoch : int
+        The epoch, 1-based.
+
+    Returns
+    -------
+    EpochStrategy
+        The epoch's loss module, the loss's class weights and the sampler's per-class weights
+        (None where that re-balancing is off this epoch).
+
+    Raises
+    ------
+    KeyError
+        `cfg.defer` or `cfg.sampler` is not registered (`config.validate` checks names first).
+    ValueError
+        The loss cannot be built (`make_loss`) or the class weights not computed (`class_weights`).
+    """
     on = DEFERRALS[cfg.defer]
     counts = np.asarray(counts)
     weights = (
