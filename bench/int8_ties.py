@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     from ferkit import Predictor
     from ferkit.data import load_data
     from ferkit.runtime.device import cpu_info
-    from ferkit.evaluate import compute_metrics, match_classes, predict_proba
+    from ferkit.evaluate import match_classes, predict_proba
+    from ferkit.metrics import compute_metrics
     from ferkit.infer.export import export_bytes, quantize_int8
     from ferkit.infer.int8 import CALIBRATION_SEED
     from ferkit.models import load_model, read_checkpoint

@@ -293,7 +293,8 @@ def test_posthoc_temperature_reads_val_only_and_keeps_the_weights(tmp_path, monk
 def test_eval_writes_calibration_reliability_and_coverage_from_the_predictions(tmp_path):
     import csv
 
-    from ferkit.evaluate import calibration_from_predictions, output_files
+    from ferkit.evaluate import output_files
+    from ferkit.metrics import calibration_from_predictions
 
     root = make_image_folders(tmp_path / "fer", {s: {c: 5 for c in CLASSES} for s in ("train", "val", "test")})
     ckpt, cal = make_checkpoint(tmp_path / "m.pt"), tmp_path / "cal.pt"

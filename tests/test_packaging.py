@@ -106,7 +106,7 @@ def test_a_wheel_in_a_fresh_venv_runs_the_shipped_model(tmp_path):
     elsewhere.mkdir()
     code = ("import json, numpy as np, ferkit\nfrom ferkit import Predictor\np = Predictor(detect=False)\n"
             "faces = p.predict([np.full((48, 48), 128, np.uint8)])[0]\n"
-            "from ferkit.infer.faces import YUNET_FILE, make_detector\n"
+            "from ferkit.infer.detectors import YUNET_FILE, make_detector\n"
             "make_detector('yunet').detect(np.full((120, 160), 128, np.uint8))  # the shipped detector loads\n"
             "print(json.dumps([ferkit.__file__, p.checkpoint, faces[0]['label'], str(YUNET_FILE)]))")
     out = subprocess.run([str(python), "-c", code], cwd=elsewhere, capture_output=True, text=True, check=True).stdout

@@ -49,7 +49,7 @@ def test_taunorm_and_crt_checkpoints_reload(trained):
         new = adjust_checkpoint(ckpt, data, method, crt_epochs=3)
         model, _ = load_model(new)
         probs = predict_proba(model, data.splits["val"].images)
-        from ferkit.evaluate import compute_metrics
+        from ferkit.metrics import compute_metrics
         f1 = compute_metrics(data.splits["val"].labels, probs.argmax(1), data.class_names)["macro_f1"]
         assert f1 == pytest.approx(new["posthoc"]["val_macro_f1"], abs=1e-9), method
     # cRT leaves the backbone untouched

@@ -105,7 +105,7 @@ def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip, t
     from pathlib import Path
 
     from ferkit.data import load_data
-    from ferkit.evaluate import compute_metrics
+    from ferkit.metrics import compute_metrics
     from ferkit.pretrained import shipped_models
 
     shipped = shipped_models()

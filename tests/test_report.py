@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from ferkit.evaluate import compute_metrics, write_predictions
+from ferkit.metrics import compute_metrics, write_predictions
 from ferkit.commands import figures as figures_command, summary as summary_command
 from ferkit.report import figures, stats, summary
 from ferkit.report.stats import ReportError

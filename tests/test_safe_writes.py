@@ -177,7 +177,7 @@ def test_a_full_disk_met_by_a_log_is_one_line_too(ws, tmp_path, monkeypatch, cap
     """A write that is not ferkit's own atomic one (the run's log) still gives the one line."""
     import builtins
 
-    import ferkit.train as train_mod
+    import ferkit.run_folder as train_mod  # where the run log is opened
 
     def full_log(path, mode="r", *args, **kwargs):
         f = builtins.open(path, mode, *args, **kwargs)

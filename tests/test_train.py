@@ -9,7 +9,7 @@ import torch
 from ferkit import train as train_mod
 from ferkit.config import ConfigError, make_config
 from ferkit.data import FerData, Split
-from ferkit.evaluate import metrics_from_predictions
+from ferkit.metrics import metrics_from_predictions
 from ferkit.evaluate import evaluate_run
 from ferkit.train import fit
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ferkit.data import load_data
-from ferkit.evaluate import compute_metrics
+from ferkit.metrics import compute_metrics
 from ferkit.strategies.distill import read_teacher_logits
 
 

@@ -5,8 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ferkit.commands import (evaluate, export, figures, models, pack, posthoc, predict, prepare, quickstart, serve,
-                             summary, sweep, teacher_logits, train, tune)
+from ferkit.commands import (
+    evaluate,
+    export,
+    figures,
+    models,
+    pack,
+    posthoc,
+    predict,
+    prepare,
+    quickstart,
+    serve,
+    summary,
+    sweep,
+    teacher_logits,
+    train,
+    tune,
+)
 from ferkit.config import ConfigError
 from ferkit.runtime.paths import NO_SPACE, OutputError, no_space
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ferkit.tta import TTA_MODES, tta_mode  # the TTA code owns its modes; a config names one
 from ferkit.data.store import IMAGE_SIZE
+from ferkit.tta import TTA_MODES, tta_mode  # the TTA code owns its modes; a config names one
 
 
 def option(default: Any, help: str, **flag: Any) -> Any:
@@ -217,10 +217,9 @@ def choices(name: str) -> tuple[str, ...] | None:
     from ferkit.models import ARCHS, HEADS
     from ferkit.optim import OPTIMIZERS, SCHEDULES
     from ferkit.strategies import DEFERRALS, LOSSES, SAMPLERS, WEIGHT_MODES
-
     from ferkit.strategies.distill import TEACHER_SPACES
 
-    registries = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLERS, "weight_mode": WEIGHT_MODES,
+    registries: dict[str, Any] = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLERS, "weight_mode": WEIGHT_MODES,
                   "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA_MODES, "preset": PRESETS,
                   "teacher_space": TEACHER_SPACES, "defer": DEFERRALS}
     return tuple(registries[name]) if name in registries else None
@@ -241,7 +240,7 @@ def validate(cfg: RunConfig) -> None:
     from ferkit.models import FIXED_SIZE_ARCHS
 
     for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode", "teacher_space", "defer"):
-        value, allowed = getattr(cfg, name), choices(name)
+        value, allowed = getattr(cfg, name), choices(name) or ()
         if value not in allowed and not (name == "weight_mode" and value is None):
             raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
     if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:

@@ -1,59 +1,37 @@
-"""Predictions -> metrics, in one place; evaluating a checkpoint on a dataset.
-
-`predict_proba` runs a model over uint8 images; `compute_metrics` is the only function that
-turns labels into numbers (scikit-learn underneath; `macro_f1` its headline figure); `evaluate_split`
-does both and writes `metrics.json` (with its "calibration" entry: `ferkit.calibration`'s measures
+"""Evaluating a checkpoint on a dataset: `predict_proba` runs a model over uint8 images, and
+`evaluate_split` turns its probabilities into numbers with `ferkit.metrics` and writes `metrics.json` (with its "calibration" entry: `ferkit.calibration`'s measures
 of the probabilities, before and after the checkpoint's temperature), `predictions.csv`, the
 confusion matrix, the reliability diagram and the coverage curve (CSV and PNG: accuracy and
 macro-F1 of the faces kept as the top-probability threshold, `--min-score`, rises).
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ferkit.calibration import (PRIORS, adjust, calibration_metrics, coverage_curve, prior_ratio, reliability,
-                                temperature_for)
+from ferkit.calibration import (
+    PRIORS,
+    adjust,
+    calibration_metrics,
+    prior_ratio,
+    temperature_for,
+)
 from ferkit.data import DataError, FerData
-from ferkit.runtime.device import autocast
+from ferkit.metrics import calibration_of, compute_metrics, write_calibration_outputs, write_predictions
 from ferkit.models import CheckpointError, fold_batchnorm, load_model
-from ferkit.runtime.paths import atomic_file, atomic_text
+from ferkit.runtime.device import autocast
+from ferkit.runtime.paths import atomic_text
 from ferkit.tta import tta_inputs, tta_mode
 
 # Fixed, so that a re-evaluation runs the very same arithmetic. 64 rather than 1024: measured on a
 # 2-core CPU, 64-image batches predict ~1.5x (fp32) to ~2.5x (bf16) more images/s (bench/README.md).
 EVAL_BATCH = 64
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """The mean F1 over all `num_classes` classes (0 for a class neither true nor predicted)."""
-    return float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0))
-
-
-def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (true x predicted)."""
-    labels = list(range(len(class_names)))
-    p, r, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    m = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": macro_f1(y_true, y_pred, len(class_names)),
-        "per_class_f1": [float(v) for v in f1],
-        "per_class_precision": [float(v) for v in p],
-        "per_class_recall": [float(v) for v in r],
-        "support": [int(v) for v in support],
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "class_names": list(class_names),
-        "num_samples": int(len(y_true)),
-    }
-    m |= {f"f1_{c}": float(v) for c, v in zip(class_names, f1)}
-    return m
 
 
 @torch.inference_mode()
@@ -65,7 +43,7 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
     `progress(n)` is called after each batch with the number of images it held."""
     mode = tta_mode(tta)
     model.eval()
-    model = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    model = fold_batchnorm(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     device = torch.device(device)
     images = torch.as_tensor(images)
     out = []
@@ -78,99 +56,6 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
         if progress is not None:
             progress(len(probs))
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def write_predictions(path: Path, names: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> None:
-    """One row per image: name, true and predicted class names, and every class probability."""
-    pred = probs.argmax(1)
-    with atomic_file(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "true", "pred"] + [f"p_{c}" for c in class_names])
-        for n, t, p, pr in zip(names, y_true, pred, probs):
-            w.writerow([n, class_names[t], class_names[p]] + [f"{v:.6f}" for v in pr])
-
-
-def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """A predictions.csv as (true, predicted, probabilities (N, C), class names)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path} holds no predictions")
-    class_names = [k[2:] for k in rows[0] if k.startswith("p_")]
-    index = {c: i for i, c in enumerate(class_names)}
-    probs = np.array([[float(r[f"p_{c}"]) for c in class_names] for r in rows])
-    return (np.array([index[r["true"]] for r in rows]), np.array([index[r["pred"]] for r in rows]), probs,
-            class_names)
-
-
-def metrics_from_predictions(path: Path) -> dict:
-    """Recompute metrics from a predictions.csv alone (the file is self-contained)."""
-    y_true, y_pred, _, class_names = read_predictions(path)
-    return compute_metrics(y_true, y_pred, class_names)
-
-
-def calibration_of(probs: np.ndarray, labels: np.ndarray, record: dict | None = None,
-                   tta: bool | str | None = "none") -> tuple[dict, list[dict]]:
-    """metrics.json's "calibration" entry for one split's probabilities (the model's own: ECE,
-    class-wise ECE, NLL, Brier; with a checkpoint's `calibration` record, the same after its
-    temperature for this `tta`, under "scaled"), and the coverage curve of the probabilities a
-    Predictor gives (scaled where there is a temperature)."""
-    from ferkit.tta import tta_mode
-
-    cal = calibration_metrics(probs, labels)
-    scaled = probs
-    if record:
-        t = temperature_for(record, tta_mode(tta))
-        scaled = adjust(probs, t)
-        cal |= {"temperature": t, "fitted": f"{record.get('fitted_on')}, TTA {tta_mode(tta)}",
-                "scaled": calibration_metrics(scaled, labels)}
-    return cal, coverage_curve(scaled, labels, lambda y, p: macro_f1(y, p, probs.shape[1]))
-
-
-def calibration_from_predictions(path: Path, record: dict | None = None,
-                                 tta: bool | str | None = "none") -> tuple[dict, list[dict]]:
-    """`calibration_of` a predictions.csv alone (its probabilities have 6 decimals)."""
-    y_true, _, probs, _ = read_predictions(path)
-    return calibration_of(probs, y_true, record, tta)
-
-
-def write_calibration_outputs(out_dir: Path, suffix: str, probs: np.ndarray, labels: np.ndarray, cal: dict,
-                              coverage: list[dict], title: str) -> None:
-    """coverage{suffix}.csv and .png, and reliability{suffix}.png (raw and, if any, scaled bins)."""
-    with atomic_file(out_dir / f"coverage{suffix}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, list(coverage[0]))
-        w.writeheader()
-        w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in coverage)
-    from ferkit.report.figures import _new_figure, _save  # matplotlib is slow to import: only when drawing
-
-    curves = {f"model (ECE {cal['ece']:.3f})": probs}
-    if "scaled" in cal:
-        curves[f"T = {cal['temperature']:.3f} (ECE {cal['scaled']['ece']:.3f})"] = adjust(probs, float(cal["temperature"]))
-    fig = _new_figure((4.5, 4.5))
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="calibrated")
-    for (name, p), marker in zip(curves.items(), "os"):
-        r = reliability(p, labels)
-        ok = r["count"] > 0
-        ax.plot(r["confidence"][ok], r["accuracy"][ok], marker=marker, ms=4, label=name)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="top-class probability (mean in each of 15 bins)",
-           ylabel="accuracy in the bin", title=f"{title}: reliability")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    _save(fig, out_dir / f"reliability{suffix}.png")
-    fig = _new_figure((5, 4))
-    ax = fig.add_subplot()
-    cover = [r["coverage"] for r in coverage]
-    ax.plot(cover, [r["accuracy"] for r in coverage], marker="o", ms=3, label="accuracy")
-    ax.plot(cover, [r["macro_f1"] for r in coverage], marker="s", ms=3, label="macro-F1")
-    for r in coverage[::4]:
-        ax.annotate(f"{r['threshold']:.2f}", (r["coverage"], r["accuracy"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set(xlim=(0, 1.02), xlabel="coverage (share of faces not 'uncertain')", ylabel="on the faces kept",
-           title=f"{title}: --min-score (labels: the threshold)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, out_dir / f"coverage{suffix}.png")
 
 
 def calibration_figures(path: Path, data, tta: str | bool | None, record: dict) -> dict:
@@ -186,7 +71,7 @@ def calibration_figures(path: Path, data, tta: str | bool | None, record: dict) 
         s = data.splits[split]
         for mode in dict.fromkeys(("none", tta_mode(tta))):
             probs, t = predict_proba(model, s.images, "cpu", False, mode), temperature_for(record, mode)
-            row = {"temperature": t, "split": split, "tta": mode, "before": calibration_metrics(probs, s.labels),
+            row: dict[str, Any] = {"temperature": t, "split": split, "tta": mode, "before": calibration_metrics(probs, s.labels),
                    "after": calibration_metrics(adjust(probs, t), s.labels), "priors": {}}
             for prior in PRIORS:
                 p = adjust(probs, t, prior_ratio(prior, names, record))
@@ -200,7 +85,7 @@ def calibration_figures(path: Path, data, tta: str | bool | None, record: dict) 
 
 def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_dir: Path | None = None,
                    split_name: str = "test", device: str | torch.device = "cpu", amp: bool = False,
-                   tta: bool = False, extra: dict | None = None, suffix: str = "",
+                   tta: bool | str = False, extra: dict | None = None, suffix: str = "",
                    progress: Callable[[int], object] | None = None, calibration: dict | None = None) -> dict:
     """Evaluate on one split; with `out_dir`, write metrics{suffix}.json, predictions, the confusion
     figure, the reliability diagram and the coverage curve. `calibration`: the checkpoint's record
@@ -223,12 +108,12 @@ def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_di
     return m
 
 
-def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool,
+def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool | str,
                  device: torch.device | str = "cpu", log: Callable[[str], None] = print,
                  splits: tuple[str, ...] = ("val", "test"), progress: Callable[[int], object] | None = None) -> dict:
     """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
     model, info = load_model(ckpt_path)
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     data = match_classes(data, info["class_names"])
     out = {}
     for split in splits:
@@ -288,14 +173,55 @@ def evaluate_checkpoint(ckpt: str | Path, data_root: str | None, out: str | Path
                         amp: bool | None = None, tta: bool | str | None = None, device: str = "auto",
                         splits: tuple[str, ...] = ("val", "test"), force: bool = False, log: Callable = print,
                         progress: bool = False) -> dict:
-    """`ferkit eval`: evaluate a checkpoint file on `splits` and write the outputs to `out` (default
-    runs_dir/eval-<run>-<ckpt>). By default as the numbers to reproduce were made: a shipped model
-    as its card (float32), a run as it trained (same precision and TTA). The output folder is
-    checked before the data loads (`check_output`): not an input, not a training run's folder, and
-    an earlier evaluation there is replaced only with `force`."""
+    """Evaluate a checkpoint file on `splits` and write the outputs (`ferkit eval`).
+
+    By default as the numbers to reproduce were made: a shipped model as its card (float32, the
+    TTA it records), a run as it trained (same precision and TTA). The output folder is checked
+    before the data loads (`check_output`): not an input, not a training run's folder, and an
+    earlier evaluation there is replaced only with `force`.
+
+    Parameters
+    ----------
+    ckpt : str or Path
+        A ferkit checkpoint (best.pt, last.pt, pretrained/*.pt) or a reference-project one.
+    data_root : str, optional
+        The dataset; None: the one the checkpoint records.
+    out : str or Path, optional
+        The output folder; None: `runs_dir/eval-<run>-<ckpt>`.
+    runs_dir : str
+        Where the default output folder goes.
+    amp : bool, optional
+        bfloat16 autocast; None: as the model was measured (see above).
+    tta : bool or str, optional
+        "none", "flip" or "crops"; None: the TTA the checkpoint records.
+    device : str
+        "auto", "cpu" or "cuda".
+    splits : tuple of str
+        Any of "val", "test"; test writes metrics.json, val metrics_val.json.
+    force : bool
+        Replace an earlier evaluation in `out`.
+    log : callable
+        Where the result lines go.
+    progress : bool
+        Show a progress bar (on a terminal only).
+
+    Returns
+    -------
+    dict
+        The metrics of test (or of the last split evaluated).
+
+    Raises
+    ------
+    OutputError
+        A bad or occupied output folder.
+    CheckpointError
+        A file that is not a checkpoint ferkit can read safely.
+    DataError
+        A dataset that cannot be read, or whose classes do not match the model's.
+    """
     from ferkit.data import load_data
-    from ferkit.runtime.device import amp_notice, pick_device
     from ferkit.models import read_checkpoint
+    from ferkit.runtime.device import amp_notice, pick_device
     from ferkit.runtime.paths import check_output
 
     checkpoint = read_checkpoint(ckpt)

@@ -1,30 +1,30 @@
 """The training loop: fit, checkpoint every epoch, resume, keep the best on val, test once at the end."""
 from __future__ import annotations
 
-import csv
 import json
 import math
-import shutil
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ferkit.runtime import distributed
 from ferkit.config import ConfigError, RunConfig
 from ferkit.data import FerData, load_data
 from ferkit.data.augment import SIZE
 from ferkit.data.batches import EpochBatches
-from ferkit.runtime.device import amp_notice, autocast, describe_cpu, pick_device, precision, set_threads
-from ferkit.runtime.memory import keep_freed_memory
-from ferkit.runtime.paths import atomic_file, atomic_text
-from ferkit.evaluate import compute_metrics, evaluate_run, predict_proba
+from ferkit.evaluate import evaluate_run, predict_proba
+from ferkit.metrics import compute_metrics
 from ferkit.models import build_model, head_settings, read_checkpoint, save_checkpoint
 from ferkit.optim import make_optimizer, make_scheduler
+from ferkit.run_folder import complete_best, prepare_run_dir, rng_state, run_logger, set_rng_state, write_epochs_csv
+from ferkit.runtime import distributed
+from ferkit.runtime.device import amp_notice, autocast, describe_cpu, pick_device, precision, set_threads
+from ferkit.runtime.memory import keep_freed_memory
+from ferkit.runtime.paths import atomic_text
 from ferkit.strategies import for_epoch
 from ferkit.strategies.distill import kd_loss, load_teacher
 from ferkit.strategies.mixing import mix_batch
@@ -36,7 +36,7 @@ def build_for_run(cfg: RunConfig, data: FerData, device: torch.device):
     """Model, first-epoch loss and per-image sampling weights for a configuration."""
     names = data.class_names
     head_kwargs = head_settings(cfg.head, cfg)
-    model = build_model(cfg.arch, cfg.head, len(names), **head_kwargs).to(device, memory_format=torch.channels_last)
+    model = build_model(cfg.arch, cfg.head, len(names), **head_kwargs).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     first = for_epoch(cfg, train_counts(data), 1)
     return model, first.loss.to(device), first.image_weights(data.splits["train"].labels), head_kwargs
 
@@ -104,97 +104,48 @@ def _quiet(msg: str) -> None:
     """The log of a process other than rank 0."""
 
 
-def _rng_state(gen: torch.Generator) -> dict:
-    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(gen: torch.Generator, state: dict) -> None:
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _write_epochs_csv(path: Path, history: list[dict]) -> None:
-    with atomic_file(path, "w", durable=False, newline="") as f:  # whole or the previous epoch's, never half
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-
-
-def _logger(run_dir: Path, log: Log, earlier: Iterable[str] = ()) -> Log:
-    """Print and append to run_dir/train.log; `earlier` lines, already printed before the folder
-    existed, go into the file first."""
-    with open(run_dir / "train.log", "a") as f:
-        f.writelines(m + "\n" for m in earlier)
-
-    def both(msg: str) -> None:
-        log(msg)
-        with open(run_dir / "train.log", "a") as f:
-            f.write(msg + "\n")
-    return both
-
-
-RESULTS = ("metrics.json", "last.pt", "best.pt")  # what a run folder holds once an epoch has finished
-RUN_LOGS = ("config.json", "train.log", "epochs.csv", "events.out.tfevents.*")  # written before the first epoch ends
-
-
-def prepare_run_dir(run_dir: Path, resuming: bool, overwrite: bool, log: Log) -> None:
-    """Make the run folder, never losing a run: a folder that holds results is refused unless the run
-    resumes or `overwrite` says to replace it; a folder left by a run that stopped before its first
-    epoch (no checkpoint) starts afresh, so that two runs' logs never mix; stale .tmp files go."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} exists and is not a folder: choose another --exp or --runs_dir")
-    if run_dir.is_dir() and not resuming:
-        found = [n for n in RESULTS if (run_dir / n).exists()]
-        if found and not overwrite:
-            what = "a finished run" if "metrics.json" in found else "an unfinished run"
-            hint = f"continue it with --resume {run_dir / 'last.pt'}, " if (run_dir / "last.pt").exists() else ""
-            raise ConfigError(f"{run_dir} holds {what} ({', '.join(found)}): {hint}choose another --exp, "
-                              f"or pass --overwrite to replace it")
-        if found:
-            log(f"{run_dir}: replacing the run there (--overwrite)")
-            shutil.rmtree(run_dir)
-        else:  # only the logs of a run that stopped before its first epoch: start them afresh
-            stale = [f for pattern in RUN_LOGS for f in run_dir.glob(pattern)]
-            if stale:
-                log(f"{run_dir}: held a run that stopped before its first epoch (no checkpoint): starting afresh")
-            for f in stale:
-                f.unlink()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in run_dir.glob("*.tmp"):  # a write interrupted by a kill: the real file is intact
-            tmp.unlink()
-    except OSError as e:
-        raise ConfigError(f"cannot write the run folder {run_dir} ({e.strerror}): choose a writable --runs_dir") from None
-
-
-def _complete_best(run_dir: Path, last: dict, base: dict) -> None:
-    """When the run was killed after writing last.pt but before best.pt, in an epoch that was the best
-    so far, write that best.pt now from last.pt's weights (the same epoch's model)."""
-    history = last["history"]
-    best = max(history, key=lambda r: r["val_macro_f1"])["epoch"] if history else None
-    path = run_dir / "best.pt"
-    if best != last["epoch"]:
-        return
-    if path.is_file() and read_checkpoint(path).get("epoch") == best:
-        return
-    save_checkpoint(base | {"model": last["model"], "epoch": best, "val_metrics": last["val_metrics"]}, path)
-
-
 def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True,
         overwrite: bool = False, on_epoch: Callable[[int, float], None] | None = None,
         splits: tuple[str, ...] = ("val", "test")) -> dict:
     """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint.
 
-    Returns the metrics of the last of `splits` (test by default; a hyper-parameter search passes
-    ("val",) so that it never computes test). Everything is written to `runs_dir/exp/`; an existing
-    run there is refused unless resuming or `overwrite` (`prepare_run_dir`). `on_epoch(epoch, val
-    macro-F1)` is called after each epoch's checkpoint is saved; an exception it raises (an early
-    stop) ends the run there, with its last.pt in place.
+    Each epoch trains on train, validates on val and saves last.pt (best.pt when val macro-F1
+    improves); the best checkpoint, chosen on val only, is then evaluated once on `splits`.
+    Everything is written to `runs_dir/exp/`: config.json, epochs.csv, train.log, TensorBoard
+    events, the checkpoints and the evaluation outputs (metrics.json, predictions.csv, ...).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run (ferkit.config.make_config builds one from flags, a preset and a config file).
+    data : FerData, optional
+        The dataset; by default it is read from `cfg.data_root` (ferkit.data.load_data).
+    log : callable
+        Where progress lines go (also appended to train.log).
+    progress : bool
+        Show a progress bar per epoch.
+    overwrite : bool
+        Replace an existing run of the same name; without it such a run is refused.
+    on_epoch : callable, optional
+        `on_epoch(epoch, val_macro_f1)`, called after each epoch's checkpoint is saved; an exception
+        it raises (an early stop) ends the run there, with its last.pt in place.
+    splits : tuple of str
+        The splits to evaluate the best checkpoint on; a hyper-parameter search passes ("val",) so
+        that it never computes test.
+
+    Returns
+    -------
+    dict
+        The metrics of the last of `splits` (test by default): accuracy, macro_f1, per-class F1,
+        confusion matrix, calibration (ferkit.evaluate.compute_metrics). Empty on ranks other than 0.
+
+    Raises
+    ------
+    ConfigError
+        No data, a run folder that exists (without `overwrite`), a resume file that is not a
+        last.pt, a diverged loss, a batch that does not split over the processes.
+    DataError
+        A dataset that cannot be read (ferkit.data).
     """
     set_threads()
     keep_freed_memory()
@@ -219,7 +170,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
                           f"give a multiple of {dist.world} (it is the global batch)")
     if dist.active and (cfg.mixup or cfg.cutmix):
         raise ConfigError("mixup and cutmix are not supported in multi-process training yet: train them in one process")
-    run_dir = Path(cfg.runs_dir) / cfg.exp
+    run_dir = Path(cfg.runs_dir) / (cfg.exp or cfg.default_exp())
     early: list[str] = []  # the data is read before the run folder exists: a bad dataset leaves nothing
 
     def log_early(msg: str) -> None:
@@ -227,12 +178,13 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         early.append(msg)
 
     if data is None:
+        assert cfg.data_root  # checked above, before any work
         data = load_data(cfg.data_root, log=log_early)
     # What the run computes in and where: with --amp on a CPU without bf16 that is float32.
     run_info = {"precision": precision(device, cfg.amp), "machine": describe_cpu(), "processes": dist.world}
     if dist.main:
         prepare_run_dir(run_dir, resume_ckpt is not None, overwrite, log)
-        log = _logger(run_dir, log, early)
+        log = run_logger(run_dir, log, early)
         notice = amp_notice(device, cfg.amp)
         if notice:
             log(notice)
@@ -265,11 +217,11 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         model.load_state_dict(resume_ckpt["model"])
         optimizer.load_state_dict(resume_ckpt["optimizer"])
         scheduler.load_state_dict(resume_ckpt["scheduler"])
-        _set_rng_state(gen, resume_ckpt["rng"])
+        set_rng_state(gen, resume_ckpt["rng"])
         start, history, best_f1 = resume_ckpt["epoch"], resume_ckpt["history"], resume_ckpt["best_val_macro_f1"]
         log(f"resuming {cfg.exp} after epoch {start} of {cfg.epochs}")
         if dist.main:
-            _complete_best(run_dir, resume_ckpt, base)
+            complete_best(run_dir, resume_ckpt, base)
     trained = distributed.wrap(model, device, dist)  # DDP in a multi-process run; `model` stays the plain one
 
     from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
@@ -293,7 +245,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
                                 teacher=teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
                                 max_steps=cfg.max_steps)
         scheduler.step()
-        if not dist.main:
+        if writer is None:  # not rank 0
             continue  # the other processes go on to the next epoch; rank 0 validates and writes
         stats["train_img_per_s"] *= dist.world  # every process trained its share at the same time
         probs = predict_proba(model, val.images, device, cfg.amp)
@@ -307,13 +259,13 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
             if k != "epoch":
                 writer.add_scalar(k.replace("val_f1_", "val_f1/"), v, epoch)  # per-class F1 grouped in one panel
         writer.flush()
-        _write_epochs_csv(run_dir / "epochs.csv", history)
+        write_epochs_csv(run_dir / "epochs.csv", history)
         improved = vm["macro_f1"] > best_f1
         best_f1 = max(best_f1, vm["macro_f1"])
         # last.pt first: a kill between the two writes leaves a run that --resume continues (and
         # re-saves best.pt from its epoch, as the history says it is the best).
         save_checkpoint(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm, "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
+                            "scheduler": scheduler.state_dict(), "rng": rng_state(gen), "history": history,
                             "best_val_macro_f1": best_f1}, run_dir / "last.pt")
         if improved:
             save_checkpoint(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
@@ -322,7 +274,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
             f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
         if on_epoch is not None:
             on_epoch(epoch, vm["macro_f1"])
-    if not dist.main:
+    if writer is None:  # not rank 0
         distributed.teardown(dist)
         return {}
     writer.close()

@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 from ferkit.commands.options import AT_LEAST_1, add_tta
 from ferkit.config import ConfigError, RunConfig, check_resume, choices, make_config, read_config_file
@@ -82,14 +83,14 @@ def check_run(cfg: RunConfig, given: dict, overwrite: bool, config_file: str | N
         from ferkit.models import read_checkpoint
 
         return check_resume(given, read_checkpoint(cfg.resume).get("config", {}), cfg.resume)
-    run, teachers = Path(cfg.runs_dir) / cfg.exp, (getattr(cfg, "teacher", None) or "").split(",")
+    run, teachers = Path(cfg.runs_dir) / (cfg.exp or cfg.default_exp()), (getattr(cfg, "teacher", None) or "").split(",")
     unfinished = (run / "last.pt").is_file() and not (run / "metrics.json").is_file()
     hint = f" (or continue it with --resume {run / 'last.pt'})" if unfinished else ""
     check_output(run, inputs=[cfg.data_root, config_file, *teachers], kind="dir", files=["metrics.json", "last.pt",
                  "best.pt"], force=overwrite, what="the run folder", force_flag="--overwrite" + hint)
 
 
-def launch_torchrun(nproc: int, argv: list[str]) -> int:
+def launch_torchrun(nproc: int, argv: list[str]) -> NoReturn:
     """`ferkit train ... --nproc N`: the same command under `torchrun --standalone --nproc_per_node N`."""
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc inside torchrun: give one or the other")
@@ -105,4 +106,3 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, cmd)  # this process becomes torchrun: a signal to it reaches the workers
-    return 0  # not reached

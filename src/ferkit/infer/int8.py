@@ -23,7 +23,8 @@ def export_int8(checkpoint: str | Path, out: Path, data_root: str | None = None,
     are checked before any work (`check_onnx_out`) and written whole or not at all."""
     from ferkit.config import ConfigError
     from ferkit.data import load_data
-    from ferkit.evaluate import compute_metrics, match_classes, predict_proba
+    from ferkit.evaluate import match_classes, predict_proba
+    from ferkit.metrics import compute_metrics
     from ferkit.models import load_model, read_checkpoint
     from ferkit.tta import tta_mode
 
