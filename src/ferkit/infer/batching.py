@@ -6,13 +6,14 @@ face crops to one `CropBatcher`. Its worker takes what is queued, waits up to `w
 One forward pass of 64 faces costs about as much as a few passes of one face on a CPU (the fixed
 cost of some 30 operators), so a burst of requests is served in a few passes instead of one each.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable
 
 import numpy as np
 
@@ -69,5 +70,5 @@ class CropBatcher:
                 continue
             start = 0
             for crops, done in batch:
-                done.set_result(probs[start:start + len(crops)])
+                done.set_result(probs[start : start + len(crops)])
                 start += len(crops)

@@ -19,6 +19,7 @@ corners) that `align_face` uses. The Haar cascade files ship inside opencv-pytho
 OpenCV (and `ferkit.infer.faces`, which needs it) load when a detector first runs, not when this
 module is imported: the CLI reads `DETECTORS` for its --detector choices on every start.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -98,7 +99,7 @@ class Detector:
 
     def settings(self) -> dict[str, Any]:
         """This detector's settings by name (the dataclass fields, plus margin and align)."""
-        own = {f.name: getattr(self, f.name) for f in fields(self)} if is_dataclass(self) else {}
+        own: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)} if is_dataclass(self) else {}
         return {"margin": self.margin, "align": self.align, **own}
 
 
@@ -153,9 +154,11 @@ class YuNet(Detector):
         if not 0 < self.nms_threshold <= 1:
             raise ValueError(f"nms_threshold must be in (0, 1] (got {self.nms_threshold})")
         _check_crop(self.margin, self.min_face, self.max_side)
-        self._net, self._lock = None, threading.Lock()  # one session, made once: ONNX Runtime runs it from any thread
+        # one session, made once: ONNX Runtime runs it from any thread
+        self._net: tuple[Any, list[str]] | None = None
+        self._lock = threading.Lock()
 
-    def _session(self):
+    def _session(self) -> tuple[Any, list[str]]:
         """(the ONNX Runtime session, its output names), made on first use; later calls take no lock."""
         if self._net is None:
             with self._lock:
@@ -181,7 +184,7 @@ class YuNet(Detector):
         blob = np.zeros((1, 3, -(-h // 32) * 32, -(-w // 32) * 32), np.float32)  # zero-padded to the heads' grid
         blob[0, :, :h, :w] = bgr.transpose(2, 0, 1)
         out = dict(zip(names, net.run(None, {"input": blob})))
-        rows = []
+        parts = []
         for s in self.strides:
             cols = blob.shape[3] // s
             score = np.sqrt(np.clip(out[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(out[f"obj_{s}"][0, :, 0], 0, 1))
@@ -191,14 +194,19 @@ class YuNet(Detector):
             cx, cy = (c + box[:, 0]) * s, (r + box[:, 1]) * s
             bw, bh = np.exp(box[:, 2]) * s, np.exp(box[:, 3]) * s
             points = np.stack([(kps[:, 0::2] + c[:, None]) * s, (kps[:, 1::2] + r[:, None]) * s], 2).reshape(-1, 10)
-            rows.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, points, score[keep]]))
-        rows = np.concatenate(rows).astype(np.float32)
+            parts.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, points, score[keep]]))
+        rows = np.concatenate(parts).astype(np.float32)
         if len(rows) < 2:
             return rows
         # OpenCV suppresses on integer boxes (its decode truncates them to Rect2i first)
-        keep = cv2.dnn.NMSBoxes(rows[:, :4].astype(np.int32).tolist(), rows[:, 14].tolist(), self.score_threshold,
-                                self.nms_threshold, top_k=5000)
-        return rows[np.asarray(keep, int).reshape(-1)]
+        kept = cv2.dnn.NMSBoxes(
+            rows[:, :4].astype(np.int32).tolist(),
+            rows[:, 14].tolist(),
+            self.score_threshold,
+            self.nms_threshold,
+            top_k=5000,
+        )
+        return rows[np.asarray(kept, int).reshape(-1)]
 
     def detect_faces(self, image: np.ndarray) -> list[Found]:
         """Faces with their score and five landmarks (in original-image pixels), largest first; see
@@ -215,8 +223,15 @@ class YuNet(Detector):
             if min(w, h) < self.min_face:
                 continue
             side = max(w, h)  # a square around YuNet's box: the crop is square, as the training images
-            box = (int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), int(round(side)), int(round(side)))
-            found.append(found_from_square(box, float(row[14]), (row[4:14].reshape(5, 2) / scale).astype(np.float32), bgr.shape))
+            box = (
+                int(round(x + w / 2 - side / 2)),
+                int(round(y + h / 2 - side / 2)),
+                int(round(side)),
+                int(round(side)),
+            )
+            found.append(
+                found_from_square(box, float(row[14]), (row[4:14].reshape(5, 2) / scale).astype(np.float32), bgr.shape)
+            )
         return sorted(found, key=lambda f: -f.crop_box[2] * f.crop_box[3])
 
 
@@ -264,12 +279,12 @@ class Haar(Detector):
         # and OpenCV does not promise that one CascadeClassifier may be shared.
         self._local = threading.local()
 
-    def _cascade(self):
+    def _cascade(self) -> Any:
         import cv2
 
         cascade = getattr(self._local, "cascade", None)
         if cascade is None:
-            path = cv2.data.haarcascades + CASCADE_FILE
+            path = cv2.data.haarcascades + CASCADE_FILE  # type: ignore[attr-defined]  # cv2's stubs lack cv2.data
             cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
                 raise RuntimeError(f"cannot load the Haar cascade {path}: reinstall opencv-python-headless<5")
@@ -285,10 +300,13 @@ class Haar(Detector):
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         small, scale = _shrink(gray, self.max_side)
         min_side = max(24, round(self.min_face * scale))  # 24x24 is the cascade's own window
-        found = self._cascade().detectMultiScale(small, scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors,
-                                                 minSize=(min_side, min_side))
-        boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
+        found = self._cascade().detectMultiScale(
+            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
+        )
+        boxes: list[Box] = [
+            (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+            for x, y, w, h in np.asarray(found).reshape(-1, 4).tolist()
+        ]
         return [found_from_square(b, None, None, gray.shape) for b in sorted(boxes, key=lambda b: -b[2] * b[3])]
 
 

@@ -1,4 +1,5 @@
 """Boxes and labels drawn onto a copy of an image (`ferkit predict --annotate`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,13 @@ from .io import to_rgb
 
 # One colour per class (RGB), in ferkit's alphabetical class order; the web page uses the same.
 CLASS_COLORS = {
-    "angry": (220, 50, 47), "disgust": (133, 153, 0), "fear": (108, 113, 196), "happy": (238, 180, 0),
-    "neutral": (147, 161, 161), "sad": (38, 139, 210), "surprise": (211, 54, 130),
+    "angry": (220, 50, 47),
+    "disgust": (133, 153, 0),
+    "fear": (108, 113, 196),
+    "happy": (238, 180, 0),
+    "neutral": (147, 161, 161),
+    "sad": (38, 139, 210),
+    "surprise": (211, 54, 130),
 }
 
 
@@ -32,19 +38,28 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         top = y - th - base - 2 if y - th - base - 2 >= 0 else y + h  # above the box, else below
         cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 2), color, -1)
-        cv2.putText(out, text, (x + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(
+            out, text, (x + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thick, cv2.LINE_AA
+        )
     return out
 
 
 # What an annotated copy of an image can be written as (PIL's format for the suffix); others become .png.
-IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
-                 ".tiff": "TIFF"}
+IMAGE_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 def save_annotated(image: np.ndarray, faces: list[dict], path: Path, overwrite: bool = True) -> Path:
     """Save the annotated copy of `image` at `path` (its name from `annotation_names`), whole or not
     at all. Not flushed to the disk one by one: copies are many, small and can be made again."""
     drawn = Image.fromarray(annotate(image, faces))
-    return atomic_write(path, lambda f: drawn.save(f, format=IMAGE_FORMATS[path.suffix.lower()]),
-                        overwrite=overwrite, durable=False)
+    return atomic_write(
+        path, lambda f: drawn.save(f, format=IMAGE_FORMATS[path.suffix.lower()]), overwrite=overwrite, durable=False
+    )

@@ -19,12 +19,15 @@ often does not miss, so its map is mostly flat.
 
 No torch here: `ferkit[infer]` runs it. Grad-CAM (torch only) is not implemented.
 """
+
 from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -32,14 +35,14 @@ from PIL import Image
 
 from ferkit.runtime.paths import atomic_write
 
-from .faces import FACE_SIZE, Box, Found, clip_box, crop_region
+from .faces import FACE_SIZE, Box, Found, as_box, clip_box, crop_region
 from .io import to_rgb
 
-PATCH = 12      # patch side, pixels of the 48x48 face
-STRIDE = 4      # step between patch positions
-CHUNK = 1024    # occluded copies per call of predict_fn (2.4 MB of crops): bounds the memory
-MAX_FACES = 4   # faces the web service explains per request (the largest first): bounds its work
-ALPHA = 0.6     # the heatmap's opacity where it is hottest
+PATCH = 12  # patch side, pixels of the 48x48 face
+STRIDE = 4  # step between patch positions
+CHUNK = 1024  # occluded copies per call of predict_fn (2.4 MB of crops): bounds the memory
+MAX_FACES = 4  # faces the web service explains per request (the largest first): bounds its work
+ALPHA = 0.6  # the heatmap's opacity where it is hottest
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # uint8 crops (N, 48, 48) -> probabilities (N, C)
 
@@ -54,12 +57,18 @@ def patch_masks(size: int = FACE_SIZE, patch: int = PATCH, stride: int = STRIDE)
         starts.append(size - patch)
     masks = np.zeros((len(starts) ** 2, size, size), bool)
     for k, (y, x) in enumerate((y, x) for y in starts for x in starts):
-        masks[k, y:y + patch, x:x + patch] = True
+        masks[k, y : y + patch, x : x + patch] = True
     return masks
 
 
-def occlusion_drops(crops: np.ndarray, predict_fn: PredictFn, labels: Sequence[int] | None = None,
-                    patch: int = PATCH, stride: int = STRIDE, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def occlusion_drops(
+    crops: np.ndarray,
+    predict_fn: PredictFn,
+    labels: Sequence[int] | None = None,
+    patch: int = PATCH,
+    stride: int = STRIDE,
+    chunk: int = CHUNK,
+) -> tuple[np.ndarray, np.ndarray]:
     """(drops (N, 48, 48) float32, labels (N,)): for each pixel, the mean drop of the probability of
     each face's class (`labels`, default the class `predict_fn` predicts on the whole face) over the
     patches that cover it; negative where hiding it raises the probability. At most `chunk` occluded
@@ -75,9 +84,9 @@ def occlusion_drops(crops: np.ndarray, predict_fn: PredictFn, labels: Sequence[i
         return np.zeros((0, FACE_SIZE, FACE_SIZE), np.float32), np.zeros(0, int)
     masks = patch_masks(FACE_SIZE, patch, stride)
     base = np.asarray(predict_fn(crops), np.float64)
-    labels = base.argmax(1) if labels is None else np.asarray(labels, int)
-    if labels.shape != (n,) or labels.min() < 0 or labels.max() >= base.shape[1]:
-        raise ValueError(f"labels must be {n} class indices below {base.shape[1]} (got {labels.tolist()})")
+    classes = base.argmax(1) if labels is None else np.asarray(labels, int)
+    if classes.shape != (n,) or classes.min() < 0 or classes.max() >= base.shape[1]:
+        raise ValueError(f"labels must be {n} class indices below {base.shape[1]} (got {classes.tolist()})")
     fill = np.round(crops.reshape(n, -1).mean(1)).astype(np.uint8)  # each face's own mean grey
     p = len(masks)
     occluded = np.empty(n * p, np.float64)  # the class's probability with each patch hidden, face by face
@@ -85,11 +94,11 @@ def occlusion_drops(crops: np.ndarray, predict_fn: PredictFn, labels: Sequence[i
         k = np.arange(start, min(start + chunk, n * p))
         face, where = k // p, k % p
         views = np.where(masks[where], fill[face][:, None, None], crops[face])
-        occluded[k] = np.asarray(predict_fn(views), np.float64)[np.arange(len(k)), labels[face]]
-    drop = base[np.arange(n), labels][:, None] - occluded.reshape(n, p)
+        occluded[k] = np.asarray(predict_fn(views), np.float64)[np.arange(len(k)), classes[face]]
+    drop = base[np.arange(n), classes][:, None] - occluded.reshape(n, p)
     flat = masks.reshape(p, -1).astype(np.float64)
     drops = (drop @ flat) / flat.sum(0)
-    return drops.reshape(n, FACE_SIZE, FACE_SIZE).astype(np.float32), labels
+    return drops.reshape(n, FACE_SIZE, FACE_SIZE).astype(np.float32), classes
 
 
 def normalize(drops: np.ndarray) -> np.ndarray:
@@ -100,26 +109,39 @@ def normalize(drops: np.ndarray) -> np.ndarray:
     return np.where(peak[:, None, None] > 0, pos / np.maximum(peak, 1e-12)[:, None, None], 0).astype(np.float32)
 
 
-def occlusion_maps(crops: np.ndarray, predict_fn: PredictFn, labels: Sequence[int] | None = None,
-                   patch: int = PATCH, stride: int = STRIDE, chunk: int = CHUNK) -> np.ndarray:
+def occlusion_maps(
+    crops: np.ndarray,
+    predict_fn: PredictFn,
+    labels: Sequence[int] | None = None,
+    patch: int = PATCH,
+    stride: int = STRIDE,
+    chunk: int = CHUNK,
+) -> np.ndarray:
     """Heatmaps (N, 48, 48) float32 in [0, 1] of uint8 faces (N, 48, 48): where hiding the face lowers
     the probability of its class most (`occlusion_drops`, normalised per face)."""
     return normalize(occlusion_drops(crops, predict_fn, labels, patch, stride, chunk)[0])
 
 
-def explain_faces(predictor: Any, crops: np.ndarray, max_faces: int | None = None, labels: Sequence[int] | None = None,
-                  predict_fn: PredictFn | None = None, **settings: int) -> np.ndarray:
+def explain_faces(
+    predictor: Any,
+    crops: np.ndarray,
+    max_faces: int | None = None,
+    labels: Sequence[int] | None = None,
+    predict_fn: PredictFn | None = None,
+    **settings: int,
+) -> np.ndarray:
     """Heatmaps of the first `max_faces` faces (all when None) of `crops`, through the predictor's own
     `predict_crops` (its backend and TTA) or `predict_fn`. Faces come largest first from detection,
     so a cap keeps the largest."""
     if max_faces is not None and max_faces < 0:
         raise ValueError(f"max_faces must be >= 0 (got {max_faces})")
     crops = crops[:max_faces] if max_faces is not None else crops
-    labels = None if labels is None else list(labels)[:len(crops)]
+    labels = None if labels is None else list(labels)[: len(crops)]
     return occlusion_maps(crops, predict_fn or predictor.predict_crops, labels, **settings)
 
 
 # ---------------------------------------------------------------- pictures
+
 
 def _colors(heatmap: np.ndarray) -> np.ndarray:
     """RGB uint8 colours of a heatmap in [0, 1] (OpenCV's jet: blue cold, red hot)."""
@@ -167,13 +189,14 @@ def paint_heatmaps(image: np.ndarray, regions: Sequence[Box | None], heatmaps: S
         x, y, w, h = region
         x0, y0, cw, ch = clip_box(region, out.shape[1], out.shape[0])
         if cw and ch:
-            big = _resized(heat, w, h)[y0 - y:y0 - y + ch, x0 - x:x0 - x + cw]
-            out[y0:y0 + ch, x0:x0 + cw] = _blend(out[y0:y0 + ch, x0:x0 + cw], big)
+            big = _resized(heat, w, h)[y0 - y : y0 - y + ch, x0 - x : x0 - x + cw]
+            out[y0 : y0 + ch, x0 : x0 + cw] = _blend(out[y0 : y0 + ch, x0 : x0 + cw], big)
     return out
 
 
-def face_regions(found: Sequence[Found | Box], shape: tuple[int, ...], margin: float, detect: bool = True,
-                 align: bool = False) -> list[Box | None]:
+def face_regions(
+    found: Sequence[Found | Box], shape: tuple[int, ...], margin: float, detect: bool = True, align: bool = False
+) -> list[Box | None]:
     """The image region each face's 48x48 crop was made from (`Predictor.find_faces`' faces, as `Found`s
     or boxes): the whole image without detection, the square with its margin otherwise; None for a
     face aligned on its landmarks (a rotated crop: no box of the image)."""
@@ -184,19 +207,20 @@ def face_regions(found: Sequence[Found | Box], shape: tuple[int, ...], margin: f
         if isinstance(f, Found):
             regions.append(None if align and f.landmarks is not None else crop_region(f.crop_box, margin))
         else:  # a plain box: no landmarks, so never aligned
-            regions.append(crop_region(tuple(int(v) for v in f), margin))
+            regions.append(crop_region(as_box(f), margin))
     return regions
 
 
 # ---------------------------------------------------------------- for predict and serve
 
+
 class Explained(NamedTuple):
     """One explained face of an image."""
 
-    crop: np.ndarray        # the model's 48x48 input
-    heatmap: np.ndarray     # 48x48 in [0, 1]
-    drop: float             # the largest mean drop of the class's probability, 0..1: how much any region matters
-    region: Box | None      # the part of the image the crop was cut from (None: aligned)
+    crop: np.ndarray  # the model's 48x48 input
+    heatmap: np.ndarray  # 48x48 in [0, 1]
+    drop: float  # the largest mean drop of the class's probability, 0..1: how much any region matters
+    region: Box | None  # the part of the image the crop was cut from (None: aligned)
 
 
 def explain_image(predictor: Any, image: np.ndarray, max_faces: int | None = None) -> list[Explained]:
@@ -206,8 +230,7 @@ def explain_image(predictor: Any, image: np.ndarray, max_faces: int | None = Non
     found, crops = list(found)[:max_faces], crops[:max_faces]
     drops, _ = occlusion_drops(crops, predictor.predict_crops)
     regions = face_regions(found, image.shape, predictor.detector.margin, predictor.detect, predictor.detector.align)
-    return [Explained(c, h, float(max(d.max(), 0.0)), r)
-            for c, h, d, r in zip(crops, normalize(drops), drops, regions)]
+    return [Explained(c, h, float(max(d.max(), 0.0)), r) for c, h, d, r in zip(crops, normalize(drops), drops, regions)]
 
 
 def paint_explained(image: np.ndarray, explained: Sequence[Explained]) -> np.ndarray:
@@ -234,22 +257,36 @@ def glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
-def save_explanations(explained: Sequence[Explained], out_dir: str | Path, stem: str, scale: int = 4,
-                      overwrite: bool = True) -> list[Path]:
+def save_explanations(
+    explained: Sequence[Explained], out_dir: str | Path, stem: str, scale: int = 4, overwrite: bool = True
+) -> list[Path]:
     """Write each face's crop, enlarged `scale` times, with its heatmap over it, as
     `out_dir/<stem>_face<i>.png` (whole or not at all, `ferkit.runtime.paths.atomic_write`)."""
     paths = []
     for i, e in enumerate(explained):
         big = cv2.resize(e.crop, (FACE_SIZE * scale, FACE_SIZE * scale), interpolation=cv2.INTER_LINEAR)
         picture = Image.fromarray(overlay(big, e.heatmap))
-        paths.append(atomic_write(Path(out_dir) / explanation_name(stem, i), lambda f, p=picture: p.save(f, format="PNG"),
-                                  overwrite=overwrite, durable=False))
+        paths.append(
+            atomic_write(
+                Path(out_dir) / explanation_name(stem, i),
+                partial(picture.save, format="PNG"),
+                overwrite=overwrite,
+                durable=False,
+            )
+        )
     return paths
 
 
-def add_heatmaps(predictor: Any, faces: list[dict], found: Sequence[Found | Box], crops: np.ndarray,
-                 shape: tuple[int, ...], detect: bool = True, max_faces: int = MAX_FACES,
-                 predict_fn: PredictFn | None = None) -> list[dict]:
+def add_heatmaps(
+    predictor: Any,
+    faces: list[dict],
+    found: Sequence[Found | Box],
+    crops: np.ndarray,
+    shape: tuple[int, ...],
+    detect: bool = True,
+    max_faces: int = MAX_FACES,
+    predict_fn: PredictFn | None = None,
+) -> list[dict]:
     """The service's answer rows (`faces`, from `found` and `crops` of an image of `shape`) with, for
     the first `max_faces`: "heatmap" (a PNG data URL, RGBA 48x48, transparent where cold),
     "heatmap_box" (the image region to stretch it over, [x, y, w, h], may run past the edges; None
@@ -266,7 +303,12 @@ def add_heatmaps(predictor: Any, faces: list[dict], found: Sequence[Found | Box]
             out.append({**face, "heatmap": None})
             continue
         region = regions[i]
-        out.append({**face, "heatmap": png_data_url(heat_rgba(normalize(drops[i:i + 1])[0])),
-                    "heatmap_box": None if region is None else [int(v) for v in region],
-                    "heatmap_drop": round(float(max(drops[i].max(), 0.0)), 4)})
+        out.append(
+            {
+                **face,
+                "heatmap": png_data_url(heat_rgba(normalize(drops[i : i + 1])[0])),
+                "heatmap_box": None if region is None else [int(v) for v in region],
+                "heatmap_drop": round(float(max(drops[i].max(), 0.0)), 4),
+            }
+        )
     return out

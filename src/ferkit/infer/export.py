@@ -6,6 +6,7 @@ with a dynamic batch axis, and returns `probs`: float32 (N, num_classes) softmax
 probabilities, in the class order stored in the model's metadata (`class_names`, JSON), with the
 checkpoint's recorded TTA and calibration (`ferkit.infer.records.onnx_metadata`).
 """
+
 from __future__ import annotations
 
 import io
@@ -38,6 +39,7 @@ class ProbabilityModel(torch.nn.Module):
 def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
     """A ferkit checkpoint (path or dict) -> (ONNX model bytes, checkpoint info)."""
     import onnx
+
     from ferkit.models import load_model
 
     model, info = load_model(checkpoint, map_location="cpu")
@@ -46,9 +48,17 @@ def export_bytes(checkpoint: Any, opset: int = OPSET) -> tuple[bytes, dict]:
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles this CNN;
         # torch warns that it is deprecated.
         warnings.simplefilter("ignore")
-        torch.onnx.export(ProbabilityModel(model).eval(), (torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE),), buf,
-                          dynamo=False, opset_version=opset, input_names=["input"], output_names=["probs"],
-                          dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}})
+        # torch's stubs type `f` as a path only; the TorchScript exporter writes to a file object too
+        torch.onnx.export(
+            ProbabilityModel(model).eval(),
+            (torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE),),
+            buf,  # type: ignore[arg-type]
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["probs"],
+            dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
+        )
     proto = onnx.load_from_string(buf.getvalue())
     # class names, and the records of how to run it (TTA, calibration): `ferkit.infer.records`
     for key, value in onnx_metadata(info).items():
@@ -88,8 +98,16 @@ def float_nodes(model) -> list[str]:
     return classifier + [n.name for n in nodes if n.op_type == "Softmax"]
 
 
-def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: int = 64, *,
-                  method: str = "MinMax", activations: str = "QUInt8", keep_float: tuple[str, ...] = ()) -> Path:
+def quantize_int8(
+    fp32: bytes,
+    calibration: np.ndarray,
+    out: str | Path,
+    batch: int = 64,
+    *,
+    method: str = "MinMax",
+    activations: str = "QUInt8",
+    keep_float: tuple[str, ...] = (),
+) -> Path:
     """Post-training static int8 of an exported model with ONNX Runtime: int8 weights per output
     channel, uint8 activations whose ranges are the min/max seen on `calibration` (uint8 images
     (N, 48, 48), train images only), QDQ format, the classifier and softmax in float32 (`float_nodes`). Keeps the model's
@@ -101,15 +119,25 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: 
     import tempfile
 
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from ferkit.models import to_input
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([to_input(torch.from_numpy(calibration[i:i + batch])).numpy()
-                                 for i in range(0, len(calibration), batch)])
+            self.batches = iter(
+                [
+                    to_input(torch.from_numpy(calibration[i : i + batch])).numpy()
+                    for i in range(0, len(calibration), batch)
+                ]
+            )
 
         def get_next(self):
             x = next(self.batches, None)
@@ -123,14 +151,25 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, out: str | Path, batch: 
         graph = onnx.load(str(pre))
         keep = float_nodes(graph) + [n.name for n in graph.graph.node if n.op_type in keep_float]
         symmetric = {"ActivationSymmetric": True} if activations == "QInt8" else {}
-        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType[activations], weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod[method], nodes_to_exclude=keep, extra_options=symmetric)
+        quantize_static(
+            str(pre),
+            str(q),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType[activations],
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod[method],
+            nodes_to_exclude=keep,
+            extra_options=symmetric,
+        )
         proto = onnx.load(str(q))
     meta = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
     del proto.metadata_props[:]
-    meta |= {"precision": "int8 (ONNX Runtime static quantization, QDQ)",
-             "calibration": f"{len(calibration)} train images, " + ("min/max" if method == "MinMax" else method)}
+    meta |= {
+        "precision": "int8 (ONNX Runtime static quantization, QDQ)",
+        "calibration": f"{len(calibration)} train images, " + ("min/max" if method == "MinMax" else method),
+    }
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

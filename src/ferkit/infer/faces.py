@@ -6,9 +6,11 @@
 
 The detectors themselves (YuNet, the Haar cascade) and their registry are in `ferkit.infer.detectors`.
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -26,9 +28,11 @@ class Found(NamedTuple):
     square the face is cropped from, which may run past the image's edges (the crop is padded there)."""
 
     box: Box
-    score: float | None           # the detector's confidence, 0..1 (YuNet); None for the cascade, which has none
-    landmarks: np.ndarray | None  # (5, 2) float32 image pixels: right eye, left eye, nose tip, right and left mouth corner
-    square: Box | None = None     # None: the same as `box`
+    score: float | None  # the detector's confidence, 0..1 (YuNet); None for the cascade, which has none
+    landmarks: (
+        np.ndarray | None
+    )  # (5, 2) float32 image pixels: right eye, left eye, nose tip, right and left mouth corner
+    square: Box | None = None  # None: the same as `box`
 
     @property
     def crop_box(self) -> Box:
@@ -38,9 +42,11 @@ class Found(NamedTuple):
     def fields(self) -> dict:
         """This face's keys in a result row: "box" [x, y, w, h] inside the image, "detector_score"
         (None for the cascade) and "landmarks" [[x, y] x 5] in image pixels, 0.1 px (None without)."""
-        return {"box": [int(v) for v in self.box],
-                "detector_score": None if self.score is None else round(float(self.score), 4),
-                "landmarks": None if self.landmarks is None else np.round(self.landmarks.astype(float), 1).tolist()}
+        return {
+            "box": [int(v) for v in self.box],
+            "detector_score": None if self.score is None else round(float(self.score), 4),
+            "landmarks": None if self.landmarks is None else np.round(self.landmarks.astype(float), 1).tolist(),
+        }
 
 
 def clip_box(box: Box, width: int, height: int) -> Box:
@@ -50,10 +56,17 @@ def clip_box(box: Box, width: int, height: int) -> Box:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
+def as_box(values: Sequence[Any]) -> Box:
+    """Four numbers (a list, an array row, a tuple) as a `Box` of ints."""
+    x, y, w, h = (int(v) for v in values)
+    return (x, y, w, h)
+
+
 def found_from_square(square: Box, score: float | None, landmarks: np.ndarray | None, shape: tuple[int, ...]) -> Found:
     """A `Found` for a face cropped from `square` in an image of `shape`: its box clipped to the image."""
     box = clip_box(square, shape[1], shape[0])
-    return Found(box, score, landmarks, None if box == tuple(square) else tuple(square))
+    x, y, w, h = square
+    return Found(box, score, landmarks, None if box == (x, y, w, h) else (x, y, w, h))
 
 
 def whole_image(shape: tuple[int, ...]) -> Found:
@@ -72,7 +85,7 @@ def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
     x0, y0, cw, ch = crop_region(box, margin)
     x1, y1 = x0 + cw, y0 + ch
     H, W = gray.shape
-    crop = gray[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)]
+    crop = gray[max(y0, 0) : min(y1, H), max(x0, 0) : min(x1, W)]
     if crop.size == 0:
         raise ValueError(f"face box {box} lies outside the {W}x{H} image")
     border = (max(0, -y0), max(0, y1 - H), max(0, -x0), max(0, x1 - W))
@@ -93,7 +106,7 @@ def resize_face(gray: np.ndarray) -> np.ndarray:
     """Any HxW uint8 -> 48x48 uint8 with PIL bilinear (the training data's resize)."""
     if gray.shape == (FACE_SIZE, FACE_SIZE):
         return gray
-    im = Image.fromarray(gray, "L").resize((FACE_SIZE, FACE_SIZE), Image.BILINEAR)
+    im = Image.fromarray(gray, "L").resize((FACE_SIZE, FACE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
 
 
@@ -101,8 +114,9 @@ def resize_face(gray: np.ndarray) -> np.ndarray:
 # median over 904 of 1,000 random train faces that it found (each enlarged 4x on a bordered
 # canvas). `python bench/detection.py --template` recomputes it. Aligning a detected face to these
 # points frames it as the model's training images are framed, upright.
-FER_LANDMARKS = np.array([[15.39, 18.37], [32.40, 18.24], [23.27, 28.17], [17.02, 34.98], [31.06, 34.92]],
-                         dtype=np.float32)
+FER_LANDMARKS = np.array(
+    [[15.39, 18.37], [32.40, 18.24], [23.27, 28.17], [17.02, 34.98], [31.06, 34.92]], dtype=np.float32
+)
 
 
 ALIGN_POINTS = [0, 1, 2]  # eyes and nose: the mouth corners move with the expression that is to be read
@@ -113,7 +127,7 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     squares (closed form, Umeyama 1991 without reflection); deterministic, unlike RANSAC fits."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     s0, d0 = src - src.mean(0), dst - dst.mean(0)
-    norm = float((s0 ** 2).sum())
+    norm = float((s0**2).sum())
     if norm == 0:
         raise ValueError("the points coincide: no transform")
     a = float((s0 * d0).sum()) / norm

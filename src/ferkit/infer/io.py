@@ -3,12 +3,14 @@
 Every reader returns a uint8 numpy array, HxW (grayscale) or HxWx3 (RGB), and raises
 `ImageReadError` (with a `kind` the web service maps to an HTTP status) for anything else.
 """
+
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -51,7 +53,10 @@ def pil_to_array(im: Image.Image) -> np.ndarray:
 def check_array(arr: np.ndarray, name: str = "array") -> np.ndarray:
     """Validate a numpy image: uint8, HxW or HxWx3 (RGB) or HxWx4 (RGBA, alpha dropped)."""
     if arr.dtype != np.uint8:
-        raise ImageReadError(f"{name}: expected a uint8 image array, got {arr.dtype} (scale to 0..255 and use .astype(np.uint8))", "bad_array")
+        raise ImageReadError(
+            f"{name}: expected a uint8 image array, got {arr.dtype} (scale to 0..255 and use .astype(np.uint8))",
+            "bad_array",
+        )
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] == 4:
@@ -76,7 +81,9 @@ def load_image(source: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         if not path.is_file():
             raise ImageReadError(f"{path}: no such file", "missing")
         return decode_image(path.read_bytes(), str(path), max_pixels)
-    raise ImageReadError(f"cannot read an image from a {type(source).__name__}: pass a path, PIL image or numpy array", "bad_array")
+    raise ImageReadError(
+        f"cannot read an image from a {type(source).__name__}: pass a path, PIL image or numpy array", "bad_array"
+    )
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

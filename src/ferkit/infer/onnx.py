@@ -8,6 +8,7 @@ A calibrated model's metadata also holds its checkpoint's `calibration` record (
 (`ferkit.pretrained.write_onnx_calibration` adds it to an existing file, graph and weights unchanged),
 and the TTA the checkpoint recorded (`ferkit.infer.records.TTA_KEY`; none: "none").
 """
+
 from __future__ import annotations
 
 import os
@@ -29,14 +30,16 @@ def check_finite(probs: np.ndarray, source: Any) -> np.ndarray:
     row must never say "score": NaN (not JSON, and not a prediction)."""
     if not np.isfinite(probs).all():
         name = source if isinstance(source, (str, Path)) else "the model"
-        raise ModelError(f"{name} gives NaN or infinite outputs (its weights are broken): retrain or re-export "
-                         f"it, or use another checkpoint")
+        raise ModelError(
+            f"{name} gives NaN or infinite outputs (its weights are broken): retrain or re-export "
+            f"it, or use another checkpoint"
+        )
     return probs
 
 
 def _first_line(e: Exception, width: int = 160) -> str:
-    line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
-    return line if len(line) <= width else line[:width - 4] + " ..."
+    line = next((text.strip() for text in str(e).splitlines() if text.strip()), type(e).__name__)
+    return line if len(line) <= width else line[: width - 4] + " ..."
 
 
 class OnnxRunner:
@@ -49,9 +52,10 @@ class OnnxRunner:
             if not Path(source).is_file():
                 raise FileNotFoundError(f"no ONNX model at {source}: make one with `ferkit export CKPT --out {source}`")
             model: bytes | str = str(source)
-            self.info = {}
+            self.info: dict[str, Any] = {}
         else:
             from .export import export_bytes  # a .pt is exported in memory first: that needs torch
+
             model, self.info = export_bytes(source)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads  # 0 = onnxruntime's default (one per core)
@@ -59,15 +63,17 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...) for a bad file
-            raise ModelError(f"{source} is not a valid ONNX model ({_first_line(e)}): export it again with "
-                             f"`ferkit export`") from None
+            raise ModelError(
+                f"{source} is not a valid ONNX model ({_first_line(e)}): export it again with `ferkit export`"
+            ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in meta:
-            raise ValueError(f"{source}: ONNX model without ferkit class_names metadata: export it with `ferkit export`")
+            raise ValueError(
+                f"{source}: ONNX model without ferkit class_names metadata: export it with `ferkit export`"
+            )
         self.info = self.info or info_from_metadata(meta)  # a .pt exported in memory: its checkpoint's own info
         self.class_names = list(self.info["class_names"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Model inputs, float32 (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C)."""
         return self.session.run(["probs"], {"input": np.ascontiguousarray(x, np.float32)})[0]
-

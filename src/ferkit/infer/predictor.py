@@ -16,12 +16,13 @@ classified together in batches.
 The pipeline is numpy up to the model: torch loads only for the torch backend, so an install
 without it (`pip install 'ferkit[infer]'`) runs the shipped model's ONNX file.
 """
+
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
-
 import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -29,12 +30,12 @@ from PIL import Image
 from ferkit.calibration import adjust, prior_ratio, temperature_for
 from ferkit.config import Bound
 from ferkit.runtime.cpu import cpu_has_amx
-from ferkit.runtime.paths import SHIPPED_DIR
 from ferkit.tta import tta_mode, tta_views
 
 from .detectors import DETECTORS, Detector, make_detector
-from .faces import FACE_SIZE, Box, Found, face_crop, resize_face, whole_image
+from .faces import FACE_SIZE, Box, Found, as_box, face_crop, resize_face, whole_image
 from .io import ImageReadError, load_image, to_gray
+from .model_files import default_checkpoint, int8_sibling, is_onnx_file, without_torch
 from .onnx import check_finite
 from .records import own_tta
 from .torch_runner import TorchRunner
@@ -42,49 +43,20 @@ from .torch_runner import TorchRunner
 UNCERTAIN = "uncertain"  # the label of a face whose top probability is below min_score
 
 
-def default_checkpoint() -> Path:
-    """The shipped recommended model, `pretrained/ferkit-recommended.pt` in the repository."""
-    path = SHIPPED_DIR / "ferkit-recommended.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped model found at {path}; pass a checkpoint path (e.g. --ckpt runs/<exp>/best.pt)")
-    return path
+class Runner(Protocol):
+    """What a backend offers (`TorchRunner`, `OnnxRunner`): model inputs (N,1,48,48) float32 in [-1, 1]
+    -> probabilities (N,C), its class names, its checkpoint's info and its CPU threads."""
 
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
-def int8_sibling(checkpoint: Any) -> Path | None:
-    """The int8 ONNX model `ferkit export CKPT --int8` wrote next to a .pt checkpoint, if there is one."""
-    if not isinstance(checkpoint, (str, Path)) or not str(checkpoint).endswith(".pt"):
-        return None
-    path = Path(checkpoint).with_suffix(".int8.onnx")
-    return path if path.is_file() else None
+    @property
+    def class_names(self) -> list[str]: ...
 
+    @property
+    def info(self) -> dict[str, Any]: ...
 
-def is_onnx_file(checkpoint: Any) -> bool:
-    """Whether `checkpoint` names a .onnx file (rather than a .pt or a checkpoint dict)."""
-    return isinstance(checkpoint, (str, Path)) and str(checkpoint).lower().endswith(".onnx")
-
-
-def onnx_sibling(checkpoint: Any) -> Path | None:
-    """The ONNX model next to a .pt checkpoint: its int8 one (`ferkit export --int8`), else its
-    float32 one (`ferkit export`); None without either."""
-    int8 = int8_sibling(checkpoint)
-    if int8 is not None or not isinstance(checkpoint, (str, Path)) or not str(checkpoint).endswith(".pt"):
-        return int8
-    fp32 = Path(checkpoint).with_suffix(".onnx")
-    return fp32 if fp32.is_file() else None
-
-
-def without_torch(checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto") -> Path:
-    """In an install without torch: the ONNX file to run for `checkpoint` (`onnx_sibling`), or a
-    one-line ValueError that says what to install or export."""
-    if device != "cpu" or bf16 != "auto":
-        raise ValueError(f"device {device!r} and bf16 {bf16!r} are torch settings and this install has no torch: "
-                         "pip install 'ferkit[train]', or leave them at cpu and auto")
-    onnx = onnx_sibling(checkpoint)
-    if onnx is None:
-        raise ValueError(f"{checkpoint if isinstance(checkpoint, (str, Path)) else 'this checkpoint'} is a "
-                         "PyTorch checkpoint and this install has no torch: pip install 'ferkit[train]', or "
-                         "export it where torch is (ferkit export CKPT) and pass the .onnx file")
-    return onnx
+    @property
+    def threads(self) -> int: ...
 
 
 def installed(module: str) -> bool:
@@ -118,6 +90,7 @@ def amx_in_torch() -> bool:
     if not cpu_has_amx():
         return False
     from ferkit.runtime.device import bf16_available
+
     return bf16_available("cpu")
 
 
@@ -178,11 +151,21 @@ class Predictor:
         No model at `checkpoint` (or no shipped model).
     """
 
-    def __init__(self, checkpoint: str | Path | dict | None = None, backend: str = "auto",
-                 detect: bool | str = True, tta: bool | str | None = None, device: str = "cpu",
-                 bf16: bool | str = "auto", detector: str | Detector = "yunet", batch_size: int = 64,
-                 threads: int | None = None, calibrate: bool = True, prior: Any = "model",
-                 min_score: float | None = None):
+    def __init__(
+        self,
+        checkpoint: str | Path | dict | None = None,
+        backend: str = "auto",
+        detect: bool | str = True,
+        tta: bool | str | None = None,
+        device: str = "cpu",
+        bf16: bool | str = "auto",
+        detector: str | Detector = "yunet",
+        batch_size: int = 64,
+        threads: int | None = None,
+        calibrate: bool = True,
+        prior: Any = "model",
+        min_score: float | None = None,
+    ):
         Bound(1).check("threads", threads)  # checked before anything loads or any setting changes
         Bound(1).check("batch_size", batch_size)
         if detect not in (True, False, "always"):
@@ -193,10 +176,12 @@ class Predictor:
             raise ValueError(f"detector must be a name ({', '.join(DETECTORS)}) or a Detector (got {detector!r})")
         if threads is not None:
             import cv2
+
             cv2.setNumThreads(threads)  # the detectors' threads (YuNet's ONNX Runtime session reads them): process-wide
         if checkpoint is None:
             checkpoint = default_checkpoint()
         source = checkpoint  # the .pt whose record counts when "auto" runs its ONNX sibling
+        self.runner: Runner
         if backend == "auto":
             backend, checkpoint = choose_backend(checkpoint, device, bf16)
         if backend == "torch":
@@ -205,6 +190,7 @@ class Predictor:
             self.runner = TorchRunner(checkpoint, device, bf16, threads)
         elif backend == "onnx":
             from .onnx import OnnxRunner
+
             if not is_onnx_file(checkpoint) and not installed("torch"):
                 checkpoint = without_torch(checkpoint, device, bf16)  # a .pt is exported in memory where torch is
             self.runner = OnnxRunner(checkpoint, threads=threads or 0)
@@ -248,10 +234,10 @@ class Predictor:
             raise ValueError(f"expected uint8 crops of shape (N, {FACE_SIZE}, {FACE_SIZE}), got {crops.shape}")
         out = np.empty((len(crops), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
-            batch = crops[start:start + self.batch_size]
+            batch = crops[start : start + self.batch_size]
             views = tta_views(batch, self.tta)  # all views in one forward pass, then the mean softmax
             probs = self.runner(np.concatenate(views) if len(views) > 1 else views[0])
-            out[start:start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
+            out[start : start + len(batch)] = probs.reshape(len(views), len(batch), -1).mean(0)
         return check_finite(adjust(out, self.temperature, self.prior_ratio), self.checkpoint)
 
     def find_faces(self, image: np.ndarray, detect: bool | str | None = None) -> tuple[list[Found], np.ndarray]:
@@ -319,7 +305,7 @@ class Predictor:
             if isinstance(f, str):
                 results.append([{"error": f}])
                 continue
-            results.append(self.faces(f[0], probs[i:i + len(f[0])]))
+            results.append(self.faces(f[0], probs[i : i + len(f[0])]))
             i += len(f[0])
         return results
 
@@ -345,9 +331,15 @@ class Predictor:
         for box, p in zip(boxes, probs):
             best = int(np.argmax(p))
             label = UNCERTAIN if min_score is not None and p[best] < min_score else self.class_names[best]
-            found = box if isinstance(box, Found) else Found(tuple(int(v) for v in box), None, None)
-            rows.append({**found.fields(), "label": label, "score": float(p[best]),
-                         "probs": {name: float(v) for name, v in zip(self.class_names, p)}})
+            found = box if isinstance(box, Found) else Found(as_box(box), None, None)
+            rows.append(
+                {
+                    **found.fields(),
+                    "label": label,
+                    "score": float(p[best]),
+                    "probs": {name: float(v) for name, v in zip(self.class_names, p)},
+                }
+            )
         return rows
 
     def describe(self) -> dict:
@@ -358,10 +350,18 @@ class Predictor:
         dict
             The model, backend, TTA, calibration, ..., "detector" (its name) and its settings.
         """
-        return {"checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
-                "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""),
-                "class_names": self.class_names, "detect": self.detect, "tta": self.tta, "temperature": self.temperature,
-                "calibration": f"T fitted on {self.record.get('fitted_on')}" if self.record else None,
-                "prior": self.prior, "min_score": self.min_score, "bf16": getattr(self.runner, "bf16", False),
-                "detector": self.detector.name, **self.detector.settings(), "threads": self.runner.threads}
-
+        return {
+            "checkpoint": self.checkpoint if isinstance(self.checkpoint, str) else "<dict>",
+            "backend": self.backend + (" int8" if str(self.checkpoint).endswith(".int8.onnx") else ""),
+            "class_names": self.class_names,
+            "detect": self.detect,
+            "tta": self.tta,
+            "temperature": self.temperature,
+            "calibration": f"T fitted on {self.record.get('fitted_on')}" if self.record else None,
+            "prior": self.prior,
+            "min_score": self.min_score,
+            "bf16": getattr(self.runner, "bf16", False),
+            "detector": self.detector.name,
+            **self.detector.settings(),
+            "threads": self.runner.threads,
+        }

@@ -3,6 +3,7 @@
 exported ONNX model's metadata, which carry the same records (`ferkit export` writes them, the ONNX
 runner reads them). No torch here: the inference path runs without it.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,15 @@ def recorded_tta(info: dict) -> str:
 
 def onnx_metadata(info: dict) -> dict[str, str]:
     """The ferkit metadata of an exported model, from its checkpoint's `load_model` info."""
-    meta = {"class_names": json.dumps(list(info["class_names"])), "arch": str(info["arch"]),
-            "head": str(info["head"]), "input": "float32 (N,1,48,48) = uint8 / 127.5 - 1",
-            "output": "softmax probabilities (N,C)", "producer": "ferkit", TTA_KEY: recorded_tta(info)}
+    meta = {
+        "class_names": json.dumps(list(info["class_names"])),
+        "arch": str(info["arch"]),
+        "head": str(info["head"]),
+        "input": "float32 (N,1,48,48) = uint8 / 127.5 - 1",
+        "output": "softmax probabilities (N,C)",
+        "producer": "ferkit",
+        TTA_KEY: recorded_tta(info),
+    }
     if info.get("calibration"):  # the temperature and prior travel with the model (the ONNX runner reads them)
         meta[ONNX_KEY] = json.dumps(info["calibration"])
     return meta
@@ -37,9 +44,13 @@ def onnx_metadata(info: dict) -> dict[str, str]:
 def info_from_metadata(meta: dict[str, str]) -> dict:
     """An ONNX model's info (as `load_model` gives a checkpoint's) from its ferkit metadata; a model
     exported before the TTA was recorded runs as "none"."""
-    return {"class_names": json.loads(meta["class_names"]), "arch": meta.get("arch"), "head": meta.get("head"),
-            "calibration": json.loads(meta[ONNX_KEY]) if ONNX_KEY in meta else None,
-            "tta": tta_mode(meta.get(TTA_KEY, "none"))}
+    return {
+        "class_names": json.loads(meta["class_names"]),
+        "arch": meta.get("arch"),
+        "head": meta.get("head"),
+        "calibration": json.loads(meta[ONNX_KEY]) if ONNX_KEY in meta else None,
+        "tta": tta_mode(meta.get(TTA_KEY, "none")),
+    }
 
 
 class _Opaque:
@@ -59,6 +70,7 @@ class _DataOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("collections", "OrderedDict"):
             import collections
+
             return collections.OrderedDict
         return _Opaque
 

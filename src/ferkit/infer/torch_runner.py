@@ -1,5 +1,6 @@
 """`TorchRunner`: a checkpoint's model in PyTorch, the torch backend of `Predictor` (torch loads
 only when one is made)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,9 +14,9 @@ class TorchRunner:
     def __init__(self, checkpoint: Any, device: str = "cpu", bf16: bool | str = "auto", threads: int | None = None):
         import torch
 
+        from ferkit.models import fold_batchnorm, load_model
         from ferkit.runtime.device import bf16_available, set_threads
         from ferkit.runtime.memory import keep_freed_memory
-        from ferkit.models import fold_batchnorm, load_model
 
         if threads is not None:
             set_threads(threads)  # torch's intra-op threads: process-wide
@@ -24,7 +25,9 @@ class TorchRunner:
         model, self.info = load_model(checkpoint, map_location="cpu")  # info["calibration"]: the record, if any
         # BatchNorm folded into the convolutions (one pass over the activations fewer), and
         # channels_last: oneDNN's convolutions run about 2x faster on CPU in this layout.
-        self.model = fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last).eval()
+        # torch's stubs for Module.to lack memory_format, which it takes (and passes on to each tensor)
+        model = fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = model.eval()
         self.class_names = list(self.info["class_names"])
         if bf16 not in ("auto", True, False):
             raise ValueError(f"bf16 must be 'auto', True or False (got {bf16!r})")
@@ -42,4 +45,5 @@ class TorchRunner:
     @property
     def threads(self) -> int:
         import torch
+
         return torch.get_num_threads()

@@ -7,18 +7,20 @@ face's last appearance within a window around its last box), which costs well un
 per face instead of a full detection. A track that no detection confirms for `max_missed`
 detections in a row ends.
 """
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from .faces import Box, Found, found_from_square
+from .faces import Box, Found, as_box, found_from_square
 
-SEARCH = 0.5        # the template search window reaches this fraction of the box size beyond it
-MIN_MATCH = 0.5     # a template match below this correlation leaves the box where it was
+SEARCH = 0.5  # the template search window reaches this fraction of the box size beyond it
+MIN_MATCH = 0.5  # a template match below this correlation leaves the box where it was
 
 
 def iou(a: Box, b: Box) -> float:
@@ -34,12 +36,12 @@ def iou(a: Box, b: Box) -> float:
 class Track:
     id: int
     box: Box
-    template: np.ndarray                      # the face's grayscale pixels at its last confirmed box (inside the frame)
+    template: np.ndarray  # the face's grayscale pixels at its last confirmed box (inside the frame)
     history: deque = field(default_factory=deque)  # the last `window` probability vectors
-    missed: int = 0                           # detections in a row that did not confirm it
-    score: float | None = None                # the detector's confidence at its last detection (None: haar)
-    landmarks: np.ndarray | None = None       # its last detected landmarks (5, 2), moved with the box since
-    offset: tuple[int, int] = (0, 0)          # where the template starts in the box: a box past the frame's edge is cut
+    missed: int = 0  # detections in a row that did not confirm it
+    score: float | None = None  # the detector's confidence at its last detection (None: haar)
+    landmarks: np.ndarray | None = None  # its last detected landmarks (5, 2), moved with the box since
+    offset: tuple[int, int] = (0, 0)  # where the template starts in the box: a box past the frame's edge is cut
 
     def smoothed(self) -> np.ndarray:
         return np.mean(self.history, axis=0)
@@ -65,7 +67,7 @@ def _parts(face: Found | Box) -> tuple[Box, float | None, np.ndarray | None]:
     """(the square to crop, score, landmarks) of a detection given as a `Found` or a plain box."""
     if isinstance(face, Found):
         return face.crop_box, face.score, face.landmarks
-    return tuple(int(v) for v in face), None, None
+    return as_box(face), None, None
 
 
 def _follow(gray: np.ndarray, track: Track) -> Box:
@@ -95,8 +97,10 @@ class FaceTracker:
 
     def __init__(self, detect_every: int = 5, window: int = 5, iou: float = 0.3, max_missed: int = 2):
         if detect_every < 1 or window < 1 or not 0 < iou <= 1 or max_missed < 0:
-            raise ValueError(f"detect_every and window must be >= 1, iou in (0, 1], max_missed >= 0 "
-                             f"(got {detect_every}, {window}, {iou}, {max_missed})")
+            raise ValueError(
+                f"detect_every and window must be >= 1, iou in (0, 1], max_missed >= 0 "
+                f"(got {detect_every}, {window}, {iou}, {max_missed})"
+            )
         self.detect_every, self.window, self.iou, self.max_missed = detect_every, window, iou, max_missed
         self.tracks: list[Track] = []
         self.frames = 0
@@ -106,7 +110,7 @@ class FaceTracker:
         """Whether the next frame given to `boxes` should be searched by the detector."""
         return self.frames % self.detect_every == 0 or not self.tracks
 
-    def boxes(self, gray: np.ndarray, detected: list[Found] | list[Box] | None) -> list[Track]:
+    def boxes(self, gray: np.ndarray, detected: Sequence[Found | Box] | None) -> list[Track]:
         """This frame's tracks: `detected` faces (when the detector ran: `Found`s, whose squares are
         tracked, or plain boxes) matched to the tracks, or the tracks followed by template matching.
         Call `add_probs` with their probabilities next."""
@@ -117,8 +121,9 @@ class FaceTracker:
                 t.move(_follow(gray, t))
             return live
         squares = [_parts(d)[0] for d in detected]
-        pairs = sorted(((iou(t.box, d), i, j) for i, t in enumerate(self.tracks) for j, d in enumerate(squares)),
-                       reverse=True)
+        pairs = sorted(
+            ((iou(t.box, d), i, j) for i, t in enumerate(self.tracks) for j, d in enumerate(squares)), reverse=True
+        )
         taken_t, taken_d = set(), set()
         for overlap, i, j in pairs:  # greedy: the largest overlaps first
             if overlap < self.iou or i in taken_t or j in taken_d:
@@ -139,7 +144,7 @@ class FaceTracker:
         for t in self.tracks:
             if t.missed == 0:
                 x, y, w, h = t.box
-                t.template = np.ascontiguousarray(gray[max(0, y):y + h, max(0, x):x + w])
+                t.template = np.ascontiguousarray(gray[max(0, y) : y + h, max(0, x) : x + w])
                 t.offset = (max(0, x) - x, max(0, y) - y)
         return [t for t in self.tracks if t.missed == 0]
 

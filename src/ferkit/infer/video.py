@@ -5,19 +5,21 @@ time), with an annotated copy of a video on request, or an annotated window for 
     for row in track_video(predictor, "clip.mp4"): ...
     for row in track_camera(predictor, "0"): ...        # or "/dev/video0"; q or Esc in the window stops it
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import re
 import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .faces import crop_face, whole_image
+from .faces import Found, crop_face, whole_image
 from .io import ImageReadError, to_gray
 from .tracking import FaceTracker
 
@@ -26,7 +28,9 @@ WINDOW = "ferkit"  # the camera window's title
 STOP_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc in the window
 
 
-def _read_frames(cap: cv2.VideoCapture, name: str, every: int, clock: Callable[[int], float]) -> Iterator[Frame]:
+def _read_frames(
+    cap: cv2.VideoCapture, name: str, every: int, clock: Callable[[int], float]
+) -> Generator[Frame, None, None]:
     """Frames 0, every, 2*every, ... of an open capture (released at the end), timed by `clock(index)`.
     Skipped frames are only grabbed, not decoded into images, which is much cheaper."""
     if every < 1:
@@ -48,7 +52,7 @@ def _read_frames(cap: cv2.VideoCapture, name: str, every: int, clock: Callable[[
         cap.release()
 
 
-def iter_frames(path: str | Path, every: int = 10) -> Iterator[Frame]:
+def iter_frames(path: str | Path, every: int = 10) -> Generator[Frame, None, None]:
     """Yield (frame index, time in seconds, RGB uint8 frame) for frames 0, every, 2*every, ... of a file."""
     if every < 1:
         raise ValueError(f"every must be >= 1 (got {every})")
@@ -67,8 +71,10 @@ def camera_source(spec: str | int) -> int | str:
     if text.isdigit():
         return int(text)
     if not Path(text).exists():
-        raise ValueError(f"camera {text}: no such device or file: give a camera number (0, 1, ...) or a device "
-                         f"path such as /dev/video0 (ls /dev/video*)")
+        raise ValueError(
+            f"camera {text}: no such device or file: give a camera number (0, 1, ...) or a device "
+            f"path such as /dev/video0 (ls /dev/video*)"
+        )
     return text
 
 
@@ -84,8 +90,9 @@ def open_camera(spec: str | int) -> cv2.VideoCapture:
         cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
-        raise ImageReadError(f"camera {spec}: cannot open it (no such camera, no permission, or another program "
-                             f"uses it)", "missing")
+        raise ImageReadError(
+            f"camera {spec}: cannot open it (no such camera, no permission, or another program uses it)", "missing"
+        )
     return cap
 
 
@@ -98,8 +105,14 @@ def video_fps(path: str | Path) -> float:
         cap.release()
 
 
-def track_frames(predictor: Any, frames: Iterable[Frame], detect_every: int = 5, window: int = 5, chunk: int = 32,
-                 on_frame: Callable[[np.ndarray, list[dict]], Any] | None = None) -> Iterator[dict]:
+def track_frames(
+    predictor: Any,
+    frames: Iterable[Frame],
+    detect_every: int = 5,
+    window: int = 5,
+    chunk: int = 32,
+    on_frame: Callable[[np.ndarray, list[dict]], Any] | None = None,
+) -> Iterator[dict]:
     """One row per face per frame: {"frame", "time_s", "track", "faces", "face", "box", "detector_score",
     "landmarks", "label", "score", "probs"} with the probabilities averaged over the track's last
     `window` frames, or one {"frame", "time_s", "faces": 0} row for a frame without a face. Boxes lie
@@ -114,23 +127,33 @@ def track_frames(predictor: Any, frames: Iterable[Frame], detect_every: int = 5,
         probs = predictor.predict_crops(np.stack(crops)) if crops else np.empty((0, len(predictor.class_names)))
         k = 0
         for index, seconds, frame, tracked in pending:
-            smoothed = tracker.add_probs([t for (t, _), _ in tracked], probs[k:k + len(tracked)])
+            smoothed = tracker.add_probs([t for (t, _), _ in tracked], probs[k : k + len(tracked)])
             k += len(tracked)
             found = [f for (_, f), _ in tracked]
-            faces = [face | f.fields() | {"track": t.id}
-                     for ((t, f), _), face in zip(tracked, predictor.faces([f.box for f in found], smoothed))]
+            faces = [
+                face | f.fields() | {"track": t.id}
+                for ((t, f), _), face in zip(tracked, predictor.faces([f.box for f in found], smoothed))
+            ]
             if not faces:
                 yield {"frame": index, "time_s": seconds, "faces": 0}
             for i, face in enumerate(faces):
-                yield {"frame": index, "time_s": seconds, "track": face["track"], "faces": len(faces), "face": i,
-                       **{k: v for k, v in face.items() if k != "track"},
-                       "score": round(face["score"], 6), "probs": {c: round(p, 6) for c, p in face["probs"].items()}}
+                yield {
+                    "frame": index,
+                    "time_s": seconds,
+                    "track": face["track"],
+                    "faces": len(faces),
+                    "face": i,
+                    **{k: v for k, v in face.items() if k != "track"},
+                    "score": round(face["score"], 6),
+                    "probs": {c: round(p, 6) for c, p in face["probs"].items()},
+                }
             if on_frame is not None:
                 on_frame(frame, faces)
         pending.clear()
 
     for index, seconds, frame in frames:
         gray = to_gray(frame)
+        detected: list[Found] | None
         if not predictor.detect:
             detected = [whole_image(gray.shape)]
         else:
@@ -144,8 +167,15 @@ def track_frames(predictor: Any, frames: Iterable[Frame], detect_every: int = 5,
     yield from flush()
 
 
-def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: int = 5, window: int = 5,
-                chunk: int = 32, annotate_to: Path | None = None) -> Iterator[dict]:
+def track_video(
+    predictor: Any,
+    path: str | Path,
+    every: int = 1,
+    detect_every: int = 5,
+    window: int = 5,
+    chunk: int = 32,
+    annotate_to: Path | None = None,
+) -> Iterator[dict]:
     """`track_frames` over a video file's every `every`-th frame; with `annotate_to`, the processed
     frames are written there as an MP4 with the boxes, track ids and labels drawn."""
     from ferkit.runtime.paths import atomic_path
@@ -158,16 +188,18 @@ def track_video(predictor: Any, path: str | Path, every: int = 1, detect_every: 
     def write(frame: np.ndarray, faces: list[dict]) -> None:
         nonlocal writer
         if writer is None:
+            assert annotate_to is not None  # `write` is passed on only with annotate_to
             temp = files.enter_context(atomic_path(annotate_to))
-            writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+            writer = cv2.VideoWriter(str(temp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
             files.callback(writer.release)  # released before the file is renamed
         writer.write(cv2.cvtColor(annotate(frame, faces), cv2.COLOR_RGB2BGR))
 
     # The annotated video is written under a temporary name and renamed once complete (`atomic_path`):
     # an error, or a reader that stops early, leaves no partial video.
     with contextlib.ExitStack() as files:
-        yield from track_frames(predictor, iter_frames(path, every), detect_every, window, chunk,
-                                None if annotate_to is None else write)
+        yield from track_frames(
+            predictor, iter_frames(path, every), detect_every, window, chunk, None if annotate_to is None else write
+        )
 
 
 def has_display() -> bool:
@@ -193,8 +225,9 @@ def show_frame(frame: np.ndarray, faces: list[dict]) -> None:
         raise Stop
 
 
-def track_camera(predictor: Any, spec: str | int, every: int = 1, detect_every: int = 5, window: int = 5,
-                 show: bool | None = None) -> Iterator[dict]:
+def track_camera(
+    predictor: Any, spec: str | int, every: int = 1, detect_every: int = 5, window: int = 5, show: bool | None = None
+) -> Generator[dict, None, None]:
     """`track_frames` over a live camera ("0", "/dev/video0", or a video file standing in for one), one
     frame at a time, until the stream ends, q or Esc is pressed in the window, or Ctrl-C: each ends
     the rows cleanly (the camera released, the window closed). `show`: an annotated window (None: when
@@ -216,8 +249,15 @@ def track_camera(predictor: Any, spec: str | int, every: int = 1, detect_every: 
                 cv2.waitKey(1)
 
 
-def run_camera(predictor: Any, spec: str | int, write: Callable[[dict], Any], every: int = 1, detect_every: int = 5,
-               window: int = 5, show: bool | None = None) -> int:
+def run_camera(
+    predictor: Any,
+    spec: str | int,
+    write: Callable[[dict], Any],
+    every: int = 1,
+    detect_every: int = 5,
+    window: int = 5,
+    show: bool | None = None,
+) -> int:
     """`write(row)` for every row of `track_camera` until the camera stops (q, Esc, the stream's end
     or Ctrl-C, which ends it cleanly here too); returns the number of frames processed."""
     rows = track_camera(predictor, spec, every, detect_every, window, show)
