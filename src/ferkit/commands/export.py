@@ -1,4 +1,5 @@
 """`ferkit export`: a checkpoint to ONNX (float32, checked against PyTorch), or int8 with its measured cost."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output .onnx (default: the checkpoint's path with .onnx, or .int8.onnx)")
     p.add_argument("--force", action="store_true", help="replace an existing --out (and its .metrics.json)")
     p.add_argument("--opset", type=Bound(7, 20).arg(int), default=17, help="ONNX opset, 7 to 20 (17)")
-    p.add_argument("--int8", action="store_true",
-                   help="post-training int8: calibrate on --calib train images, then measure its cost on val and "
-                        "test against float32 (written next to the model as <out>.metrics.json)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="post-training int8: calibrate on --calib train images, then measure its cost on val and "
+        "test against float32 (written next to the model as <out>.metrics.json)",
+    )
     p.add_argument("--data_root", help="--int8: the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--calib", type=AT_LEAST_1, default=512, help="--int8: train images to calibrate on (512)")
 
@@ -41,13 +45,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = check_onnx_out(args.ckpt, Path(args.out) if args.out else Path(args.ckpt).with_suffix(".onnx"), args.force)
     import torch
+
     from ferkit.models import to_input
 
-    x = to_input(torch.randint(0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(0),
-                               dtype=torch.uint8)).numpy()
+    x = to_input(
+        torch.randint(
+            0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+        )
+    ).numpy()
     want = check_finite(TorchRunner(args.ckpt, bf16=False)(x), args.ckpt)  # broken (NaN) weights: nothing written
     export_onnx(args.ckpt, out, args.opset, force=args.force)
     diff = np.abs(OnnxRunner(out)(x) - want).max()
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input float32 (N,1,48,48) in [-1,1], "
-          f"output softmax probabilities (N,C); max |onnx - torch| = {diff:.1e} on 64 random crops")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input float32 (N,1,48,48) in [-1,1], "
+        f"output softmax probabilities (N,C); max |onnx - torch| = {diff:.1e} on 64 random crops"
+    )
     return 0 if diff < 1e-4 else 1

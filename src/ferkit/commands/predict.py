@@ -1,4 +1,5 @@
 """`ferkit predict`: detect faces in photos, videos or a camera and predict their expressions, as rows."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,9 @@ import contextlib
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import IO, Any
 
 from ferkit.commands.model_options import add_model_arguments, make_predictor
 from ferkit.commands.options import AT_LEAST_1
@@ -20,12 +22,21 @@ CHUNK = 32  # images (or video frames) classified together
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="images, videos, folders (searched recursively) or globs")
-    p.add_argument("--camera", metavar="N|DEVICE",
-                   help="a live camera instead of PATHs: its number (0) or device (/dev/video0); faces tracked as in "
-                        "videos; an annotated window where a display exists, rows otherwise; q, Esc or Ctrl-C stops")
-    p.add_argument("--explain", metavar="DIR", nargs="?", const="", default=None,
-                   help="images: each face's occlusion heatmap (what drove the prediction; ~100 model runs per face) "
-                        "as DIR/<image>_face<i>.png, and painted into the --annotate copies (--explain alone: only there)")
+    p.add_argument(
+        "--camera",
+        metavar="N|DEVICE",
+        help="a live camera instead of PATHs: its number (0) or device (/dev/video0); faces tracked as in "
+        "videos; an annotated window where a display exists, rows otherwise; q, Esc or Ctrl-C stops",
+    )
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        nargs="?",
+        const="",
+        default=None,
+        help="images: each face's occlusion heatmap (what drove the prediction; ~100 model runs per face) "
+        "as DIR/<image>_face<i>.png, and painted into the --annotate copies (--explain alone: only there)",
+    )
     add_model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="each image is already a face crop")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (jsonl)")
@@ -33,20 +44,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--annotate", metavar="DIR", help="save copies of the images with boxes and labels here")
     p.add_argument("--force", action="store_true", help="replace an existing --out file or annotated copies")
     p.add_argument("--every", type=AT_LEAST_1, default=1, help="videos: process every N-th frame (1: all)")
-    p.add_argument("--detect-every", type=AT_LEAST_1, default=5,
-                   help="videos: run the face detector on every K-th processed frame and follow the faces in between (5)")
-    p.add_argument("--smooth", type=AT_LEAST_1, default=5,
-                   help="videos: average each tracked face's probabilities over its last N frames (5; 1 = off)")
+    p.add_argument(
+        "--detect-every",
+        type=AT_LEAST_1,
+        default=5,
+        help="videos: run the face detector on every K-th processed frame and follow the faces in between (5)",
+    )
+    p.add_argument(
+        "--smooth",
+        type=AT_LEAST_1,
+        default=5,
+        help="videos: average each tracked face's probabilities over its last N frames (5; 1 = off)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 class RowWriter:
     """One row per face (or per image without faces, or per error) as JSON lines or CSV."""
 
-    def __init__(self, stream: TextIO, fmt: str, class_names: list[str]):
+    def __init__(self, stream: IO[str], fmt: str, class_names: list[str]):
         self.stream, self.fmt, self.class_names = stream, fmt, class_names
-        self.columns = ["file", "frame", "time_s", "track", "faces", "face", "x", "y", "w", "h", "detector_score",
-                        "landmarks", "label", "score", *[f"p_{c}" for c in class_names], "message", "error"]
+        self.columns = [
+            "file",
+            "frame",
+            "time_s",
+            "track",
+            "faces",
+            "face",
+            "x",
+            "y",
+            "w",
+            "h",
+            "detector_score",
+            "landmarks",
+            "label",
+            "score",
+            *[f"p_{c}" for c in class_names],
+            "message",
+            "error",
+        ]
         self.csv = csv.DictWriter(stream, self.columns, extrasaction="raise") if fmt == "csv" else None
         if self.csv:
             self.csv.writeheader()
@@ -55,8 +91,10 @@ class RowWriter:
     def summary(self) -> str:
         """What was written: "12 rows (9 faces, 3 images without a face)", and the error rows if any."""
         errors = f", {self.errors} unreadable" if self.errors else ""
-        return (f"{self.rows} row{'s' * (self.rows != 1)} ({self.faces} face{'s' * (self.faces != 1)}, "
-                f"{self.without_face} image{'s' * (self.without_face != 1)} without a face{errors})")
+        return (
+            f"{self.rows} row{'s' * (self.rows != 1)} ({self.faces} face{'s' * (self.faces != 1)}, "
+            f"{self.without_face} image{'s' * (self.without_face != 1)} without a face{errors})"
+        )
 
     def write(self, row: dict) -> None:
         self.rows += 1
@@ -82,13 +120,22 @@ def face_rows(base: dict, faces: list[dict], shape: tuple[int, ...] | None = Non
     """Output rows of one image: one per face, or one saying that no face was found (with a hint to
     use --no-detect when the image is as small as a face crop: the detector needs context around a face)."""
     if not faces:
-        small = shape is not None and max(shape[:2]) <= CROP_SIDE
-        hint = f" (a {shape[1]}x{shape[0]} image looks like a face crop already: try --no-detect)" if small else ""
+        hint = ""
+        if shape is not None and max(shape[:2]) <= CROP_SIDE:
+            hint = f" (a {shape[1]}x{shape[0]} image looks like a face crop already: try --no-detect)"
         yield {**base, "faces": 0, "message": "no face found" + hint}
     for i, f in enumerate(faces):
-        yield {**base, "faces": len(faces), "face": i, "box": f["box"], "detector_score": f.get("detector_score"),
-               "landmarks": f.get("landmarks"), "label": f["label"],
-               "score": round(f["score"], 6), "probs": {c: round(p, 6) for c, p in f["probs"].items()}}
+        yield {
+            **base,
+            "faces": len(faces),
+            "face": i,
+            "box": f["box"],
+            "detector_score": f.get("detector_score"),
+            "landmarks": f.get("landmarks"),
+            "label": f["label"],
+            "score": round(f["score"], 6),
+            "probs": {c: round(p, 6) for c, p in f["probs"].items()},
+        }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,10 +146,15 @@ def run(args: argparse.Namespace) -> int:
         return run_camera_rows(args)
     files, missing, skipped = collect_inputs(args.paths)
     if skipped:
-        print(f"ferkit predict: ignored {skipped} file(s) in folders that are neither images nor videos", file=sys.stderr)
+        print(
+            f"ferkit predict: ignored {skipped} file(s) in folders that are neither images nor videos", file=sys.stderr
+        )
     if not files and not missing:
-        print(f"ferkit predict: error: no image or video file in {', '.join(args.paths)} (looked for "
-              f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})", file=sys.stderr)
+        print(
+            f"ferkit predict: error: no image or video file in {', '.join(args.paths)} (looked for "
+            f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})",
+            file=sys.stderr,
+        )
         return 2
     names = check_predict_outputs(args, files)  # before the model loads: nothing is read or written on a refusal
     try:
@@ -111,7 +163,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferkit predict: error: {e}", file=sys.stderr)
         return 2
     # The rows go to a temporary file that replaces --out only once every input is done.
-    with atomic_file(args.out, "w", newline="", overwrite=args.force) if args.out else contextlib.nullcontext(sys.stdout) as out:
+    with (
+        atomic_file(args.out, "w", newline="", overwrite=args.force)
+        if args.out
+        else contextlib.nullcontext(sys.stdout) as out
+    ):
         writer = RowWriter(out, args.format, predictor.class_names)
         status = _predict_all(args, predictor, writer, files, missing, names)
     if args.out:  # the file is in place now: say what it holds
@@ -119,8 +175,14 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _predict_all(args: argparse.Namespace, predictor: Any, writer: RowWriter, files: list[Path],
-                 missing: list[tuple[str, str]], names: dict[Path, str]) -> int:
+def _predict_all(
+    args: argparse.Namespace,
+    predictor: Any,
+    writer: RowWriter,
+    files: list[Path],
+    missing: list[tuple[str, str]],
+    names: dict[Path, str],
+) -> int:
     """The rows of every input, with its annotated copy under --annotate; 0 if any input was read."""
     from tqdm import tqdm
 
@@ -137,7 +199,7 @@ def _predict_all(args: argparse.Namespace, predictor: Any, writer: RowWriter, fi
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=args.quiet or len(files) < 2)
     for start in range(0, len(images), CHUNK):
         loaded = []
-        for path in images[start:start + CHUNK]:
+        for path in images[start : start + CHUNK]:
             try:
                 loaded.append((path, load_image(path, args.max_pixels)))
             except ImageReadError as e:
@@ -153,7 +215,7 @@ def _predict_all(args: argparse.Namespace, predictor: Any, writer: RowWriter, fi
                 shown = paint_explained(image, explained) if explained else image
                 save_annotated(shown, faces, annotate_dir / names[path], overwrite=args.force)
         done += len(loaded)
-        bar.update(len(images[start:start + CHUNK]))
+        bar.update(len(images[start : start + CHUNK]))
     for path in videos:
         video_out = None if annotate_dir is None else annotate_dir / names[path]
         done += predict_video(predictor, path, args, writer, video_out)
@@ -181,17 +243,26 @@ def check_predict_outputs(args: argparse.Namespace, files: list[Path]) -> dict[P
     """Check --out and --annotate before any work (`check_output`): neither is, or is inside, an
     input (a file or folder given, a file found, the checkpoint); --out is a file and --annotate a
     folder; nothing there is replaced without --force. Returns the annotated copies' names."""
-    inputs = [*(a for a in args.paths if Path(a).exists()), *files, args.ckpt,
-              None if args.prior in ("model", "train", "uniform") else args.prior]
+    inputs = [
+        *(a for a in args.paths if Path(a).exists()),
+        *files,
+        args.ckpt,
+        None if args.prior in ("model", "train", "uniform") else args.prior,
+    ]
     names = annotation_names(files) if args.annotate or args.explain else {}
     if args.out:
         check_output(args.out, inputs=inputs, force=args.force, what="--out")
     if args.annotate:
-        check_output(args.annotate, inputs=inputs, kind="dir", files=names.values(), force=args.force, what="--annotate")
+        check_output(
+            args.annotate, inputs=inputs, kind="dir", files=names.values(), force=args.force, what="--annotate"
+        )
     if args.explain == "" and not args.annotate:
-        raise OutputError("--explain without a folder paints the heatmaps into the --annotate copies: give --annotate DIR, or --explain DIR")
+        raise OutputError(
+            "--explain without a folder paints the heatmaps into the --annotate copies: give --annotate DIR, or --explain DIR"
+        )
     if args.explain:
         from ferkit.infer.explain import existing_explanations
+
         held = existing_explanations(args.explain, [Path(n).stem for n in names.values()])
         check_output(args.explain, inputs=inputs, kind="dir", files=held, force=args.force, what="--explain")
     return names
@@ -208,8 +279,9 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def predict_video(predictor: Any, path: Path, args: argparse.Namespace, writer: RowWriter,
-                  annotate_to: Path | None = None) -> int:
+def predict_video(
+    predictor: Any, path: Path, args: argparse.Namespace, writer: RowWriter, annotate_to: Path | None = None
+) -> int:
     """Rows for the processed frames of a video, faces tracked (`ferkit.infer.video.track_video`);
     returns 1 if it was read, 0 on an error row."""
     from ferkit.infer.io import ImageReadError
@@ -241,7 +313,11 @@ def run_camera_rows(args: argparse.Namespace) -> int:
     except ValueError as e:  # OutputError is a ValueError
         print(f"ferkit predict: error: {e}", file=sys.stderr)
         return 2
-    with atomic_file(args.out, "w", newline="", overwrite=args.force) if args.out else contextlib.nullcontext(sys.stdout) as out:
+    with (
+        atomic_file(args.out, "w", newline="", overwrite=args.force)
+        if args.out
+        else contextlib.nullcontext(sys.stdout) as out
+    ):
         writer = RowWriter(out, args.format, predictor.class_names)
 
         def write(row: dict) -> None:

@@ -1,4 +1,5 @@
 """`ferkit serve`: the web service (JSON API) and its page, over one Predictor."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferkit serve: error: {e}", file=sys.stderr)
         return 2
     print(f"ferkit serve: page at http://{args.host}:{args.port}/  API docs at /docs", file=sys.stderr)
-    uvicorn.run(create_app(predictor, max_bytes=args.max_bytes, max_pixels=args.max_pixels), host=args.host,
-                port=args.port)
+    uvicorn.run(
+        create_app(predictor, max_bytes=args.max_bytes, max_pixels=args.max_pixels), host=args.host, port=args.port
+    )
     return 0
 
 
