@@ -4,7 +4,7 @@
     python bench/time_to_quality.py --recipe fast-bf16 --kernels avx2 --seed 42   # as on an AVX2-only CPU (float32)
     python bench/time_to_quality.py --recipe shipped --max-epochs 2          # the shipped recipe's first epochs, projected
 
-Each run is `ferkit train` with the recipe's flags (`ferkit.config.RECIPES`), alone in its own
+Each run is `ferkit train` with the recipe's flags (`ferkit.presets.RECIPES`), alone in its own
 process, timed by the wall clock from start to the last test figure (data loading, every epoch,
 val every epoch, the final val and test with the recipe's TTA). `--kernels avx2` holds PyTorch to
 its AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) and oneDNN to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), which
@@ -37,7 +37,7 @@ KERNELS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU
 
 def recipe_flags(name: str) -> tuple[str, dict]:
     """The recipe's resolved name and RunConfig fields ("fast" resolves by this process's CPU)."""
-    from ferkit.config import RECIPES, resolve_recipe
+    from ferkit.presets import RECIPES, resolve_recipe
     resolved = resolve_recipe(name)
     return resolved, RECIPES[resolved]
 

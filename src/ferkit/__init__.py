@@ -7,5 +7,6 @@ def __getattr__(name: str):
     # `ferkit.Predictor` without importing OpenCV and onnxruntime for every `import ferkit`.
     if name == "Predictor":
         from ferkit.infer import Predictor
+
         return Predictor
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """`ferkit`: the command line. It lists the subcommands (ferkit.commands, one module each, one shape:
 NAME, HELP, add_arguments(parser), run(args)) and turns a user's error into one line, exit status 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,26 @@ from ferkit.commands import (
     train,
     tune,
 )
-from ferkit.config import ConfigError
-from ferkit.runtime.paths import NO_SPACE, OutputError, no_space
+from ferkit.commands.errors import known_errors, missing_extra
+from ferkit.runtime.paths import NO_SPACE, no_space
 
-COMMANDS = [prepare, quickstart, train, evaluate, posthoc, pack, export, predict, serve, summary, figures, sweep,
-            tune, teacher_logits, models]
+COMMANDS = [
+    prepare,
+    quickstart,
+    train,
+    evaluate,
+    posthoc,
+    pack,
+    export,
+    predict,
+    serve,
+    summary,
+    figures,
+    sweep,
+    tune,
+    teacher_logits,
+    models,
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,7 +57,12 @@ class Help(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "default:" not in help and "(default" not in help and action.option_strings:
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and "default:" not in help
+            and "(default" not in help
+            and action.option_strings
+        ):
             help += " (default: %(default)s)"
         return help
 
@@ -57,9 +78,12 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="ferkit", formatter_class=Help,
-                    description="Imbalance-aware facial expression recognition on FER-2013",
-                    epilog="`ferkit COMMAND --help` shows a command's options; docs/ has the details.")
+    parser = Parser(
+        prog="ferkit",
+        formatter_class=Help,
+        description="Imbalance-aware facial expression recognition on FER-2013",
+        epilog="`ferkit COMMAND --help` shows a command's options; docs/ has the details.",
+    )
     parser.add_argument("--version", action="version", version=f"ferkit {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
@@ -67,43 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(p)
         p.set_defaults(func=command.run)
     return parser
-
-
-# Where each optional dependency comes from: a command that needs one this install lacks says which
-# extra to install (the inference install, `pip install 'ferkit[infer]'`, has no torch).
-EXTRA_OF = {"torch": "train", "sklearn": "train", "matplotlib": "train", "tensorboard": "train", "onnx": "train",
-            "fastapi": "infer", "uvicorn": "infer", "multipart": "infer", "starlette": "infer",
-            "ray": "ray", "optuna": "tune"}
-
-
-def known_errors() -> tuple[type[Exception], ...]:
-    """User-facing error types: printed as one line, exit status 2, no traceback. Those of the
-    modules that need torch or matplotlib count only where they are installed (elsewhere nothing
-    raises them)."""
-    import importlib
-
-    from ferkit.data import DataError
-    from ferkit.data.images import ImageError
-
-    errors = [ConfigError, DataError, ImageError, OutputError, FileNotFoundError]
-    for module, name in (("ferkit.runtime.device", "DeviceError"), ("ferkit.models", "CheckpointError"), ("ferkit.infer.onnx", "ModelError"),
-                         ("ferkit.report.stats", "ReportError"), ("ferkit.strategies.distill", "TeacherError")):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except ModuleNotFoundError as e:
-            if (e.name or "").split(".")[0] not in EXTRA_OF:
-                raise
-    return tuple(errors)
-
-
-def missing_extra(e: ModuleNotFoundError) -> str | None:
-    """The one-line hint for an optional dependency that is not installed; None for anything else."""
-    import importlib.util
-
-    package = (e.name or "").split(".")[0]
-    if package not in EXTRA_OF or importlib.util.find_spec(package) is not None:  # installed: another problem
-        return None
-    return f"this needs {package}, which this install lacks: pip install 'ferkit[{EXTRA_OF[package]}]'"
 
 
 def main(argv: list[str] | None = None) -> int:

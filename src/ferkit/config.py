@@ -3,6 +3,7 @@
 Everything a run does is decided by a `RunConfig`; it is written to `config.json` next to the
 checkpoints, so that any run can be repeated from that file alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.data.store import IMAGE_SIZE
+from ferkit.presets import PRESETS, resolve_recipe
 from ferkit.tta import TTA_MODES, tta_mode  # the TTA code owns its modes; a config names one
 
 
@@ -30,7 +32,9 @@ def option(default: Any, help: str, **flag: Any) -> Any:
 class RunConfig:
     # data and output
     data_root: str | None = option(None, "FER-2013 folder, zip, fer2013.csv, or a `ferkit prepare` output")
-    exp: str | None = option(None, "run name, a plain folder name under --runs_dir (default: <preset or strategy>_seed<seed>)")
+    exp: str | None = option(
+        None, "run name, a plain folder name under --runs_dir (default: <preset or strategy>_seed<seed>)"
+    )
     runs_dir: str = option("runs", "where run folders go")
     # model
     arch: str = option("seed-cnn", "architecture (`ferkit models` lists them)")
@@ -39,23 +43,36 @@ class RunConfig:
     arc_m: float = option(0.5, "ArcFace additive angular margin (training only)")
     # strategy: loss, class weights, sampling (independent choices)
     loss: str = option("ce", "loss")
-    weight_mode: str | None = option(None, "class weights (default: none), normalised to mean 1: inv 1/n_c, "
-                                           "inv_sqrt 1/sqrt(n_c), effective (1-beta)/(1-beta^n_c)")
+    weight_mode: str | None = option(
+        None,
+        "class weights (default: none), normalised to mean 1: inv 1/n_c, "
+        "inv_sqrt 1/sqrt(n_c), effective (1-beta)/(1-beta^n_c)",
+    )
     beta: float = option(0.999, "beta of weight_mode=effective")
     gamma: float = option(2.0, "focal loss gamma")
     tau: float = option(1.0, "logit-adjustment tau of the la loss")
     label_smoothing: float = option(0.0, "label smoothing of the loss")
-    sampler: str = option("default", "re-sampling (--sample_q overrides it): default shuffles, balanced draws "
-                                     "class c prop. to sqrt(n_c) (q = 0.5), class_balanced uniformly (q = 0)")
-    sample_q: float | None = option(None, "re-sample classes prop. to n_c ** q (1 natural, 0.5 balanced, 0 class-balanced)")
+    sampler: str = option(
+        "default",
+        "re-sampling (--sample_q overrides it): default shuffles, balanced draws "
+        "class c prop. to sqrt(n_c) (q = 0.5), class_balanced uniformly (q = 0)",
+    )
+    sample_q: float | None = option(
+        None, "re-sample classes prop. to n_c ** q (1 natural, 0.5 balanced, 0 class-balanced)"
+    )
     reweight_from: int = option(1, "epoch from which class weights apply (> 1: deferred re-weighting, DRW)")
     resample_from: int = option(1, "epoch from which re-sampling applies (> 1: deferred re-sampling, DRS)")
-    defer: str = option("from_epoch", "when deferred re-balancing applies: from_epoch = from reweight_from / resample_from on")
+    defer: str = option(
+        "from_epoch", "when deferred re-balancing applies: from_epoch = from reweight_from / resample_from on"
+    )
     mixup: float = option(0.0, "mixup alpha, 0 = off")
     cutmix: float = option(0.0, "cutmix alpha, 0 = off")
     # knowledge distillation (ferkit.strategies.distill), an independent choice: off without a teacher
-    teacher: str | None = option(None, "distil from a teacher: a checkpoint, several separated by commas (an "
-                                       "ensemble), or a .npz of stored teacher logits (`ferkit teacher-logits`)")
+    teacher: str | None = option(
+        None,
+        "distil from a teacher: a checkpoint, several separated by commas (an "
+        "ensemble), or a .npz of stored teacher logits (`ferkit teacher-logits`)",
+    )
     kd_alpha: float = option(0.5, "weight of the distillation term (0 = the hard-label loss only)")
     kd_temperature: float = option(4.0, "softmax temperature of the distillation term")
     teacher_space: str = option("prob", "how an ensemble's teachers are averaged")
@@ -69,8 +86,11 @@ class RunConfig:
     small_size: int = option(40, "side in pixels of those smaller images")
     # optimisation
     epochs: int = option(30, "epochs; 0 with --resume evaluates a checkpoint only")
-    max_steps: int | None = option(None, "at most N optimiser steps per epoch: a quick try (--epochs 1 --max_steps 20 "
-                                         "trains in seconds; val and test are still evaluated in full)")
+    max_steps: int | None = option(
+        None,
+        "at most N optimiser steps per epoch: a quick try (--epochs 1 --max_steps 20 "
+        "trains in seconds; val and test are still evaluated in full)",
+    )
     batch_size: int = option(256, "batch size")
     lr: float = option(1e-3, "peak learning rate of the optimiser")
     optimizer: str = option("adam", "optimiser (sgd: Nesterov momentum 0.9)")
@@ -79,13 +99,19 @@ class RunConfig:
     weight_decay: float = option(0.0, "weight decay (decoupled with adamw)")
     clip_norm: float = option(5.0, "gradient clipping: largest gradient norm")
     seed: int = option(42, "random seed")
-    amp: bool = option(False, "mixed precision: bfloat16 autocast on a CPU with native bf16 (AVX-512 BF16, AMX), "
-                              "bf16/fp16 on CUDA; float32 elsewhere, and it says so")
+    amp: bool = option(
+        False,
+        "mixed precision: bfloat16 autocast on a CPU with native bf16 (AVX-512 BF16, AMX), "
+        "bf16/fp16 on CUDA; float32 elsewhere, and it says so",
+    )
     device: str = option("auto", "auto, cpu or cuda")
     tta: str = option("none", "test-time augmentation at evaluation (its flag: ferkit.commands.options.add_tta)")
     resume: str | None = option(None, "a last.pt to continue, or any checkpoint with --epochs 0 to evaluate")
-    preset: str | None = option(None, "a recipe (explicit flags win over it): the reference's E0-E6 (strategy only), "
-                                         "shipped (the recommended model's whole recipe), fast (the fast recipe for this CPU)")
+    preset: str | None = option(
+        None,
+        "a recipe (explicit flags win over it): the reference's E0-E6 (strategy only), "
+        "shipped (the recommended model's whole recipe), fast (the fast recipe for this CPU)",
+    )
 
     def default_exp(self) -> str:
         base = self.preset or f"{self.head}_{self.loss}_{self.sampler}"
@@ -93,37 +119,6 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# The reference project's recipes. A preset fills these fields; flags given explicitly win.
-PRESETS: dict[str, dict[str, Any]] = {
-    "E0": {"head": "softmax", "loss": "ce", "sampler": "default"},
-    "E1": {"head": "arcface", "loss": "ce", "sampler": "default"},
-    "E2": {"head": "softmax", "loss": "wce", "weight_mode": "inv_sqrt", "sampler": "default"},
-    "E4": {"head": "softmax", "loss": "focal", "sampler": "default"},
-    "E5": {"head": "softmax", "loss": "ce", "sampler": "balanced"},
-    "E6": {"head": "arcface", "loss": "focal", "sampler": "default"},
-}
-# Whole recipes (architecture, schedule, precision), presets too: `--preset shipped` trains the
-# recommended model's recipe, `--preset fast` the fast recipe for this CPU (`resolve_recipe`).
-_ADAMW = {"batch_size": 128, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 1, "amp": True, "tta": "crops"}
-RECIPES: dict[str, dict[str, Any]] = {
-    "shipped": PRESETS["E5"] | _ADAMW | {"arch": "fer-resnet", "epochs": 30},
-    # test macro-F1 >= 0.576 in at most 12 minutes on a 2-core CPU with native bfloat16 (docs/RESULTS.md)
-    "fast-bf16": PRESETS["E5"] | _ADAMW | {"arch": "fer-resnet-slim", "epochs": 12, "small_epochs": 6, "small_size": 40},
-}
-PRESETS |= RECIPES | {"fast": {}}
-
-
-def resolve_recipe(name: str) -> str:
-    """A preset's name, with "fast" resolved by this CPU: fast-bf16 where bfloat16 runs natively,
-    else fast-fp32 when there is one (docs/PERFORMANCE.md "Time to quality")."""
-    if name != "fast":
-        return name
-    from ferkit.runtime.device import bf16_available  # torch: only a run that asks for "fast" pays for it
-    return "fast-bf16" if bf16_available("cpu") or "fast-fp32" not in RECIPES else "fast-fp32"
-
-
 
 
 class ConfigError(ValueError):
@@ -134,7 +129,9 @@ def field_names() -> set[str]:
     return {f.name for f in fields(RunConfig)}
 
 
-def read_table(path: str | Path, kind: str = "config", suffixes: tuple[str, ...] = (".toml", ".yaml", ".yml", ".json")) -> dict:
+def read_table(
+    path: str | Path, kind: str = "config", suffixes: tuple[str, ...] = (".toml", ".yaml", ".yml", ".json")
+) -> dict:
     """Parse a TOML, YAML or JSON file that must hold a table; one-line `ConfigError`s for a missing,
     unreadable or malformed file. `kind` names the file in messages (config, sweep)."""
     path = Path(path)
@@ -151,6 +148,7 @@ def read_table(path: str | Path, kind: str = "config", suffixes: tuple[str, ...]
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
             import yaml
+
             data = yaml.safe_load(text) or {}
         else:
             data = json.loads(text)
@@ -219,9 +217,19 @@ def choices(name: str) -> tuple[str, ...] | None:
     from ferkit.strategies import DEFERRALS, LOSSES, SAMPLERS, WEIGHT_MODES
     from ferkit.strategies.distill import TEACHER_SPACES
 
-    registries: dict[str, Any] = {"arch": ARCHS, "head": HEADS, "loss": LOSSES, "sampler": SAMPLERS, "weight_mode": WEIGHT_MODES,
-                  "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA_MODES, "preset": PRESETS,
-                  "teacher_space": TEACHER_SPACES, "defer": DEFERRALS}
+    registries: dict[str, Any] = {
+        "arch": ARCHS,
+        "head": HEADS,
+        "loss": LOSSES,
+        "sampler": SAMPLERS,
+        "weight_mode": WEIGHT_MODES,
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "tta": TTA_MODES,
+        "preset": PRESETS,
+        "teacher_space": TEACHER_SPACES,
+        "defer": DEFERRALS,
+    }
     return tuple(registries[name]) if name in registries else None
 
 
@@ -239,13 +247,26 @@ def check_strategy(cfg: RunConfig) -> None:
 def validate(cfg: RunConfig) -> None:
     from ferkit.models import FIXED_SIZE_ARCHS
 
-    for name in ("arch", "head", "loss", "sampler", "optimizer", "schedule", "tta", "weight_mode", "teacher_space", "defer"):
+    for name in (
+        "arch",
+        "head",
+        "loss",
+        "sampler",
+        "optimizer",
+        "schedule",
+        "tta",
+        "weight_mode",
+        "teacher_space",
+        "defer",
+    ):
         value, allowed = getattr(cfg, name), choices(name) or ()
         if value not in allowed and not (name == "weight_mode" and value is None):
             raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
     if cfg.small_epochs and cfg.arch in FIXED_SIZE_ARCHS:
-        raise ConfigError(f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
-                          f"(small_epochs) needs a fully convolutional arch such as fer-resnet")
+        raise ConfigError(
+            f"{cfg.arch} takes only 48x48 images (a fully connected layer): progressive resizing "
+            f"(small_epochs) needs a fully convolutional arch such as fer-resnet"
+        )
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
@@ -253,13 +274,19 @@ def validate(cfg: RunConfig) -> None:
     for name, bound in RANGES.items():  # each field's range, declared once below
         bound.check(name, getattr(cfg, name, None))
     if not (0 <= cfg.kd_alpha <= 1 and cfg.kd_temperature > 0):
-        raise ConfigError(f"kd_alpha must be in [0, 1] and kd_temperature > 0 (got {cfg.kd_alpha}, {cfg.kd_temperature})")
+        raise ConfigError(
+            f"kd_alpha must be in [0, 1] and kd_temperature > 0 (got {cfg.kd_alpha}, {cfg.kd_temperature})"
+        )
     if cfg.teacher and cfg.teacher.strip().endswith(".npz") and (cfg.mixup or cfg.cutmix):
-        raise ConfigError("stored teacher logits cannot follow mixup or cutmix (the teacher never saw the mixed "
-                          "images): give teacher checkpoints, or drop --mixup/--cutmix")
+        raise ConfigError(
+            "stored teacher logits cannot follow mixup or cutmix (the teacher never saw the mixed "
+            "images): give teacher checkpoints, or drop --mixup/--cutmix"
+        )
     if cfg.exp is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.exp):
-        raise ConfigError(f"--exp {cfg.exp!r} must be a plain folder name (letters, digits, . _ -): runs are "
-                          f"created under --runs_dir, never elsewhere")
+        raise ConfigError(
+            f"--exp {cfg.exp!r} must be a plain folder name (letters, digits, . _ -): runs are "
+            f"created under --runs_dir, never elsewhere"
+        )
     check_strategy(cfg)
 
 
@@ -299,22 +326,40 @@ class Bound:
             try:
                 value = kind(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+                ) from None
             if not self.ok(value):
                 raise argparse.ArgumentTypeError(f"must be {self.describe()} (got {text})")
             return value
+
         parse.__name__ = kind.__name__
         return parse
 
 
 # The ranges of RunConfig's numeric fields (a field not named here takes any finite number).
 RANGES: dict[str, Bound] = {
-    "epochs": Bound(0), "max_steps": Bound(1), "batch_size": Bound(1), "lr": Bound(0, open_low=True), "weight_decay": Bound(0),
-    "warmup_epochs": Bound(0), "clip_norm": Bound(0, open_low=True), "reweight_from": Bound(1), "resample_from": Bound(1),
-    "label_smoothing": Bound(0, 1, open_high=True), "beta": Bound(0, 1, open_high=True), "gamma": Bound(0),
-    "mixup": Bound(0), "cutmix": Bound(0), "arc_s": Bound(0, open_low=True), "arc_m": Bound(0),
-    "scale_jitter": Bound(0, 1, open_high=True), "translate": Bound(0, 0.5, open_high=True), "erase_p": Bound(0, 1),
-    "small_epochs": Bound(0), "small_size": Bound(16, IMAGE_SIZE),
+    "epochs": Bound(0),
+    "max_steps": Bound(1),
+    "batch_size": Bound(1),
+    "lr": Bound(0, open_low=True),
+    "weight_decay": Bound(0),
+    "warmup_epochs": Bound(0),
+    "clip_norm": Bound(0, open_low=True),
+    "reweight_from": Bound(1),
+    "resample_from": Bound(1),
+    "label_smoothing": Bound(0, 1, open_high=True),
+    "beta": Bound(0, 1, open_high=True),
+    "gamma": Bound(0),
+    "mixup": Bound(0),
+    "cutmix": Bound(0),
+    "arc_s": Bound(0, open_low=True),
+    "arc_m": Bound(0),
+    "scale_jitter": Bound(0, 1, open_high=True),
+    "translate": Bound(0, 0.5, open_high=True),
+    "erase_p": Bound(0, 1),
+    "small_epochs": Bound(0),
+    "small_size": Bound(16, IMAGE_SIZE),
 }
 # What a resumed run may take from the command line: where the data and the device are now.
 RESUME_FREE = {"data_root", "resume", "device"}
@@ -328,10 +373,16 @@ def check_resume(given: dict[str, Any], saved: dict[str, Any], resume: str) -> N
 
     def norm(key: str, value: Any) -> Any:
         return tta_mode(value) if key == "tta" and value is not None else value
-    conflicts = sorted(k for k, v in given.items() if k not in RESUME_FREE and k in defaults
-                       and norm(k, v) != norm(k, saved.get(k, defaults[k])))
+
+    conflicts = sorted(
+        k
+        for k, v in given.items()
+        if k not in RESUME_FREE and k in defaults and norm(k, v) != norm(k, saved.get(k, defaults[k]))
+    )
     if conflicts:
         flags = ", ".join(f"--{k} {given[k]}" for k in conflicts)
         kept = ", ".join(f"{k} {saved.get(k, defaults[k])!r}" for k in conflicts)
-        raise ConfigError(f"{flags}: --resume {resume} continues a run trained with {kept} and keeps it; drop the "
-                          f"flag, or start a new run (another --exp)")
+        raise ConfigError(
+            f"{flags}: --resume {resume} continues a run trained with {kept} and keeps it; drop the "
+            f"flag, or start a new run (another --exp)"
+        )

@@ -4,6 +4,7 @@ of the probabilities, before and after the checkpoint's temperature), `predictio
 confusion matrix, the reliability diagram and the coverage curve (CSV and PNG: accuracy and
 macro-F1 of the faces kept as the top-probability threshold, `--min-score`, rises).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,9 +36,15 @@ EVAL_BATCH = 64
 
 
 @torch.inference_mode()
-def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
-                  amp: bool = False, tta: bool | str = False, batch_size: int = EVAL_BATCH,
-                  progress: Callable[[int], object] | None = None) -> np.ndarray:
+def predict_proba(
+    model: torch.nn.Module,
+    images: np.ndarray | torch.Tensor,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    tta: bool | str = False,
+    batch_size: int = EVAL_BATCH,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, 48, 48), averaged over the TTA views (`tta_mode`).
 
     `progress(n)` is called after each batch with the number of images it held."""
@@ -48,7 +55,7 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
     images = torch.as_tensor(images)
     out = []
     for i in range(0, len(images), batch_size):
-        views = tta_inputs(images[i:i + batch_size].to(device), mode)
+        views = tta_inputs(images[i : i + batch_size].to(device), mode)
         with autocast(device, amp):
             probs = sum(model(v.contiguous(memory_format=torch.channels_last)).float().softmax(1) for v in views)
         probs = probs / len(views)
@@ -71,29 +78,52 @@ def calibration_figures(path: Path, data, tta: str | bool | None, record: dict) 
         s = data.splits[split]
         for mode in dict.fromkeys(("none", tta_mode(tta))):
             probs, t = predict_proba(model, s.images, "cpu", False, mode), temperature_for(record, mode)
-            row: dict[str, Any] = {"temperature": t, "split": split, "tta": mode, "before": calibration_metrics(probs, s.labels),
-                   "after": calibration_metrics(adjust(probs, t), s.labels), "priors": {}}
+            row: dict[str, Any] = {
+                "temperature": t,
+                "split": split,
+                "tta": mode,
+                "before": calibration_metrics(probs, s.labels),
+                "after": calibration_metrics(adjust(probs, t), s.labels),
+                "priors": {},
+            }
             for prior in PRIORS:
                 p = adjust(probs, t, prior_ratio(prior, names, record))
                 m = compute_metrics(s.labels, p.argmax(1), names)
-                row["priors"][prior] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                                        "ece": calibration_metrics(p, s.labels)["ece"]}
+                row["priors"][prior] = {
+                    "accuracy": m["accuracy"],
+                    "macro_f1": m["macro_f1"],
+                    "ece": calibration_metrics(p, s.labels)["ece"],
+                }
             rows.append(row)
-    return {k: record.get(k) for k in ("temperature", "temperatures", "fitted_on", "precision", "model_prior",
-                                       "train_prior", "source")} | {"rows": rows}
+    return {
+        k: record.get(k)
+        for k in ("temperature", "temperatures", "fitted_on", "precision", "model_prior", "train_prior", "source")
+    } | {"rows": rows}
 
 
-def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_dir: Path | None = None,
-                   split_name: str = "test", device: str | torch.device = "cpu", amp: bool = False,
-                   tta: bool | str = False, extra: dict | None = None, suffix: str = "",
-                   progress: Callable[[int], object] | None = None, calibration: dict | None = None) -> dict:
+def evaluate_split(
+    model: torch.nn.Module,
+    split,
+    class_names: list[str],
+    out_dir: Path | None = None,
+    split_name: str = "test",
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    tta: bool | str = False,
+    extra: dict | None = None,
+    suffix: str = "",
+    progress: Callable[[int], object] | None = None,
+    calibration: dict | None = None,
+) -> dict:
     """Evaluate on one split; with `out_dir`, write metrics{suffix}.json, predictions, the confusion
     figure, the reliability diagram and the coverage curve. `calibration`: the checkpoint's record
     (its temperature is measured too; the predictions file keeps the model's own probabilities)."""
     probs = predict_proba(model, split.images, device, amp, tta, progress=progress)
     if not np.isfinite(probs).all():  # NaN weights: refused, rather than metrics of argmax(NaN) = class 0
-        raise CheckpointError(f"{(extra or {}).get('checkpoint', 'the model')} gives NaN or infinite outputs "
-                              f"(its weights are broken): retrain it, or use another checkpoint")
+        raise CheckpointError(
+            f"{(extra or {}).get('checkpoint', 'the model')} gives NaN or infinite outputs "
+            f"(its weights are broken): retrain it, or use another checkpoint"
+        )
     m = compute_metrics(split.labels, probs.argmax(1), class_names)
     m |= {"split": split_name, "tta": tta, "amp": amp} | (extra or {})
     m["calibration"], coverage = calibration_of(probs, split.labels, calibration, tta)
@@ -103,14 +133,27 @@ def evaluate_split(model: torch.nn.Module, split, class_names: list[str], out_di
         write_predictions(out_dir / f"predictions{suffix}.csv", split.names, split.labels, probs, class_names)
         write_calibration_outputs(out_dir, suffix, probs, split.labels, m["calibration"], coverage, split_name)
         from ferkit.report.figures import plot_confusion  # matplotlib is slow to import: only when drawing
-        plot_confusion(np.array(m["confusion_matrix"]), class_names, out_dir / f"confusion_matrix{suffix}.png",
-                       title=f"{split_name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+
+        plot_confusion(
+            np.array(m["confusion_matrix"]),
+            class_names,
+            out_dir / f"confusion_matrix{suffix}.png",
+            title=f"{split_name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}",
+        )
     return m
 
 
-def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool, tta: bool | str,
-                 device: torch.device | str = "cpu", log: Callable[[str], None] = print,
-                 splits: tuple[str, ...] = ("val", "test"), progress: Callable[[int], object] | None = None) -> dict:
+def evaluate_run(
+    ckpt_path: Path,
+    data: FerData,
+    out_dir: Path | None,
+    amp: bool,
+    tta: bool | str,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] = print,
+    splits: tuple[str, ...] = ("val", "test"),
+    progress: Callable[[int], object] | None = None,
+) -> dict:
     """Evaluate a checkpoint once on each split; test writes metrics.json, val metrics_val.json."""
     model, info = load_model(ckpt_path)
     model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
@@ -118,16 +161,35 @@ def evaluate_run(ckpt_path: Path, data: FerData, out_dir: Path | None, amp: bool
     out = {}
     for split in splits:
         suffix = "" if split == "test" else f"_{split}"
-        out[split] = evaluate_split(model, data.splits[split], data.class_names, out_dir, split, device, amp, tta,
-                                    extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")}, suffix=suffix,
-                                    progress=progress, calibration=info.get("calibration"))
+        out[split] = evaluate_split(
+            model,
+            data.splits[split],
+            data.class_names,
+            out_dir,
+            split,
+            device,
+            amp,
+            tta,
+            extra={"checkpoint": str(ckpt_path), "epoch": info.get("epoch")},
+            suffix=suffix,
+            progress=progress,
+            calibration=info.get("calibration"),
+        )
         m = out[split]
-        log(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-            + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"])))
+        log(
+            f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+            + ", ".join(f"{c} {f:.3f}" for c, f in zip(data.class_names, m["per_class_f1"]))
+        )
         c = m["calibration"]
-        log(f"{split}: ECE {c['ece']:.4f}, NLL {c['nll']:.4f}, Brier {c['brier']:.4f}" + (
-            f"; at T {c['temperature']:.3f}: ECE {c['scaled']['ece']:.4f}, NLL {c['scaled']['nll']:.4f}, "
-            f"Brier {c['scaled']['brier']:.4f}" if "scaled" in c else ""))
+        log(
+            f"{split}: ECE {c['ece']:.4f}, NLL {c['nll']:.4f}, Brier {c['brier']:.4f}"
+            + (
+                f"; at T {c['temperature']:.3f}: ECE {c['scaled']['ece']:.4f}, NLL {c['scaled']['nll']:.4f}, "
+                f"Brier {c['scaled']['brier']:.4f}"
+                if "scaled" in c
+                else ""
+            )
+        )
     if out_dir is not None:
         log(f"outputs in {out_dir}/")
     return out["test"] if "test" in out else out[splits[-1]]
@@ -138,7 +200,9 @@ def match_classes(data: FerData, model_classes: list[str]) -> FerData:
     if list(data.class_names) == list(model_classes):
         return data
     if sorted(data.class_names) != sorted(model_classes):
-        raise DataError(f"the model's classes ({', '.join(model_classes)}) differ from the data's ({', '.join(data.class_names)})")
+        raise DataError(
+            f"the model's classes ({', '.join(model_classes)}) differ from the data's ({', '.join(data.class_names)})"
+        )
     remap = np.array([model_classes.index(c) for c in data.class_names])
     splits = {k: dataclasses.replace(s, labels=remap[s.labels]) for k, s in data.splits.items()}
     return dataclasses.replace(data, class_names=list(model_classes), splits=splits)
@@ -146,9 +210,18 @@ def match_classes(data: FerData, model_classes: list[str]) -> FerData:
 
 def output_files(splits: tuple[str, ...] = ("val", "test")) -> list[str]:
     """The files `evaluate_split` writes into an output folder for `splits` (test has no suffix)."""
-    return [f"{stem}{'' if s == 'test' else '_' + s}.{ext}" for s in splits
-            for stem, ext in (("metrics", "json"), ("predictions", "csv"), ("confusion_matrix", "png"),
-                              ("reliability", "png"), ("coverage", "csv"), ("coverage", "png"))]
+    return [
+        f"{stem}{'' if s == 'test' else '_' + s}.{ext}"
+        for s in splits
+        for stem, ext in (
+            ("metrics", "json"),
+            ("predictions", "csv"),
+            ("confusion_matrix", "png"),
+            ("reliability", "png"),
+            ("coverage", "csv"),
+            ("coverage", "png"),
+        )
+    ]
 
 
 def data_root_of(given: str | None, saved_config: dict) -> str:
@@ -169,10 +242,19 @@ def progress_bar(total: int, name: str):
     return tqdm(total=total, desc=name, unit="img", leave=False, mininterval=1.0, disable=None)
 
 
-def evaluate_checkpoint(ckpt: str | Path, data_root: str | None, out: str | Path | None, runs_dir: str = "runs",
-                        amp: bool | None = None, tta: bool | str | None = None, device: str = "auto",
-                        splits: tuple[str, ...] = ("val", "test"), force: bool = False, log: Callable = print,
-                        progress: bool = False) -> dict:
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    data_root: str | None,
+    out: str | Path | None,
+    runs_dir: str = "runs",
+    amp: bool | None = None,
+    tta: bool | str | None = None,
+    device: str = "auto",
+    splits: tuple[str, ...] = ("val", "test"),
+    force: bool = False,
+    log: Callable = print,
+    progress: bool = False,
+) -> dict:
     """Evaluate a checkpoint file on `splits` and write the outputs (`ferkit eval`).
 
     By default as the numbers to reproduce were made: a shipped model as its card (float32, the
@@ -229,19 +311,37 @@ def evaluate_checkpoint(ckpt: str | Path, data_root: str | None, out: str | Path
     data_root = data_root_of(data_root, saved)
     path = Path(ckpt)
     out_dir = Path(out) if out else Path(runs_dir) / f"eval-{path.parent.name}-{path.stem}"
-    check_output(out_dir, inputs=[ckpt, data_root], kind="dir", files=output_files(splits), force=force,
-                 not_into=("best.pt", "last.pt"), what="the evaluation folder")
+    check_output(
+        out_dir,
+        inputs=[ckpt, data_root],
+        kind="dir",
+        files=output_files(splits),
+        force=force,
+        not_into=("best.pt", "last.pt"),
+        what="the evaluation folder",
+    )
     if amp is None:
         amp = checkpoint["card_precision"] != "float32" if "card_precision" in checkpoint else saved.get("amp", False)
     notice = amp_notice(pick_device(device), amp)
     if notice:
         log(notice)
-    tta = saved.get("tta", False) if tta is None else tta  # left out: the checkpoint's own (a shipped model: its card's)
+    tta = (
+        saved.get("tta", False) if tta is None else tta
+    )  # left out: the checkpoint's own (a shipped model: its card's)
     data = load_data(data_root)
     bar = progress_bar(sum(len(data.splits[s].labels) for s in splits), path.stem) if progress else None
     try:
-        return evaluate_run(path, data, out_dir, amp, tta, pick_device(device), log=log, splits=splits,
-                            progress=bar.update if bar else None)
+        return evaluate_run(
+            path,
+            data,
+            out_dir,
+            amp,
+            tta,
+            pick_device(device),
+            log=log,
+            splits=splits,
+            progress=bar.update if bar else None,
+        )
     finally:
         if bar is not None:
             bar.close()

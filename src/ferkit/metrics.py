@@ -6,6 +6,7 @@ figure); predictions.csv is written and read here; `calibration_of` is metrics.j
 temperature) and the coverage curve, which `write_calibration_outputs` draws with the
 reliability diagram. Nothing here needs a model: `ferkit.evaluate` runs one and calls these.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,7 +45,9 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
     return m
 
 
-def write_predictions(path: Path, names: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> None:
+def write_predictions(
+    path: Path, names: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str]
+) -> None:
     """One row per image: name, true and predicted class names, and every class probability."""
     pred = probs.argmax(1)
     with atomic_file(path, "w", newline="") as f:
@@ -63,8 +66,7 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, li
     class_names = [k[2:] for k in rows[0] if k.startswith("p_")]
     index = {c: i for i, c in enumerate(class_names)}
     probs = np.array([[float(r[f"p_{c}"]) for c in class_names] for r in rows])
-    return (np.array([index[r["true"]] for r in rows]), np.array([index[r["pred"]] for r in rows]), probs,
-            class_names)
+    return (np.array([index[r["true"]] for r in rows]), np.array([index[r["pred"]] for r in rows]), probs, class_names)
 
 
 def metrics_from_predictions(path: Path) -> dict:
@@ -73,8 +75,9 @@ def metrics_from_predictions(path: Path) -> dict:
     return compute_metrics(y_true, y_pred, class_names)
 
 
-def calibration_of(probs: np.ndarray, labels: np.ndarray, record: dict | None = None,
-                   tta: bool | str | None = "none") -> tuple[dict, list[dict]]:
+def calibration_of(
+    probs: np.ndarray, labels: np.ndarray, record: dict | None = None, tta: bool | str | None = "none"
+) -> tuple[dict, list[dict]]:
     """metrics.json's "calibration" entry for one split's probabilities (the model's own: ECE,
     class-wise ECE, NLL, Brier; with a checkpoint's `calibration` record, the same after its
     temperature for this `tta`, under "scaled"), and the coverage curve of the probabilities a
@@ -84,20 +87,25 @@ def calibration_of(probs: np.ndarray, labels: np.ndarray, record: dict | None = 
     if record:
         t = temperature_for(record, tta_mode(tta))
         scaled = adjust(probs, t)
-        cal |= {"temperature": t, "fitted": f"{record.get('fitted_on')}, TTA {tta_mode(tta)}",
-                "scaled": calibration_metrics(scaled, labels)}
+        cal |= {
+            "temperature": t,
+            "fitted": f"{record.get('fitted_on')}, TTA {tta_mode(tta)}",
+            "scaled": calibration_metrics(scaled, labels),
+        }
     return cal, coverage_curve(scaled, labels, lambda y, p: macro_f1(y, p, probs.shape[1]))
 
 
-def calibration_from_predictions(path: Path, record: dict | None = None,
-                                 tta: bool | str | None = "none") -> tuple[dict, list[dict]]:
+def calibration_from_predictions(
+    path: Path, record: dict | None = None, tta: bool | str | None = "none"
+) -> tuple[dict, list[dict]]:
     """`calibration_of` a predictions.csv alone (its probabilities have 6 decimals)."""
     y_true, _, probs, _ = read_predictions(path)
     return calibration_of(probs, y_true, record, tta)
 
 
-def write_calibration_outputs(out_dir: Path, suffix: str, probs: np.ndarray, labels: np.ndarray, cal: dict,
-                              coverage: list[dict], title: str) -> None:
+def write_calibration_outputs(
+    out_dir: Path, suffix: str, probs: np.ndarray, labels: np.ndarray, cal: dict, coverage: list[dict], title: str
+) -> None:
     """coverage{suffix}.csv and .png, and reliability{suffix}.png (raw and, if any, scaled bins)."""
     with atomic_file(out_dir / f"coverage{suffix}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(coverage[0]))
@@ -107,7 +115,9 @@ def write_calibration_outputs(out_dir: Path, suffix: str, probs: np.ndarray, lab
 
     curves = {f"model (ECE {cal['ece']:.3f})": probs}
     if "scaled" in cal:
-        curves[f"T = {cal['temperature']:.3f} (ECE {cal['scaled']['ece']:.3f})"] = adjust(probs, float(cal["temperature"]))
+        curves[f"T = {cal['temperature']:.3f} (ECE {cal['scaled']['ece']:.3f})"] = adjust(
+            probs, float(cal["temperature"])
+        )
     fig = _new_figure((4.5, 4.5))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="calibrated")
@@ -115,8 +125,13 @@ def write_calibration_outputs(out_dir: Path, suffix: str, probs: np.ndarray, lab
         r = reliability(p, labels)
         ok = r["count"] > 0
         ax.plot(r["confidence"][ok], r["accuracy"][ok], marker=marker, ms=4, label=name)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="top-class probability (mean in each of 15 bins)",
-           ylabel="accuracy in the bin", title=f"{title}: reliability")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="top-class probability (mean in each of 15 bins)",
+        ylabel="accuracy in the bin",
+        title=f"{title}: reliability",
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     _save(fig, out_dir / f"reliability{suffix}.png")
@@ -126,10 +141,19 @@ def write_calibration_outputs(out_dir: Path, suffix: str, probs: np.ndarray, lab
     ax.plot(cover, [r["accuracy"] for r in coverage], marker="o", ms=3, label="accuracy")
     ax.plot(cover, [r["macro_f1"] for r in coverage], marker="s", ms=3, label="macro-F1")
     for r in coverage[::4]:
-        ax.annotate(f"{r['threshold']:.2f}", (r["coverage"], r["accuracy"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set(xlim=(0, 1.02), xlabel="coverage (share of faces not 'uncertain')", ylabel="on the faces kept",
-           title=f"{title}: --min-score (labels: the threshold)")
+        ax.annotate(
+            f"{r['threshold']:.2f}",
+            (r["coverage"], r["accuracy"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set(
+        xlim=(0, 1.02),
+        xlabel="coverage (share of faces not 'uncertain')",
+        ylabel="on the faces kept",
+        title=f"{title}: --min-score (labels: the threshold)",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, out_dir / f"coverage{suffix}.png")

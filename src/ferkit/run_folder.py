@@ -1,5 +1,6 @@
 """A training run's folder (`runs/<exp>/`): made without losing a run, its log and epochs.csv, and
 what a resumed run needs (the random state, a best.pt a kill left unwritten). The loop is train.py."""
+
 from __future__ import annotations
 
 import csv
@@ -48,6 +49,7 @@ def run_logger(run_dir: Path, log: Log, earlier: Iterable[str] = ()) -> Log:
         log(msg)
         with open(run_dir / "train.log", "a") as f:
             f.write(msg + "\n")
+
     return both
 
 
@@ -66,8 +68,10 @@ def prepare_run_dir(run_dir: Path, resuming: bool, overwrite: bool, log: Log) ->
         if found and not overwrite:
             what = "a finished run" if "metrics.json" in found else "an unfinished run"
             hint = f"continue it with --resume {run_dir / 'last.pt'}, " if (run_dir / "last.pt").exists() else ""
-            raise ConfigError(f"{run_dir} holds {what} ({', '.join(found)}): {hint}choose another --exp, "
-                              f"or pass --overwrite to replace it")
+            raise ConfigError(
+                f"{run_dir} holds {what} ({', '.join(found)}): {hint}choose another --exp, "
+                f"or pass --overwrite to replace it"
+            )
         if found:
             log(f"{run_dir}: replacing the run there (--overwrite)")
             shutil.rmtree(run_dir)
@@ -82,7 +86,9 @@ def prepare_run_dir(run_dir: Path, resuming: bool, overwrite: bool, log: Log) ->
         for tmp in run_dir.glob("*.tmp"):  # a write interrupted by a kill: the real file is intact
             tmp.unlink()
     except OSError as e:
-        raise ConfigError(f"cannot write the run folder {run_dir} ({e.strerror}): choose a writable --runs_dir") from None
+        raise ConfigError(
+            f"cannot write the run folder {run_dir} ({e.strerror}): choose a writable --runs_dir"
+        ) from None
 
 
 def complete_best(run_dir: Path, last: dict, base: dict) -> None:

@@ -1,4 +1,5 @@
 """The training loop: fit, checkpoint every epoch, resume, keep the best on val, test once at the end."""
+
 from __future__ import annotations
 
 import json
@@ -46,11 +47,22 @@ def train_counts(data: FerData) -> np.ndarray:
     return np.bincount(data.splits["train"].labels, minlength=len(data.class_names))
 
 
-def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    batches, device: torch.device, amp: bool, clip_norm: float = 5.0,
-                    scaler: torch.amp.GradScaler | None = None, progress: str | None = None,
-                    mix_fn: Callable | None = None, teacher=None, kd_alpha: float = 0.0,
-                    kd_temperature: float = 4.0, max_steps: int | None = None) -> dict:
+def train_one_epoch(
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches,
+    device: torch.device,
+    amp: bool,
+    clip_norm: float = 5.0,
+    scaler: torch.amp.GradScaler | None = None,
+    progress: str | None = None,
+    mix_fn: Callable | None = None,
+    teacher=None,
+    kd_alpha: float = 0.0,
+    kd_temperature: float = 4.0,
+    max_steps: int | None = None,
+) -> dict:
     """One pass over `batches`; returns mean loss, accuracy and images/s.
 
     `mix_fn(x, y) -> (x, y_a, y_b, lam)` applies mixup/cutmix; the loss is then mixed the same way.
@@ -60,7 +72,9 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
     """
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-    share = -(-len(batches.labels) // getattr(batches, "world", 1))  # this process's images (all of them in one process)
+    share = -(
+        -len(batches.labels) // getattr(batches, "world", 1)
+    )  # this process's images (all of them in one process)
     bar = tqdm(total=share, desc=progress, unit="img", leave=False, disable=progress is None)
     for step, (x, y, *index) in enumerate(batches):  # EpochBatches(with_index=True) also yields the indices
         if max_steps is not None and step >= max_steps:
@@ -89,24 +103,36 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer:
             optimizer.step()
         n, value = len(y), loss.item()
         if not math.isfinite(value):  # diverged: stop rather than train on and save NaN weights
-            raise ConfigError(f"the training loss became {value} after {seen} images of this epoch: lower --lr "
-                              f"(or --clip_norm); the last finished epoch's last.pt is intact")
+            raise ConfigError(
+                f"the training loss became {value} after {seen} images of this epoch: lower --lr "
+                f"(or --clip_norm); the last finished epoch's last.pt is intact"
+            )
         total_loss += value * n
         correct += (logits.argmax(1) == y).sum().item()
         seen += n
         bar.update(n)
     bar.close()
     secs = time.perf_counter() - t0
-    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "train_img_per_s": seen / secs}
+    return {
+        "train_loss": total_loss / max(seen, 1),
+        "train_acc": correct / max(seen, 1),
+        "train_img_per_s": seen / secs,
+    }
 
 
 def _quiet(msg: str) -> None:
     """The log of a process other than rank 0."""
 
 
-def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress: bool = True,
-        overwrite: bool = False, on_epoch: Callable[[int, float], None] | None = None,
-        splits: tuple[str, ...] = ("val", "test")) -> dict:
+def fit(
+    cfg: RunConfig,
+    data: FerData | None = None,
+    log: Log = print,
+    progress: bool = True,
+    overwrite: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
+    splits: tuple[str, ...] = ("val", "test"),
+) -> dict:
     """Train `cfg` (resuming from cfg.resume when it is a last.pt), then evaluate the best checkpoint.
 
     Each epoch trains on train, validates on val and saves last.pt (best.pt when val macro-F1
@@ -158,7 +184,9 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     if cfg.resume:
         resume_ckpt = read_checkpoint(cfg.resume)
         if "optimizer" not in resume_ckpt:
-            raise ConfigError(f"{cfg.resume} has no optimiser state (it is not a last.pt): to evaluate it use --epochs 0 or `ferkit eval`")
+            raise ConfigError(
+                f"{cfg.resume} has no optimiser state (it is not a last.pt): to evaluate it use --epochs 0 or `ferkit eval`"
+            )
         saved = RunConfig(**resume_ckpt["config"])
         # A resumed run is the same run: its saved configuration wins, except where the data now lives.
         saved.data_root, saved.resume, saved.device = cfg.data_root or saved.data_root, cfg.resume, cfg.device
@@ -166,8 +194,10 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     if data is None and not cfg.data_root:
         raise ConfigError("no --data_root: give the FER-2013 zip, image folder or fer2013.csv")
     if dist.active and cfg.batch_size % dist.world:
-        raise ConfigError(f"--batch_size {cfg.batch_size} does not split into {dist.world} processes: "
-                          f"give a multiple of {dist.world} (it is the global batch)")
+        raise ConfigError(
+            f"--batch_size {cfg.batch_size} does not split into {dist.world} processes: "
+            f"give a multiple of {dist.world} (it is the global batch)"
+        )
     if dist.active and (cfg.mixup or cfg.cutmix):
         raise ConfigError("mixup and cutmix are not supported in multi-process training yet: train them in one process")
     run_dir = Path(cfg.runs_dir) / (cfg.exp or cfg.default_exp())
@@ -207,10 +237,19 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     teacher = None
     if cfg.teacher and cfg.kd_alpha > 0:
         teacher = load_teacher(cfg.teacher, data.class_names, data.key, len(train), cfg.teacher_space, device)
-        log(f"distilling from {cfg.teacher} (alpha {cfg.kd_alpha}, T {cfg.kd_temperature}"
-            + (f", {cfg.teacher_space} average)" if "," in cfg.teacher else ")"))
-    base = {"format": "ferkit", "version": 1, "arch": cfg.arch, "head": cfg.head, "head_kwargs": head_kwargs,
-            "class_names": data.class_names, "config": cfg.to_dict()}
+        log(
+            f"distilling from {cfg.teacher} (alpha {cfg.kd_alpha}, T {cfg.kd_temperature}"
+            + (f", {cfg.teacher_space} average)" if "," in cfg.teacher else ")")
+        )
+    base = {
+        "format": "ferkit",
+        "version": 1,
+        "arch": cfg.arch,
+        "head": cfg.head,
+        "head_kwargs": head_kwargs,
+        "class_names": data.class_names,
+        "config": cfg.to_dict(),
+    }
 
     start, history, best_f1 = 0, [], -1.0
     if resume_ckpt is not None:
@@ -225,33 +264,61 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     trained = distributed.wrap(model, device, dist)  # DDP in a multi-process run; `model` stays the plain one
 
     from torch.utils.tensorboard import SummaryWriter  # imported late: slow, and only training needs it
+
     writer = SummaryWriter(str(run_dir), purge_step=start + 1) if dist.main else None
-    log(f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
+    log(
+        f"{cfg.exp}: {cfg.arch}/{cfg.head}, loss {cfg.loss}, sampler {cfg.sampler} (q {cfg.sample_q}, from epoch "
         f"{cfg.resample_from}), weights {cfg.weight_mode} (from epoch {cfg.reweight_from}), {cfg.optimizer}, "
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, device {device}, {run_info['precision']}"
         + (f", {dist.world} processes (DDP)" if dist.active else "")
-        + (f", the first {cfg.small_epochs} at {cfg.small_size} px" if cfg.small_epochs else ""))
+        + (f", the first {cfg.small_epochs} at {cfg.small_size} px" if cfg.small_epochs else "")
+    )
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         size = cfg.small_size if epoch <= cfg.small_epochs else SIZE  # progressive resizing
         strategy = for_epoch(cfg, counts, epoch)  # this epoch's loss and sampling, deferred phases included
-        batches = EpochBatches(images, labels, cfg.batch_size, gen, strategy.image_weights(train.labels), aug=aug,
-                               size=size, rank=dist.rank, world=dist.world,
-                               with_index=getattr(teacher, "needs_index", False))
+        batches = EpochBatches(
+            images,
+            labels,
+            cfg.batch_size,
+            gen,
+            strategy.image_weights(train.labels),
+            aug=aug,
+            size=size,
+            rank=dist.rank,
+            world=dist.world,
+            with_index=getattr(teacher, "needs_index", False),
+        )
         loss_fn = strategy.loss.to(device)
-        stats = train_one_epoch(trained, loss_fn, optimizer, batches, device, cfg.amp, cfg.clip_norm, scaler,
-                                progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None, mix_fn=mix_fn,
-                                teacher=teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
-                                max_steps=cfg.max_steps)
+        stats = train_one_epoch(
+            trained,
+            loss_fn,
+            optimizer,
+            batches,
+            device,
+            cfg.amp,
+            cfg.clip_norm,
+            scaler,
+            progress=f"epoch {epoch}/{cfg.epochs}" if progress and dist.main else None,
+            mix_fn=mix_fn,
+            teacher=teacher,
+            kd_alpha=cfg.kd_alpha,
+            kd_temperature=cfg.kd_temperature,
+            max_steps=cfg.max_steps,
+        )
         scheduler.step()
         if writer is None:  # not rank 0
             continue  # the other processes go on to the next epoch; rank 0 validates and writes
         stats["train_img_per_s"] *= dist.world  # every process trained its share at the same time
         probs = predict_proba(model, val.images, device, cfg.amp)
         vm = compute_metrics(val.labels, probs.argmax(1), data.class_names)
-        row = {"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}, "val_acc": round(vm["accuracy"], 6),
-               "val_macro_f1": round(vm["macro_f1"], 6)}
+        row = {
+            "epoch": epoch,
+            **{k: round(v, 6) for k, v in stats.items()},
+            "val_acc": round(vm["accuracy"], 6),
+            "val_macro_f1": round(vm["macro_f1"], 6),
+        }
         row |= {f"val_f1_{c}": round(vm[f"f1_{c}"], 6) for c in data.class_names}
         row |= {"lr": lr, "seconds": round(time.perf_counter() - t0, 2)}
         history.append(row)
@@ -264,14 +331,29 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
         best_f1 = max(best_f1, vm["macro_f1"])
         # last.pt first: a kill between the two writes leaves a run that --resume continues (and
         # re-saves best.pt from its epoch, as the history says it is the best).
-        save_checkpoint(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm, "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng": rng_state(gen), "history": history,
-                            "best_val_macro_f1": best_f1}, run_dir / "last.pt")
+        save_checkpoint(
+            base
+            | {
+                "model": model.state_dict(),
+                "epoch": epoch,
+                "val_metrics": vm,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(gen),
+                "history": history,
+                "best_val_macro_f1": best_f1,
+            },
+            run_dir / "last.pt",
+        )
         if improved:
-            save_checkpoint(base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt")
-        log(f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
+            save_checkpoint(
+                base | {"model": model.state_dict(), "epoch": epoch, "val_metrics": vm}, run_dir / "best.pt"
+            )
+        log(
+            f"epoch {epoch}/{cfg.epochs} loss {stats['train_loss']:.4f} acc {stats['train_acc']:.4f} | val acc "
             f"{vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f}{' *' if improved else ''} | "
-            f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+            f"{stats['train_img_per_s']:.0f} img/s, {row['seconds']:.1f} s"
+        )
         if on_epoch is not None:
             on_epoch(epoch, vm["macro_f1"])
     if writer is None:  # not rank 0
@@ -280,5 +362,7 @@ def fit(cfg: RunConfig, data: FerData | None = None, log: Log = print, progress:
     writer.close()
     distributed.teardown(dist)
     if not (run_dir / "best.pt").exists():
-        raise ConfigError(f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`")
+        raise ConfigError(
+            f"{run_dir} has no best.pt: train at least one epoch, or evaluate a checkpoint with `ferkit eval`"
+        )
     return evaluate_run(run_dir / "best.pt", data, run_dir, cfg.amp, cfg.tta, device, log, splits=splits)

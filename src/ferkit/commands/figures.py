@@ -1,4 +1,5 @@
 """`ferkit figures`: confusion matrices side by side and per-class F1 bars of several runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     for name, dirs in group_runs(run_dirs).items():
         mean, std = mean_std([metrics[d]["per_class_f1"] for d in dirs])
         bars[f"{name} (n={len(dirs)})"] = {"mean": mean, "std": std}
-    figures.per_class_f1_chart(bars, class_names, out / "per_class_f1.png",
-                               title="test per-class F1 (mean ± std over seeds)")
+    figures.per_class_f1_chart(
+        bars, class_names, out / "per_class_f1.png", title="test per-class F1 (mean ± std over seeds)"
+    )
     print(f"wrote confusions.png and per_class_f1.png to {out}")
     return 0

@@ -1,4 +1,5 @@
 """`ferkit models`: the registered architectures with their parameters and multiply-adds."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`ferkit posthoc`: fit a post-hoc adjustment or the temperature on val, and save it with the model."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,12 @@ HELP = "tune a post-hoc adjustment (la, taunorm, crt) or the temperature on val,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", help="the checkpoint to adjust (it is never written)")
-    p.add_argument("--method", required=True, help="a key of ferkit.posthoc.METHODS: la (logit adjustment), taunorm "
-                   "(tau-normalisation), crt (classifier re-training, class-balanced), temperature (calibration); each fitted on val")
+    p.add_argument(
+        "--method",
+        required=True,
+        help="a key of ferkit.posthoc.METHODS: la (logit adjustment), taunorm "
+        "(tau-normalisation), crt (classifier re-training, class-balanced), temperature (calibration); each fitted on val",
+    )
     add_data_root(p)
     p.add_argument("--out", required=True, help="path of the adjusted checkpoint (never the checkpoint given)")
     add_force(p, "an existing --out")

@@ -1,4 +1,5 @@
 """`ferkit prepare`: decode a FER-2013 download into a cached uint8 store and print its counts."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,12 @@ HELP = "decode a FER-2013 download into a cached uint8 store and print its count
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="image-folder tree, its parent, a .zip, or fer2013.csv")
     p.add_argument("--out", required=True, help="folder to write the store to (never the source or inside it)")
-    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
-                   help="skip unreadable images and FIFOs, sockets and devices (they are listed) instead of stopping")
+    p.add_argument(
+        "--skip-bad",
+        dest="skip_bad",
+        action="store_true",
+        help="skip unreadable images and FIFOs, sockets and devices (they are listed) instead of stopping",
+    )
     add_force(p, "a store already in --out")
 
 

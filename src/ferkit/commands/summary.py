@@ -1,4 +1,5 @@
 """`ferkit summary`: mean and spread over seeds, bootstrap intervals and paired tests of finished runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,12 +12,21 @@ HELP = "mean/std over seeds, intervals and paired tests of runs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run dirs (holding metrics.json and predictions.csv), or folders of run dirs")
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run dirs (holding metrics.json and predictions.csv), or folders of run dirs",
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for summary.csv/.md/.tex and per_class_f1.png")
-    p.add_argument("--group", action="append", default=[], metavar="NAME=GLOB",
-                   help="put runs whose dir name or path matches GLOB in group NAME (repeatable); "
-                        "default: dir name without a _seedN/-seedN/_sN/-sN suffix")
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME=GLOB",
+        help="put runs whose dir name or path matches GLOB in group NAME (repeatable); "
+        "default: dir name without a _seedN/-seedN/_sN/-sN suffix",
+    )
     p.add_argument("--baseline", metavar="NAME", help="group to compare every other group with (paired.csv)")
     p.add_argument("--n-boot", type=AT_LEAST_1, default=1000, help="bootstrap resamples of the test set")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")

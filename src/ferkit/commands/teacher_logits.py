@@ -1,4 +1,5 @@
 """`ferkit teacher-logits`: run a teacher once over every split and store its logits for `train --teacher FILE.npz`."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix != ".npz":
         raise ConfigError(f"--out {args.out} must be a new .npz file (it is never overwritten)")
     check_output(args.out, inputs=[args.data_root, *args.teacher.split(",")])
-    save_teacher_logits(args.teacher, load_data(args.data_root), Path(args.out), args.teacher_space, pick_device(args.device))
+    save_teacher_logits(
+        args.teacher, load_data(args.data_root), Path(args.out), args.teacher_space, pick_device(args.device)
+    )
     print(f"teacher logits of every split written to {args.out} (use it as --teacher {args.out})")
     return 0

@@ -1,4 +1,5 @@
 """`ferkit train`: one flag per RunConfig field; train, keep the best checkpoint on val, test once."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             kind = int if "int" in kinds else float if "float" in kinds else str
             p.add_argument(f"--{f.name}", type=kind, help=help, **extra)
     p.add_argument("--config", help="a TOML, YAML or JSON file of the same fields (explicit flags win over it)")
-    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
-                   help="replace an existing run of the same --exp (otherwise it is refused: nothing is lost)")
-    p.add_argument("--nproc", type=AT_LEAST_1, default=None,
-                   help="train with N processes (DistributedDataParallel: gloo on CPU, nccl on CUDA) by starting "
-                        "torchrun --standalone --nproc_per_node N; --batch_size stays the global batch")
+    p.add_argument(
+        "--overwrite",
+        "--force",
+        dest="overwrite",
+        action="store_true",
+        help="replace an existing run of the same --exp (otherwise it is refused: nothing is lost)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=AT_LEAST_1,
+        default=None,
+        help="train with N processes (DistributedDataParallel: gloo on CPU, nccl on CUDA) by starting "
+        "torchrun --standalone --nproc_per_node N; --batch_size stays the global batch",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         from ferkit.evaluate import evaluate_checkpoint
 
         out = str(Path(cfg.runs_dir) / args.exp) if args.exp else None
-        evaluate_checkpoint(cfg.resume, cfg.data_root, out, cfg.runs_dir, args.amp, args.tta, cfg.device, force=args.overwrite)
+        evaluate_checkpoint(
+            cfg.resume, cfg.data_root, out, cfg.runs_dir, args.amp, args.tta, cfg.device, force=args.overwrite
+        )
         return 0
     check_run(cfg, file_values | {k: v for k, v in explicit.items() if v is not None}, args.overwrite, args.config)
     fit(cfg, overwrite=args.overwrite)
@@ -83,11 +95,21 @@ def check_run(cfg: RunConfig, given: dict, overwrite: bool, config_file: str | N
         from ferkit.models import read_checkpoint
 
         return check_resume(given, read_checkpoint(cfg.resume).get("config", {}), cfg.resume)
-    run, teachers = Path(cfg.runs_dir) / (cfg.exp or cfg.default_exp()), (getattr(cfg, "teacher", None) or "").split(",")
+    run, teachers = (
+        Path(cfg.runs_dir) / (cfg.exp or cfg.default_exp()),
+        (getattr(cfg, "teacher", None) or "").split(","),
+    )
     unfinished = (run / "last.pt").is_file() and not (run / "metrics.json").is_file()
     hint = f" (or continue it with --resume {run / 'last.pt'})" if unfinished else ""
-    check_output(run, inputs=[cfg.data_root, config_file, *teachers], kind="dir", files=["metrics.json", "last.pt",
-                 "best.pt"], force=overwrite, what="the run folder", force_flag="--overwrite" + hint)
+    check_output(
+        run,
+        inputs=[cfg.data_root, config_file, *teachers],
+        kind="dir",
+        files=["metrics.json", "last.pt", "best.pt"],
+        force=overwrite,
+        what="the run folder",
+        force_flag="--overwrite" + hint,
+    )
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> NoReturn:
@@ -102,7 +124,16 @@ def launch_torchrun(nproc: int, argv: list[str]) -> NoReturn:
             skip = True
         elif not a.startswith("--nproc="):
             rest.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "ferkit", *rest]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "ferkit",
+        *rest,
+    ]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, cmd)  # this process becomes torchrun: a signal to it reaches the workers

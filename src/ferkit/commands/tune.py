@@ -1,4 +1,5 @@
 """`ferkit tune`: a hyper-parameter search with Optuna that maximises val macro-F1 (test is never computed)."""
+
 from __future__ import annotations
 
 import argparse
