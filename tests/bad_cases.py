@@ -11,12 +11,11 @@ import os
 import shutil
 import socket
 import zipfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
-
 from synth import CLASSES, make_image_folders
 
 ROOT = Path(__file__).resolve().parents[1]

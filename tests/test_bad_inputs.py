@@ -10,12 +10,11 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
-
 from bad_cases import API_CASES, CASES, HTTP_CASES, SAYS, _errors, build_workspace, crc_zip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,8 +208,9 @@ def test_the_service_refuses_with_a_4xx_and_one_line(name, send, status, client,
 
 def test_skip_bad_skips_a_fifo_and_a_damaged_zip_member_with_a_note(workspace, tmp_path):
     """The two bad files that used to hang or give a traceback are skipped like unreadable images."""
-    from ferkit.data import load_data
     from synth import Log
+
+    from ferkit.data import load_data
 
     shutil.copytree(workspace / "data", tmp_path / "data")
     os.mkfifo(tmp_path / "data" / "train" / "angry" / "pipe.png")
@@ -262,10 +262,10 @@ def test_a_decompression_bomb_is_refused_from_its_header():
 
 def test_16_bit_images_are_scaled_not_clipped(tmp_path):
     import numpy as np
+    from synth import make_image_folders
 
     from ferkit.data import load_data
     from ferkit.infer.io import decode_image
-    from synth import make_image_folders
 
     ramp = (np.arange(48 * 48, dtype=np.uint16).reshape(48, 48) * 28).astype(np.uint16)  # 0 .. 64,484
     gray = decode_image(_png((48, 48), array=ramp))
@@ -280,9 +280,10 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path):
 def test_skip_bad_skips_a_dangling_symlink_and_an_oversized_zip_entry(tmp_path):
     import zipfile
 
+    from synth import make_image_folders, zip_folder
+
     from ferkit.data import DataError, load_data
     from ferkit.data.archives import MAX_ENTRY_BYTES
-    from synth import make_image_folders, zip_folder
 
     root = make_image_folders(tmp_path / "fer", {s: {c: 2 for c in ["angry", "disgust", "fear", "happy", "neutral",
                                                                       "sad", "surprise"]} for s in ("train", "val", "test")})

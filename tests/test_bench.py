@@ -1,7 +1,7 @@
 """The throughput benchmark's --quick code path on tiny synthetic data (bench/throughput.py)."""
 import importlib.util
-import re
 import random
+import re
 import sys
 from pathlib import Path
 

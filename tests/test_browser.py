@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from ferkit.infer import Predictor, default_checkpoint
 from test_infer import CLASSES, grace_hopper, make_checkpoint
 from test_service import serve_in_thread
+
+from ferkit.infer import Predictor, default_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from ferkit.calibration import (adjust, calibration_metrics, effective_prior, prior_ratio, read_prior, softmax)
-from ferkit.cli import main
-from ferkit.data import FerData
-from ferkit.infer import Predictor
-from ferkit.commands.predict import add_arguments as add_predict_args, run as run_predict
 from synth import make_image_folders
 from test_infer import CLASSES, make_checkpoint, run_cli
+
+from ferkit.calibration import adjust, calibration_metrics, effective_prior, prior_ratio, read_prior, softmax
+from ferkit.cli import main
+from ferkit.commands.predict import add_arguments as add_predict_args
+from ferkit.commands.predict import run as run_predict
+from ferkit.data import FerData
+from ferkit.infer import Predictor
 
 # FER-2013 train's class counts (angry, disgust, fear, happy, neutral, sad, surprise)
 COUNTS = np.array([3995, 436, 4097, 7215, 4965, 4830, 3171])

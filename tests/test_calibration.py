@@ -4,8 +4,17 @@ import math
 import numpy as np
 import pytest
 
-from ferkit.calibration import (bin_index, brier, calibration_metrics, classwise_ece, ece, fit_temperature, nll,
-                                reliability, softmax)
+from ferkit.calibration import (
+    bin_index,
+    brier,
+    calibration_metrics,
+    classwise_ece,
+    ece,
+    fit_temperature,
+    nll,
+    reliability,
+    softmax,
+)
 
 # four images, two classes; top-class confidences 0.9, 0.75, 0.7, 0.62 fall in four different bins
 PROBS = np.array([[0.9, 0.1], [0.75, 0.25], [0.3, 0.7], [0.62, 0.38]])

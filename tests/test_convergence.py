@@ -3,11 +3,11 @@ import csv
 
 import numpy as np
 import pytest
+from test_report import CLASSES, PNG_SIGNATURE, fake_labels, make_run
 
 from ferkit.report import stats, summary
 from ferkit.report.convergence import convergence, read_val_curve
 from ferkit.report.stats import ReportError
-from test_report import CLASSES, PNG_SIGNATURE, fake_labels, make_run
 
 
 @pytest.mark.parametrize("curve, converged", [
@@ -47,7 +47,10 @@ def test_seed_mean_paired_bootstrap_is_the_mean_difference_and_one_pair_is_paire
     a1, a2, b1, b2 = (_predictions(y, acc, s) for acc, s in [(0.7, 1), (0.7, 2), (0.5, 3), (0.5, 4)])
     single = stats.paired_bootstrap(y, a1, b1, CLASSES, n_boot=200, seed=5)
     assert stats.paired_bootstrap_mean(y, [a1], [b1], CLASSES, n_boot=200, seed=5) == single
-    f1 = lambda p: float(stats.metrics_from_confusion(stats.confusion_counts(y, p, 7))["macro_f1"])
+
+    def f1(p):
+        return float(stats.metrics_from_confusion(stats.confusion_counts(y, p, 7))["macro_f1"])
+
     both = stats.paired_bootstrap_mean(y, [a1, a2], [b1, b2], CLASSES, n_boot=200, seed=5)
     assert both["diff"] == pytest.approx((f1(a1) - f1(b1) + f1(a2) - f1(b2)) / 2)
     assert 0 < both["low"] < both["diff"] < both["high"]
@@ -97,7 +100,10 @@ def test_summary_flags_runs_that_did_not_converge_and_draws_the_curves(tmp_path)
     assert (tmp_path / "out" / "val_curves.png").read_bytes()[:8] == PNG_SIGNATURE
     header, _, e0_line, e5_line = (tmp_path / "out" / "summary.md").read_text().splitlines()[:4]
     cols = [c.strip() for c in header.strip("|").split("|")]
-    cell = lambda line, col: [c.strip() for c in line.strip("|").split("|")][cols.index(col)]
+
+    def cell(line, col):
+        return [c.strip() for c in line.strip("|").split("|")][cols.index(col)]
+
     assert cell(e0_line, "converged") == "2/2" and cell(e5_line, "converged") == "1/2"
     assert cell(e0_line, "Δ macro-F1 vs E0 [95% CI]") == "baseline"
 

@@ -10,8 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synth import (CLASSES, CSV_CODES, Log, assert_same_data, csv_rows, default_counts, make_fer_csv,
-                   make_image_folders, pixels, write_image, zip_folder)
+from synth import (
+    CLASSES,
+    CSV_CODES,
+    Log,
+    assert_same_data,
+    csv_rows,
+    default_counts,
+    make_fer_csv,
+    make_image_folders,
+    pixels,
+    write_image,
+    zip_folder,
+)
 
 import ferkit.data.folders as folders
 from ferkit.data import CLASS_NAMES, DataError, FerData, format_counts, load_data, prepare

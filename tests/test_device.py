@@ -59,9 +59,10 @@ def test_amp_without_native_bf16_says_once_that_it_runs_in_float32(tmp_path, mon
     then trains in float32, says so once, and config.json records the precision used."""
     import json
 
-    from ferkit.runtime import device
-    from ferkit.cli import main
     from synth import make_image_folders
+
+    from ferkit.cli import main
+    from ferkit.runtime import device
 
     monkeypatch.setenv("FERKIT_CPU_BF16", "0")
     device.cpu_supports_bf16.cache_clear()
@@ -152,10 +153,10 @@ def test_bf16_only_where_the_cpu_runs_it_natively(kind, fake_cpu, tmp_path):
     bf16="auto" makes the same choice (on an Ice Lake Xeon oneDNN's probe says True, and float32 is
     still chosen: emulated bf16 ran at half of float32's speed there)."""
     import torch
-
-    from ferkit.runtime.device import amp_dtype, amp_notice, cpu_supports_bf16, precision
-    from ferkit.infer import Predictor, predictor
     from test_infer import make_checkpoint
+
+    from ferkit.infer import Predictor, predictor
+    from ferkit.runtime.device import amp_dtype, amp_notice, cpu_supports_bf16, precision
 
     text, env, native = CPU_KINDS[kind]
     fake_cpu(text, env)
@@ -187,7 +188,8 @@ def test_without_proc_cpuinfo_the_cpuid_bits_decide(cpuid, env, native, fake_cpu
     from ferkit.runtime.device import cpu_supports_bf16
 
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda value=cpuid.get(name, False): value, raising=False)
+        supported = cpuid.get(name, False)
+        monkeypatch.setattr(torch.cpu, name, lambda value=supported: value, raising=False)
     fake_cpu(None, env)
     assert cpu_supports_bf16() is native
 

@@ -9,13 +9,20 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_train import CLASSES, cfg_for, tiny_data
 
 from ferkit.config import ConfigError, make_config
 from ferkit.strategies import class_weights, make_loss
-from ferkit.strategies.distill import (StoredTeacher, TeacherError, average_teachers, kd_loss, load_teacher,
-                                       read_teacher_logits, save_teacher_logits)
+from ferkit.strategies.distill import (
+    StoredTeacher,
+    TeacherError,
+    average_teachers,
+    kd_loss,
+    load_teacher,
+    read_teacher_logits,
+    save_teacher_logits,
+)
 from ferkit.train import fit, train_one_epoch
-from test_train import CLASSES, cfg_for, tiny_data
 
 
 def test_kd_loss_at_known_inputs():

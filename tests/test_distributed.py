@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synth import CLASSES, make_image_folders
 
 from ferkit.data.batches import EpochBatches
 from ferkit.runtime.distributed import Dist, from_env, share
 from ferkit.strategies import sampling_weights
-from synth import CLASSES, make_image_folders
 
 
 def test_shards_of_every_global_batch_make_up_the_one_process_batch():

@@ -10,9 +10,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferkit.infer.explain import (CHUNK, MAX_FACES, PATCH, add_heatmaps, explain_faces, explain_image,
-                                  existing_explanations, face_regions, heat_rgba, occlusion_drops, occlusion_maps,
-                                  overlay, paint_heatmaps, patch_masks, png_data_url, save_explanations)
+from ferkit.infer.explain import (
+    CHUNK,
+    MAX_FACES,
+    PATCH,
+    add_heatmaps,
+    existing_explanations,
+    explain_faces,
+    explain_image,
+    face_regions,
+    heat_rgba,
+    occlusion_drops,
+    occlusion_maps,
+    overlay,
+    paint_heatmaps,
+    patch_masks,
+    png_data_url,
+    save_explanations,
+)
 from ferkit.infer.faces import Found
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]

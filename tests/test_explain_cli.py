@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from test_infer import grace_hopper
 
 from ferkit.cli import main
-from test_infer import grace_hopper
 
 
 def has_flag(flag: str) -> bool:

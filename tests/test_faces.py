@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from ferkit.infer.detectors import DETECTORS, YUNET_FILE, Haar, YuNet, make_detector
-from ferkit.infer.faces import (FACE_SIZE, FER_LANDMARKS, align_face, clip_box, crop_face, face_crop, found_from_square,
-                                similarity, whole_image)
+from ferkit.infer.faces import (
+    FACE_SIZE,
+    FER_LANDMARKS,
+    align_face,
+    clip_box,
+    crop_face,
+    face_crop,
+    found_from_square,
+    similarity,
+    whole_image,
+)
 from ferkit.infer.io import decode_image, to_gray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))

@@ -18,13 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ferkit.infer import ImageReadError, Predictor, default_checkpoint
 from ferkit.commands import export, predict
+from ferkit.infer import ImageReadError, Predictor, default_checkpoint
+from ferkit.infer.faces import crop_face
+from ferkit.models import build_model, load_model, to_input
+from ferkit.runtime.device import bf16_available
 
 add_export_args, run_export, add_predict_args, run_predict = export.add_arguments, export.run, predict.add_arguments, predict.run
-from ferkit.infer.faces import crop_face
-from ferkit.runtime.device import bf16_available
-from ferkit.models import build_model, load_model, to_input
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 PLACE = (220, 140, 200)  # where face_scene puts the face: x, y, side

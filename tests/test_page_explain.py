@@ -13,16 +13,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_browser import CHROMEDRIVER, CHROMIUM, browser, upload  # noqa: F401  (the module's skips and fixture)
 from test_infer import grace_hopper
 from test_service import serve_in_thread
 
-from fastapi import FastAPI, File, Query, UploadFile  # noqa: E402  (module level: the endpoint's annotations are names)
-from fastapi.responses import FileResponse  # noqa: E402
-from fastapi.staticfiles import StaticFiles  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+# isort: split
+# After test_browser, whose import skips this module where selenium or chromium is missing.
+from fastapi import FastAPI, File, Query, UploadFile  # module level: the endpoint's annotations are names
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "ui-heatmap-screenshot.png"
 
@@ -65,7 +66,7 @@ def page_url():
         yield url
 
 
-def canvas_pixels(browser) -> list[int]:
+def canvas_pixels(browser) -> list[int]:  # noqa: F811
     return browser.execute_script(
         "const c = document.getElementById('photo');"
         "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);")

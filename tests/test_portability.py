@@ -3,13 +3,12 @@ no load average. The main commands run in a fresh interpreter with those made un
 CPU description falls back to what `platform` and torch say."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from synth import make_image_folders
 
 # Run before ferkit is imported: reading /proc fails, glibc is not there, ctypes finds no C library

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from test_train import cfg_for, tiny_data
 
 from ferkit.evaluate import predict_proba
 from ferkit.models import build_model, load_model
 from ferkit.posthoc import adjust_checkpoint, apply_tau_norm, log_prior
-from test_train import cfg_for, tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_infer import make_checkpoint
 
 from ferkit import cli
 from ferkit.infer import Predictor
@@ -20,7 +21,6 @@ from ferkit.infer.detectors import DETECTORS, Detector, Haar, YuNet, check_setti
 from ferkit.infer.export import export_onnx
 from ferkit.infer.faces import found_from_square
 from ferkit.infer.records import TTA_KEY, checkpoint_tta
-from test_infer import make_checkpoint
 
 
 @dataclass

@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from ferkit.commands import figures as figures_command
+from ferkit.commands import summary as summary_command
 from ferkit.metrics import compute_metrics, write_predictions
-from ferkit.commands import figures as figures_command, summary as summary_command
 from ferkit.report import figures, stats, summary
 from ferkit.report.stats import ReportError
 from ferkit.report.summary import read_metrics
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+N_CLASSES = len(CLASSES)
 
 
-def fake_labels(n, accuracy, seed, n_classes=len(CLASSES)):
+def fake_labels(n, accuracy, seed, n_classes=N_CLASSES):
     """(y_true, y_pred) with roughly `accuracy` of the predictions right."""
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, n_classes, n)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ferkit.runtime import paths
-from ferkit.cli import main
 from synth import CLASSES, make_image_folders
 from test_bad_inputs import snapshot
+
+from ferkit.cli import main
+from ferkit.runtime import paths
 
 FERKIT = [sys.executable, "-m", "ferkit"]
 PROGRESS = re.compile(r"^\s*epoch \d+/\d+:")  # train's progress bar (tqdm, on stderr)

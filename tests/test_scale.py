@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from synth import make_image_folders
 
 from ferkit.cli import main
-from synth import make_image_folders
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 

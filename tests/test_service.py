@@ -6,18 +6,18 @@ import io
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_infer import CLASSES, face_scene, found_at, grace_hopper, make_checkpoint
 
 from ferkit.infer import Predictor
 from ferkit.infer.service import STATIC, create_app
-from test_infer import CLASSES, found_at, face_scene, grace_hopper, make_checkpoint
 
 LIMIT = 200_000  # bytes: a small upload limit for the tests
 

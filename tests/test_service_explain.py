@@ -15,12 +15,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
-from ferkit.infer import Predictor
-from ferkit.infer.service import create_app
 from test_explain import onnx_region_model
 from test_infer import grace_hopper
 from test_service import serve_in_thread
+
+from ferkit.infer import Predictor
+from ferkit.infer.service import create_app
 
 
 def takes_explain(app) -> bool:

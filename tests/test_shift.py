@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
-
 from synth import CLASSES, default_counts, make_image_folders, pixels
 from test_infer import make_checkpoint
 

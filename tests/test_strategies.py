@@ -87,11 +87,11 @@ def test_a_loss_defined_here_and_registered_in_one_line_trains_through_ferkit_tr
     """The registry is the only place a loss is named: a new one is a class plus one line."""
     import json
 
+    from synth import make_image_folders
     from torch import nn
 
     from ferkit.cli import main
     from ferkit.strategies import LOSSES
-    from synth import make_image_folders
 
     class HalfCE(nn.Module):
         """Half the cross-entropy, class-weighted like every loss."""

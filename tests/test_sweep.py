@@ -3,10 +3,10 @@ import json
 from pathlib import Path
 
 import pytest
+from synth import make_image_folders
 
 from ferkit.cli import main
 from ferkit.experiments.sweep import plan
-from synth import make_image_folders
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import torch
 from ferkit import train as train_mod
 from ferkit.config import ConfigError, make_config
 from ferkit.data import FerData, Split
-from ferkit.metrics import metrics_from_predictions
 from ferkit.evaluate import evaluate_run
+from ferkit.metrics import metrics_from_predictions
 from ferkit.train import fit
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
