@@ -338,7 +338,7 @@ def test_pack_carries_the_calibration_into_the_card_and_the_onnx_sibling(tmp_pat
     cal = tmp_path / "cal.pt"
     assert main(["posthoc", str(shipped), "--method", "temperature", "--out", str(cal)]) == 0
     weights = torch.load(shipped, weights_only=False)["model"]
-    assert main(["pack", str(cal), "--out", str(shipped), "--force"]) == 0
+    assert main(["pack", str(cal), "--out", str(shipped), "--tta", "flip", "--force"]) == 0
     again = torch.load(shipped, weights_only=False)
     assert all(torch.equal(weights[k], again["model"][k]) for k in weights)  # the weights, byte for byte
     record = again["calibration"]

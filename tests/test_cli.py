@@ -5,9 +5,9 @@ import sys
 
 import pytest
 import torch
+from synth import default_counts, make_image_folders, write_image
 
 from ferkit.cli import main
-from synth import default_counts, make_image_folders, write_image
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 import json
 
 import torch
+from synth import make_image_folders
 
 from ferkit.cli import main
-from synth import make_image_folders
 
 
 def _tiny_run(tmp_path):

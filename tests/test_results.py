@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from ferkit.cli import main
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # tools/report.py and its doc_tables: repository-only, not in the package
 import doc_tables  # noqa: E402

@@ -110,3 +110,40 @@ def test_a_loss_defined_here_and_registered_in_one_line_trains_through_ferkit_tr
                  "--batch_size", "8", "--exp", "half", "--runs_dir", str(tmp_path / "runs")]) == 0
     assert json.loads((tmp_path / "runs" / "half" / "config.json").read_text())["loss"] == "half_ce"
     assert (tmp_path / "runs" / "half" / "metrics.json").is_file()
+
+
+def test_the_effective_prior_is_the_strategys_own_answer(monkeypatch):
+    """calibration.effective_prior asks strategies.for_epoch: a new sampler and a deferral count without
+    any table of their own (issue 30, item 3)."""
+    import numpy as np
+
+    from ferkit.calibration import effective_prior
+    from ferkit.strategies import SAMPLERS
+
+    class RarestOnly:
+        def class_weights(self, counts):
+            return (np.arange(len(counts)) == np.argmin(counts)).astype(float) + 1e-12
+
+    monkeypatch.setitem(SAMPLERS, "rarest", RarestOnly())
+    counts = np.array([40.0, 5.0, 30.0, 100.0, 50.0, 45.0, 35.0])
+    prior = effective_prior({"sampler": "rarest", "epochs": 10}, counts)
+    assert prior.argmax() == 1 and prior[1] > 0.999
+    deferred = {"sampler": "rarest", "epochs": 10, "resample_from": 8}
+    assert np.allclose(effective_prior(deferred, counts, epoch=5), counts / counts.sum())  # before the phase
+    assert effective_prior(deferred, counts, epoch=8)[1] > 0.999
+    balanced = effective_prior({"sampler": "balanced"}, counts)  # n_c^(1/2), as the sampler draws
+    assert np.allclose(balanced, np.sqrt(counts) / np.sqrt(counts).sum())
+
+
+def test_ldam_margin_is_a_setting():
+    import numpy as np
+
+    from ferkit.config import ConfigError, make_config
+    from ferkit.strategies import for_epoch
+
+    counts = np.array([40, 5, 30, 100, 50, 45, 35])
+    small = for_epoch(make_config({"loss": "ldam", "head": "cosine", "ldam_margin": 0.2}), counts, 1).loss
+    large = for_epoch(make_config({"loss": "ldam", "head": "cosine"}), counts, 1).loss
+    assert np.isclose(float(small.margin.max()) / float(large.margin.max()), 0.2 / 0.5)
+    with pytest.raises(ConfigError, match="ldam_margin"):
+        make_config({"ldam_margin": -1})

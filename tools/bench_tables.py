@@ -3,8 +3,8 @@ each function returns a renderer `root -> Markdown` for a block of tools/report.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ferkit.report.stats import ReportError
 from ferkit.report.tables import markdown_table

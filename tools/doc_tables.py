@@ -6,14 +6,24 @@ bench/results/ files, so it is not part of the ferkit package.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from bench_tables import (_read_json, detection_conditions_table, detection_table, gpu_throughput_table, int8_table,
-                          light_install_table, predict_table, scaling_table, service_table, throughput_table,
-                          time_to_quality_table, video_table)
+from bench_tables import (
+    _read_json,
+    detection_conditions_table,
+    detection_table,
+    gpu_throughput_table,
+    int8_table,
+    light_install_table,
+    predict_table,
+    scaling_table,
+    service_table,
+    throughput_table,
+    time_to_quality_table,
+    video_table,
+)
 
 from ferkit.report.stats import ReportError, mean_std
 from ferkit.report.tables import markdown_table
@@ -142,8 +152,10 @@ def _fast(folder: str, rerun: str | None, first_label: str = "42") -> list[tuple
 # --- strategy studies (ferkit summary outputs) --------------------------------------------------
 def _cell(r: dict, column: str) -> str:
     """One cell of a study table from a summary.csv row (see `study_table` for the column names)."""
-    f = lambda k: float(r[k])
-    pm = lambda k: f"{f(k + '_mean'):.3f} ± {f(k + '_std'):.3f}"
+    def f(k):
+        return float(r[k])
+    def pm(k):
+        return f"{f(k + '_mean'):.3f} ± {f(k + '_std'):.3f}"
     if column == "val":
         return pm("val_macro_f1")
     if column == "accuracy":
@@ -223,7 +235,8 @@ def reference_table(root: Path) -> str:
         mine = (f"{float(r['macro_f1_mean']):.3f} ± {float(r['macro_f1_std']):.3f} ({r['n_seeds']} "
                 f"seed{'s' if int(r['n_seeds']) > 1 else ''}{budget})") if r else "not run yet"
         cells.append([group, mine, f"{ref} ({how})"])
-    gap = lambda d: f"{float(d['macro_f1_diff_mean']):+.3f} [{float(d['diff_ci95_low']):+.3f}, {float(d['diff_ci95_high']):+.3f}]"
+    def gap(d):
+        return f"{float(d['macro_f1_diff_mean']):+.3f} [{float(d['diff_ci95_low']):+.3f}, {float(d['diff_ci95_high']):+.3f}]"
     reference_gap = "+0.077 (3 seeds each; +0.042 between its README's single runs)"
     if "E0" in rows and "E5" in rows:
         cells.append([f"E5 ({rows['E5'].get('epochs')} epochs) - E0 ({rows['E0'].get('epochs')} epochs)", gap(rows["E5"]), reference_gap])

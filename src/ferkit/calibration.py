@@ -176,28 +176,23 @@ def effective_prior(
 ) -> np.ndarray:
     """The class prior a model effectively learned, from its run configuration and the train class counts n_c.
 
-    The sampler draws class c prop. to n_c^q (`--sampler`, `--sample_q`); class weights w_c
-    (`--weight_mode`) scale each class's share of the loss, so the prior is prop. to (n_c^q or n_c) x w_c.
-    The logit-adjusted losses (`la` with tau, `bsoftmax` with 1) train logits + tau log pi: the bare
-    logits then carry pi^-tau more. Deferred re-weighting or re-sampling counts only if `epoch` (the
-    checkpoint's, 1-based) reached it. Post-hoc: `la` divides by pi^tau, `crt` re-trains the head
-    class-balanced (uniform); `taunorm` has no prior of its own and leaves it. Focal and LDAM losses
-    are taken as cross-entropy (their effect on the prior is not a closed form)."""
-    from ferkit.strategies.sampling import SAMPLER_Q  # lazily: the strategies package imports torch
-    from ferkit.strategies.weights import class_weights
+    The training strategy's own answer for the checkpoint's epoch (`strategies.for_epoch(...).prior`:
+    n_c x the sampler's class weight x the loss's class weight, deferred phases and custom samplers
+    included), then: the logit-adjusted losses (`la` with tau, `bsoftmax` with 1) train logits +
+    tau log pi, so the bare logits carry pi^-tau more. Post-hoc: `la` divides by pi^tau, `crt`
+    re-trains the head class-balanced (uniform); `taunorm` has no prior of its own and leaves it.
+    Focal and LDAM losses are taken as cross-entropy (their effect on the prior is not a closed form).
+    `epoch` None: the last epoch (every deferred phase reached)."""
+    from ferkit.config import RunConfig, field_names  # lazily: the strategies package imports torch
+    from ferkit.strategies import for_epoch
 
+    cfg = RunConfig(**{k: v for k, v in config.items() if k in field_names()})
     n = np.asarray(counts, dtype=np.float64)
-    pi = n / n.sum()
-    q = config.get("sample_q")
-    q = SAMPLER_Q.get(config.get("sampler") or "default") if q is None else q
-    reached = lambda key: epoch is None or epoch >= int(config.get(key) or 1)  # noqa: E731
-    prior = np.power(np.maximum(n, 1.0), q - 1.0) * n if q is not None and reached("resample_from") else n.copy()
-    if config.get("weight_mode") and reached("reweight_from"):
-        prior = prior * class_weights(n, config["weight_mode"], config.get("beta", 0.999))
-    tau = {"la": config.get("tau", 1.0), "bsoftmax": 1.0}.get(config.get("loss") or "", 0.0)
+    prior = for_epoch(cfg, n, cfg.epochs if epoch is None else epoch).prior(n)
+    tau = {"la": cfg.tau, "bsoftmax": 1.0}.get(cfg.loss, 0.0)
     if posthoc and posthoc.get("method") == "la":
         tau += posthoc.get("tau", 0.0)
-    prior = prior * np.power(pi, -tau)
+    prior = prior * np.power(n / n.sum(), -tau)
     if posthoc and posthoc.get("method") == "crt":
         prior = np.ones_like(n)
     return prior / prior.sum()

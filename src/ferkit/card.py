@@ -5,6 +5,7 @@ The headline table is the TTA the checkpoint records, which is what `ferkit pred
 and `Predictor` run by default (single view unless packed with another `--tta`); a second, labelled
 table gives the other TTA modes (float32, val and test), never the headline.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ def _command(cfg: dict) -> str:
     it changes no weight)."""
     skip = {"resume", "device", "preset", "tta"}
     from ferkit.config import RunConfig
+
     defaults = RunConfig().to_dict()
     parts = ["ferkit train"]
     for k, v in cfg.items():
@@ -42,31 +44,39 @@ def _command(cfg: dict) -> str:
 def _commands(path: Path, s: dict) -> str:
     """The commands that rebuild a shipped model: train, post-hoc adjustment (if any), temperature
     scaling (if any: before packing, or after it on the packed file itself), pack."""
-    cfg, cal, packed = s["config"], s.get("calibration"), s.get("packed_from")
+    cfg, packed = s["config"], s.get("packed_from")
+    cal: dict = s.get("calibration") or {}
     best = f"{cfg.get('runs_dir', 'runs')}/{cfg.get('exp')}/best.pt"
     lines = [_command(cfg)]
     after = bool(cal and packed) and os.path.normpath(str(cal.get("source"))) == os.path.normpath(str(path))
     before = bool(cal and packed) and not after
     source = best
     if s.get("posthoc"):
-        source = cal["source"] if before else s["training"]["source"]  # the adjusted checkpoint
+        source = str(cal["source"] if before else s["training"]["source"])  # the adjusted checkpoint
         lines.append(f"ferkit posthoc {best} --method {s['posthoc']['method']} --out {source}")
     if before:
         lines.append(f"ferkit posthoc {source} --method temperature --out {packed}")
-        source = packed
+        source = str(packed)
     flag = "" if card_tta(s) == "none" else f" --tta {card_tta(s)}"  # pack's default is none
     lines.append(f"ferkit pack {source} --out {path}" + (" --tta auto" if s.get("tta_selection") else flag))
     if after:  # fitted on the packed file's own float16 weights, then packed again
-        lines += [f"ferkit posthoc {path} --method temperature --out {packed}",
-                  f"ferkit pack {packed} --out {path} --force{flag}"]
+        lines += [
+            f"ferkit posthoc {path} --method temperature --out {packed}",
+            f"ferkit pack {packed} --out {path} --force{flag}",
+        ]
     return "\n".join(lines)
 
 
 def _table(rows: list[tuple[str, str, str, dict]]) -> str:
-    lines = ["| TTA | precision | evaluated on | val accuracy | val macro-F1 | test accuracy | test macro-F1 |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {tta} | {name} | {where} | {r['val']['accuracy']:.4f} | {r['val']['macro_f1']:.4f} | "
-              f"{r['test']['accuracy']:.4f} | {r['test']['macro_f1']:.4f} |" for tta, name, where, r in rows]
+    lines = [
+        "| TTA | precision | evaluated on | val accuracy | val macro-F1 | test accuracy | test macro-F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {tta} | {name} | {where} | {r['val']['accuracy']:.4f} | {r['val']['macro_f1']:.4f} | "
+        f"{r['test']['accuracy']:.4f} | {r['test']['macro_f1']:.4f} |"
+        for tta, name, where, r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -86,17 +96,23 @@ def metrics_table(s: dict) -> str:
 def tta_table(s: dict) -> str:
     """The other TTA modes (float32, from the packed file; then earlier figures in other precisions), or nothing."""
     mode = card_tta(s)
-    rows = [(m, s.get("precision", "float32"), s.get("evaluated_on", "-"), r)
-            for m, r in sorted((s.get("tta_figures") or {}).items(), key=lambda x: TTA_MODES.index(x[0])) if m != mode]
+    rows = [
+        (m, s.get("precision", "float32"), s.get("evaluated_on", "-"), r)
+        for m, r in sorted((s.get("tta_figures") or {}).items(), key=lambda x: TTA_MODES.index(x[0]))
+        if m != mode
+    ]
     rows += [(o["tta"], o["precision"], o["evaluated_on"], o) for o in _others(s) if o["tta"] != mode]
     if not rows:
         return ""
     crops = f"crops is {view_count('crops')}x the compute per face, flip {view_count('flip')}x"
     m = next((r[0] for r in rows if r[0] != "flip"), rows[0][0])  # crops, or none where crops is recorded
-    return (f"\n### Other test-time augmentation (a second row, not the headline)\n\n"
-            f"The same file with the other TTA modes ({crops}): not what `ferkit predict`, `serve` or `Predictor` "
-            f"run unless given `--tta {m}` (or another mode); `ferkit eval {s['_path']} --tta {m}` reproduces its row.\n\n"
-            + _table(rows) + "\n")
+    return (
+        f"\n### Other test-time augmentation (a second row, not the headline)\n\n"
+        f"The same file with the other TTA modes ({crops}): not what `ferkit predict`, `serve` or `Predictor` "
+        f"run unless given `--tta {m}` (or another mode); `ferkit eval {s['_path']} --tta {m}` reproduces its row.\n\n"
+        + _table(rows)
+        + "\n"
+    )
 
 
 def _calibration_section(s: dict) -> str:
@@ -105,31 +121,47 @@ def _calibration_section(s: dict) -> str:
     if not c:
         return ""
     f = lambda r, k: f"{r['before'][k]:.4f} -> {r['after'][k]:.4f}"  # noqa: E731
-    rows = "\n".join(f"| {r['split']} | {r['tta']} | {r['temperature']:.3f} | {f(r, 'ece')} | {f(r, 'classwise_ece')} | "
-                     f"{f(r, 'nll')} | {f(r, 'brier')} |" for r in c["rows"])
+    rows = "\n".join(
+        f"| {r['split']} | {r['tta']} | {r['temperature']:.3f} | {f(r, 'ece')} | {f(r, 'classwise_ece')} | "
+        f"{f(r, 'nll')} | {f(r, 'brier')} |"
+        for r in c["rows"]
+    )
     test1 = next(r for r in c["rows"] if r["split"] == "test" and r["tta"] == "none")
     ece, train = test1["after"]["ece"], test1["priors"]["train"]["ece"]
-    verdict = (f"After scaling, test ECE single view is {ece:.4f}, within the 0.03 aimed at." if ece <= 0.03 else
-               f"After scaling, test ECE single view is {ece:.4f}, above the 0.03 aimed at" + (
-                   f": one temperature cannot undo a prior other than test's, and this model's learned prior is "
-                   f"not the natural one; re-weighted to the train prior (`--prior train`) its test ECE is {train:.4f}."
-                   if train < ece else "."))
+    verdict = (
+        f"After scaling, test ECE single view is {ece:.4f}, within the 0.03 aimed at."
+        if ece <= 0.03
+        else f"After scaling, test ECE single view is {ece:.4f}, above the 0.03 aimed at"
+        + (
+            f": one temperature cannot undo a prior other than test's, and this model's learned prior is "
+            f"not the natural one; re-weighted to the train prior (`--prior train`) its test ECE is {train:.4f}."
+            if train < ece
+            else "."
+        )
+    )
     for r in c["rows"]:  # said where val's choice of T does not carry over to test
         if r["split"] == "test" and r["tta"] != "none" and r["after"]["ece"] > r["before"]["ece"]:
             v = next(x for x in c["rows"] if x["split"] == "val" and x["tta"] == r["tta"])
-            verdict += (f" With TTA {r['tta']} the averaged probabilities are nearly calibrated already: the T that val "
-                        f"chose (val ECE {v['before']['ece']:.4f} -> {v['after']['ece']:.4f}) raises test ECE from "
-                        f"{r['before']['ece']:.4f} to {r['after']['ece']:.4f}; `--no-calibration` keeps the raw ones.")
+            verdict += (
+                f" With TTA {r['tta']} the averaged probabilities are nearly calibrated already: the T that val "
+                f"chose (val ECE {v['before']['ece']:.4f} -> {v['after']['ece']:.4f}) raises test ECE from "
+                f"{r['before']['ece']:.4f} to {r['after']['ece']:.4f}; `--no-calibration` keeps the raw ones."
+            )
     names = list(s["test"]["per_class_f1"])
     show = lambda p: ", ".join(f"{n} {v:.3f}" for n, v in zip(names, p))  # noqa: E731
-    priors = "\n".join(f"| {name} | {r['tta']} | {r['priors'][name]['accuracy']:.4f} | {r['priors'][name]['macro_f1']:.4f} | "
-                       f"{r['priors'][name]['ece']:.4f} |" for r in c["rows"] if r["split"] == "test" for name in PRIORS)
+    priors = "\n".join(
+        f"| {name} | {r['tta']} | {r['priors'][name]['accuracy']:.4f} | {r['priors'][name]['macro_f1']:.4f} | "
+        f"{r['priors'][name]['ece']:.4f} |"
+        for r in c["rows"]
+        if r["split"] == "test"
+        for name in PRIORS
+    )
     return f"""
 ## Calibration
 
 `Predictor`, `ferkit predict` and `ferkit serve` divide this model's log-probabilities, averaged over the
-TTA views, by a temperature T fitted by NLL on {c['fitted_on']} for that TTA mode ({c['precision']}; test is
-not read; averaged views are softer and need less): {', '.join(f'{m} {t:.3f}' for m, t in (c.get('temperatures') or {'none': c['temperature']}).items())}.
+TTA views, by a temperature T fitted by NLL on {c["fitted_on"]} for that TTA mode ({c["precision"]}; test is
+not read; averaged views are softer and need less): {", ".join(f"{m} {t:.3f}" for m, t in (c.get("temperatures") or {"none": c["temperature"]}).items())}.
 `--no-calibration` gives the raw scores. T changes no prediction, so no accuracy or macro-F1 above. Before -> after;
 ECE on the top class in 15 equal-width bins, class-wise ECE averaged over the classes, NLL of the
 true class, Brier score (0 to 2):
@@ -142,8 +174,8 @@ true class, Brier score (0 to 2):
 
 ## The class prior
 
-Learned by this model (its sampler and loss, `ferkit.calibration.effective_prior`): {show(c['model_prior'])}.
-FER-2013 train's: {show(c['train_prior'])}. `--prior` re-weights the calibrated probabilities by
+Learned by this model (its sampler and loss, `ferkit.calibration.effective_prior`): {show(c["model_prior"])}.
+FER-2013 train's: {show(c["train_prior"])}. `--prior` re-weights the calibrated probabilities by
 pi_new / pi_model (docs/INFERENCE.md): `model` leaves them, `train` assumes train's frequencies, `uniform`
 equal ones. On test (T applied):
 
@@ -163,32 +195,40 @@ def model_card(path: Path, s: dict, title: str | None) -> str:
     ph = ""
     if s.get("posthoc"):
         p = s["posthoc"]
-        ph = (f"\nPost-hoc adjustment, tuned on val only: `{p['method']}`" + (f" (tau {p['tau']})" if "tau" in p else "")
-              + f", val macro-F1 {p['val_macro_f1']:.4f} before TTA (the search is in `{path.name}.metrics.json`).\n")
+        ph = (
+            f"\nPost-hoc adjustment, tuned on val only: `{p['method']}`"
+            + (f" (tau {p['tau']})" if "tau" in p else "")
+            + f", val macro-F1 {p['val_macro_f1']:.4f} before TTA (the search is in `{path.name}.metrics.json`).\n"
+        )
     int8, int8_metrics = "", path.with_suffix(".int8.onnx.metrics.json")
     if int8_metrics.is_file():  # `ferkit export --int8` made one: its cost, from its metrics file
         d = json.loads(int8_metrics.read_text(encoding="utf-8"))
         calib, against = d["calibration"], describe_tta(tta_mode(d.get("tta", mode)))
-        int8 = (f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on {calib['images']} "
-                f"{calib['split']} images; measured against float32, both with {against}, by "
-                f"`ferkit export {path} --int8`:\n\n<!-- report:int8 -->\n<!-- /report:int8 -->\n")
+        int8 = (
+            f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on {calib['images']} "
+            f"{calib['split']} images; measured against float32, both with {against}, by "
+            f"`ferkit export {path} --int8`:\n\n<!-- report:int8 -->\n<!-- /report:int8 -->\n"
+        )
     if s.get("tta_selection"):
-        ph += ("\nTTA chosen on val macro-F1: " + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())
-               + f" -> `{mode}`.\n")
+        ph += (
+            "\nTTA chosen on val macro-F1: "
+            + ", ".join(f"{m} {f:.4f}" for m, f in s["tta_selection"].items())
+            + f" -> `{mode}`.\n"
+        )
     return f"""# {title or path.stem}
 
-`{path.name}`: {cfg.get('arch')} with a {cfg.get('head')} head, {s['parameters']:,} parameters,
-{s['macs_per_image'] / 1e6:.1f} M multiply-adds per 48x48 image, {s['file_bytes'] / 1e6:.1f} MB (float16 weights).
+`{path.name}`: {cfg.get("arch")} with a {cfg.get("head")} head, {s["parameters"]:,} parameters,
+{s["macs_per_image"] / 1e6:.1f} M multiply-adds per 48x48 image, {s["file_bytes"] / 1e6:.1f} MB (float16 weights).
 
 ## Recipe
-loss `{cfg.get('loss')}`, sampler `{cfg.get('sampler')}` (q {cfg.get('sample_q')}), class weights `{cfg.get('weight_mode')}`,
-{cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, {cfg.get('optimizer', 'adam')} lr {cfg.get('lr')}, seed {cfg.get('seed')},
-amp {cfg.get('amp')} (training). Checkpoint: best val macro-F1 (epoch chosen on val only). TTA recorded: `{mode}`.
+loss `{cfg.get("loss")}`, sampler `{cfg.get("sampler")}` (q {cfg.get("sample_q")}), class weights `{cfg.get("weight_mode")}`,
+{cfg.get("epochs")} epochs, batch {cfg.get("batch_size")}, {cfg.get("optimizer", "adam")} lr {cfg.get("lr")}, seed {cfg.get("seed")},
+amp {cfg.get("amp")} (training). Checkpoint: best val macro-F1 (epoch chosen on val only). TTA recorded: `{mode}`.
 {ph}
 ```bash
 {_commands(path, s)}
 ```
-Training time: {minutes} on {tr['machine']}.
+Training time: {minutes} on {tr["machine"]}.
 
 ## Metrics (FER-2013; val = PublicTest, test = PrivateTest, evaluated from this file)
 
@@ -203,5 +243,5 @@ The headline is {describe_tta(mode)}, the TTA this file records: what `ferkit pr
 {tta_table(s)}
 Reproduce: `ferkit eval {path} --data_root /path/to/fer2013.zip` (float32, TTA `{mode}`), or
 `ferkit quickstart /path/to/fer2013.zip` for every shipped model. It counts as reproduced when at most
-{s.get('tolerance', {}).get('changed_predictions', 0)} of the 3,589 test predictions differ from this card's own: {s.get('tolerance', {}).get('why', '')}.
+{s.get("tolerance", {}).get("changed_predictions", 0)} of the 3,589 test predictions differ from this card's own: {s.get("tolerance", {}).get("why", "")}.
 {int8}{_calibration_section(s)}"""

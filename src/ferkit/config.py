@@ -51,6 +51,7 @@ class RunConfig:
     beta: float = option(0.999, "beta of weight_mode=effective")
     gamma: float = option(2.0, "focal loss gamma")
     tau: float = option(1.0, "logit-adjustment tau of the la loss")
+    ldam_margin: float = option(0.5, "ldam loss: the largest class margin (the rarest class's), in cosine units")
     label_smoothing: float = option(0.0, "label smoothing of the loss")
     sampler: str = option(
         "default",
@@ -351,6 +352,7 @@ RANGES: dict[str, Bound] = {
     "label_smoothing": Bound(0, 1, open_high=True),
     "beta": Bound(0, 1, open_high=True),
     "gamma": Bound(0),
+    "ldam_margin": Bound(0),
     "mixup": Bound(0),
     "cutmix": Bound(0),
     "arc_s": Bound(0, open_low=True),

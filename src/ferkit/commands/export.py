@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", help="a ferkit (or reference-project) checkpoint .pt")
     p.add_argument("--out", help="output .onnx (default: the checkpoint's path with .onnx, or .int8.onnx)")
     p.add_argument("--force", action="store_true", help="replace an existing --out (and its .metrics.json)")
-    p.add_argument("--opset", type=Bound(7, 20).arg(int), default=17, help="ONNX opset, 7 to 20 (17)")
+    p.add_argument("--opset", type=Bound(7, 20).arg(int), default=17, help="ONNX opset, 7 to 20")
     p.add_argument(
         "--int8",
         action="store_true",
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "test against float32 (written next to the model as <out>.metrics.json)",
     )
     p.add_argument("--data_root", help="--int8: the dataset (default: the one recorded in the checkpoint)")
-    p.add_argument("--calib", type=AT_LEAST_1, default=512, help="--int8: train images to calibrate on (512)")
+    p.add_argument("--calib", type=AT_LEAST_1, default=512, help="--int8: train images to calibrate on")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """`ferkit pack`: ship a checkpoint: float16 weights, its model card, and metrics evaluated from the packed file
 (headlined at the TTA it records, by default one view: what predict, serve and Predictor run)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_force(p, "an earlier packed model, its card and evaluation")
     add_data_root(p)
     p.add_argument("--title", help="model card title (default: made from the recipe)")
-    add_tta(p, auto=True, left_out="none: the one view that predict, serve and Predictor then run by default; "
-                                    "the card headlines the TTA recorded and gives the others as a second table")
+    add_tta(
+        p,
+        auto=True,
+        left_out="none: the one view that predict, serve and Predictor then run by default; "
+        "the card headlines the TTA recorded and gives the others as a second table",
+    )
     p.set_defaults(tta="none")
 
 

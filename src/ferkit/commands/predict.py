@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="each image is already a face crop")
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (jsonl)")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format")
     p.add_argument("--out", help="output file (default: standard output); never an input, written whole or not at all")
     p.add_argument("--annotate", metavar="DIR", help="save copies of the images with boxes and labels here")
     p.add_argument("--force", action="store_true", help="replace an existing --out file or annotated copies")
@@ -48,13 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--detect-every",
         type=AT_LEAST_1,
         default=5,
-        help="videos: run the face detector on every K-th processed frame and follow the faces in between (5)",
+        help="videos: run the face detector on every K-th processed frame and follow the faces in between",
     )
     p.add_argument(
         "--smooth",
         type=AT_LEAST_1,
         default=5,
-        help="videos: average each tracked face's probabilities over its last N frames (5; 1 = off)",
+        help="videos: average each tracked face's probabilities over its last N frames (1 = off)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

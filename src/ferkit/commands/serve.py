@@ -16,7 +16,7 @@ HELP = "web service and page for predictions"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
-    p.add_argument("--port", type=Bound(0, 65535).arg(int), default=8000, help="0 to 65535 (8000; 0: any free port)")
+    p.add_argument("--port", type=Bound(0, 65535).arg(int), default=8000, help="0 to 65535 (0: any free port)")
     p.add_argument("--max-bytes", type=AT_LEAST_1, default=10 * 1024 * 1024, help="largest upload in bytes (10 MiB)")
     add_model_arguments(p)
     # Requests are decoded and searched in parallel, one per core (service.py): one thread per

@@ -106,6 +106,7 @@ class LossSpec:
     tau: float = 1.0  # logit adjustment
     label_smoothing: float = 0.0
     head_scale: float = 30.0  # the cosine/arcface head's s (LDAM's margins are in its units)
+    max_margin: float = 0.5  # ldam: the rarest class's margin, in cosine units
 
     @property
     def log_prior(self) -> torch.Tensor:
@@ -123,7 +124,7 @@ LOSSES: dict[str, Callable[[LossSpec], nn.Module]] = {
     "ce": lambda s: CrossEntropy(s.weight, s.label_smoothing),
     "wce": _wce,
     "focal": lambda s: FocalLoss(s.weight, s.gamma, s.label_smoothing),
-    "ldam": lambda s: LDAMLoss(s.counts, 0.5, s.head_scale, s.weight, s.label_smoothing),
+    "ldam": lambda s: LDAMLoss(s.counts, s.max_margin, s.head_scale, s.weight, s.label_smoothing),
     "la": lambda s: AdjustedCE(s.tau * s.log_prior, s.weight, s.label_smoothing),
     "bsoftmax": lambda s: AdjustedCE(s.log_prior, s.weight, s.label_smoothing),
 }
@@ -168,7 +169,7 @@ def make_loss(name: str, counts: np.ndarray, weight: np.ndarray | None = None, *
     weight : np.ndarray, optional
         Class weights (per class, mean 1; `class_weights`) that re-weight any loss; None: none.
     **settings : float
-        LossSpec's other fields: `gamma`, `tau`, `label_smoothing`, `head_scale`.
+        LossSpec's other fields: `gamma`, `tau`, `label_smoothing`, `head_scale`, `max_margin`.
 
     Returns
     -------

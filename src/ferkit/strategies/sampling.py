@@ -72,9 +72,6 @@ deferral rule")::
     SAMPLERS["rarest"] = RarestOnly()  # ferkit train --sampler rarest
 """
 
-# Each named sampler's q (None: shuffling), for code that predates the sampler classes.
-SAMPLER_Q = {name: getattr(s, "q", None) for name, s in SAMPLERS.items()}
-
 
 def sampling_weights(labels: np.ndarray, q: float, num_classes: int) -> np.ndarray:
     """Per-image weights n_c ** (q - 1), so that class c is drawn with probability prop. to n_c ** q."""

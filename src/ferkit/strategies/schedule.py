@@ -96,7 +96,7 @@ def for_epoch(cfg: Any, counts: np.ndarray, epoch: int) -> EpochStrategy:
     ----------
     cfg : RunConfig or any object with its strategy fields
         `loss`, `weight_mode`, `beta`, `sampler`, `sample_q`, `defer`, `reweight_from`,
-        `resample_from`, `epochs`, `gamma`, `tau`, `label_smoothing` and `arc_s`.
+        `resample_from`, `epochs`, `gamma`, `tau`, `ldam_margin`, `label_smoothing` and `arc_s`.
     counts : np.ndarray
         The training set's images per class, in class_names order.
     epoch : int
@@ -132,6 +132,7 @@ def for_epoch(cfg: Any, counts: np.ndarray, epoch: int) -> EpochStrategy:
         tau=cfg.tau,
         label_smoothing=cfg.label_smoothing,
         head_scale=cfg.arc_s,
+        max_margin=cfg.ldam_margin,
     )
     sample = sampler_of(cfg).class_weights(counts) if on(epoch, cfg.resample_from, cfg.epochs) else None
     return EpochStrategy(loss, weights, sample)
