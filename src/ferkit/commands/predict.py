@@ -116,6 +116,25 @@ class RowWriter:
 CROP_SIDE = 96  # an image this small with no face found is most likely a face crop already
 
 
+@contextlib.contextmanager
+def row_writer(args: argparse.Namespace, class_names: list[str]) -> Iterator[RowWriter]:
+    """The rows' writer for --out (a temporary file that replaces it only once every row is written)
+    or standard output."""
+    with (
+        atomic_file(args.out, "w", newline="", overwrite=args.force)
+        if args.out
+        else contextlib.nullcontext(sys.stdout) as out
+    ):
+        writer = RowWriter(out, args.format, class_names)
+        yield writer
+
+
+def say_written(args: argparse.Namespace, writer: RowWriter) -> None:
+    """Once --out is in place, one line on stderr says what it holds."""
+    if args.out:
+        print(f"ferkit predict: wrote {writer.summary()} to {args.out}", file=sys.stderr)
+
+
 def face_rows(base: dict, faces: list[dict], shape: tuple[int, ...] | None = None) -> Iterator[dict]:
     """Output rows of one image: one per face, or one saying that no face was found (with a hint to
     use --no-detect when the image is as small as a face crop: the detector needs context around a face)."""
@@ -163,15 +182,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferkit predict: error: {e}", file=sys.stderr)
         return 2
     # The rows go to a temporary file that replaces --out only once every input is done.
-    with (
-        atomic_file(args.out, "w", newline="", overwrite=args.force)
-        if args.out
-        else contextlib.nullcontext(sys.stdout) as out
-    ):
-        writer = RowWriter(out, args.format, predictor.class_names)
+    with row_writer(args, predictor.class_names) as writer:
         status = _predict_all(args, predictor, writer, files, missing, names)
-    if args.out:  # the file is in place now: say what it holds
-        print(f"ferkit predict: wrote {writer.summary()} to {args.out}", file=sys.stderr)
+    say_written(args, writer)
     return status
 
 
@@ -313,22 +326,16 @@ def run_camera_rows(args: argparse.Namespace) -> int:
     except ValueError as e:  # OutputError is a ValueError
         print(f"ferkit predict: error: {e}", file=sys.stderr)
         return 2
-    with (
-        atomic_file(args.out, "w", newline="", overwrite=args.force)
-        if args.out
-        else contextlib.nullcontext(sys.stdout) as out
-    ):
-        writer = RowWriter(out, args.format, predictor.class_names)
+    with row_writer(args, predictor.class_names) as writer:
 
         def write(row: dict) -> None:
             writer.write({"file": f"camera:{args.camera}", **row})
-            out.flush()  # a live stream: each row as it comes
+            writer.stream.flush()  # a live stream: each row as it comes
 
         try:
             frames = run_camera(predictor, args.camera, write, args.every, args.detect_every, args.smooth)
         except ImageReadError as e:
             print(f"ferkit predict: error: {e}", file=sys.stderr)
             return 2
-    if args.out:
-        print(f"ferkit predict: wrote {writer.summary()} to {args.out}", file=sys.stderr)
+    say_written(args, writer)
     return 0 if frames else 1

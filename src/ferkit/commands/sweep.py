@@ -6,26 +6,10 @@ import argparse
 
 from ferkit.commands.options import AT_LEAST_0, AT_LEAST_1
 from ferkit.config import Bound, ConfigError
+from ferkit.experiments.sweep import FILE_FORMAT  # the file's format, kept with the code that reads it
 
 NAME = "sweep"
 HELP = "run a grid of strategies x seeds from a TOML/YAML file (restartable)"
-FILE_FORMAT = """\
-a sweep file (TOML or YAML; docs/TRAINING.md "Sweeps and summaries"):
-
-  seeds = [1, 2, 3]
-  collected = "results/study/runs"   # optional: finished runs copied here count as done
-  [base]                      # RunConfig fields (the flags of ferkit train) shared by every run
-  data_root = "data/fer2013-store"
-  epochs = 30
-  runs_dir = "runs/study"
-  [strategies.E0]             # each strategy: RunConfig fields on top of base
-  preset = "E0"
-  [strategies.LA]
-  loss = "la"
-
-Run <strategy>_seed<seed> goes to <runs_dir>/<strategy>_seed<seed>/. A run with metrics.json is
-skipped, one with last.pt only is resumed, the others start; a finished run trained with other
-settings than the file now gives is refused (move it aside: nothing is overwritten)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

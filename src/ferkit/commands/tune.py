@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.experiments.tune import FILE_FORMAT  # the file's format, kept with the code that reads it
+
 NAME = "tune"
 HELP = "search hyper-parameters with Optuna on val macro-F1 (pip install 'ferkit[tune]')"
-FILE_FORMAT = """\
-a tune file (TOML or YAML; docs/TRAINING.md "Hyper-parameter search"):
-
-  trials = 20
-  out = "runs/tune-e5"            # trials/<trial>/ run folders, trials.csv, best.json
-  [base]                          # RunConfig fields (the flags of ferkit train) shared by every trial
-  data_root = "data/fer2013-store"
-  preset = "E5"
-  epochs = 30
-  [search]                        # a field and its range
-  lr = {low = 1e-4, high = 3e-3, log = true}
-  weight_decay = {low = 0.0, high = 0.1}
-  reweight_from = {low = 10, high = 28}     # ints when both bounds are
-  sampler = {choices = ["default", "balanced"]}
-
-Each trial's val macro-F1 per epoch feeds Optuna's median pruner; each trial evaluates its best
-checkpoint on val only, and best.json holds the configuration to train and test once."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,19 +1,6 @@
 """`ferkit sweep CONFIG`: a grid of strategies x seeds, run N at a time, restartable.
 
-A sweep file (TOML or YAML) holds shared settings, seeds and named strategies:
-
-    seeds = [1, 2, 3]
-    [base]                      # RunConfig fields shared by every run
-    data_root = "../shared/data/fer2013.zip"
-    epochs = 20
-    amp = true
-    runs_dir = "runs/study"
-    [strategies.E0]             # each strategy: RunConfig fields on top of base
-    preset = "E0"
-    [strategies.LA]
-    loss = "la"
-    collected = "results/study/runs"  # optional: runs already copied here count as finished
-
+The file's format, with an example: `FILE_FORMAT` below (`ferkit sweep --help` shows it).
 
 Run `<strategy>_seed<seed>` goes to `<runs_dir>/<strategy>_seed<seed>/`. A run whose
 `metrics.json` exists (in the runs dir, or in the `collected` folder where a study commits
@@ -36,6 +23,24 @@ from pathlib import Path
 
 from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
 from ferkit.runtime.paths import atomic_text, check_output
+
+FILE_FORMAT = """\
+a sweep file (TOML or YAML; docs/TRAINING.md "Sweeps and summaries"):
+
+  seeds = [1, 2, 3]
+  collected = "results/study/runs"   # optional: finished runs copied here count as done
+  [base]                      # RunConfig fields (the flags of ferkit train) shared by every run
+  data_root = "data/fer2013-store"
+  epochs = 30
+  runs_dir = "runs/study"
+  [strategies.E0]             # each strategy: RunConfig fields on top of base
+  preset = "E0"
+  [strategies.LA]
+  loss = "la"
+
+Run <strategy>_seed<seed> goes to <runs_dir>/<strategy>_seed<seed>/. A run with metrics.json is
+skipped, one with last.pt only is resumed, the others start; a finished run trained with other
+settings than the file now gives is refused (move it aside: nothing is overwritten)."""
 
 
 @dataclass

@@ -1,18 +1,6 @@
 """`ferkit tune CONFIG`: a hyper-parameter search with Optuna that maximises val macro-F1.
 
-A tune file (TOML or YAML) holds the fixed settings, the ranges to search and the budget:
-
-    trials = 20
-    out = "runs/tune-e5"            # trials/<trial>/ run folders, trials.csv, best.json
-    [base]                          # RunConfig fields shared by every trial
-    data_root = "../shared/data/fer2013.zip"
-    preset = "E5"
-    epochs = 30
-    [search]                        # a field and its range
-    lr = {low = 1e-4, high = 3e-3, log = true}
-    weight_decay = {low = 0.0, high = 0.1}
-    reweight_from = {low = 10, high = 28}        # ints when both bounds are
-    sampler = {choices = ["default", "balanced"]}
+The file's format, with an example: `FILE_FORMAT` below (`ferkit tune --help` shows it).
 
 Each trial trains `base` with the sampled values; its val macro-F1 after each epoch goes to
 Optuna's median pruner, which stops a trial that falls below the median of the earlier trials at
@@ -31,6 +19,24 @@ from typing import Any
 
 from ferkit.config import ConfigError, check_types, field_names, make_config, read_table
 from ferkit.runtime.paths import atomic_file, atomic_text, check_output
+
+FILE_FORMAT = """\
+a tune file (TOML or YAML; docs/TRAINING.md "Hyper-parameter search"):
+
+  trials = 20
+  out = "runs/tune-e5"            # trials/<trial>/ run folders, trials.csv, best.json
+  [base]                          # RunConfig fields (the flags of ferkit train) shared by every trial
+  data_root = "data/fer2013-store"
+  preset = "E5"
+  epochs = 30
+  [search]                        # a field and its range
+  lr = {low = 1e-4, high = 3e-3, log = true}
+  weight_decay = {low = 0.0, high = 0.1}
+  reweight_from = {low = 10, high = 28}     # ints when both bounds are
+  sampler = {choices = ["default", "balanced"]}
+
+Each trial's val macro-F1 per epoch feeds Optuna's median pruner; each trial evaluates its best
+checkpoint on val only, and best.json holds the configuration to train and test once."""
 
 
 def load_tune(path: str | Path) -> dict:
