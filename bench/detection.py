@@ -110,7 +110,7 @@ def expression_accuracy(scenes, detections, predictor) -> dict:
         out[way] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
     # Does alignment help? Paired over the same faces: a bootstrap interval on each metric, McNemar on accuracy.
     out["aligned - detected box"] = {
-        metric: paired_bootstrap(y, preds["aligned"], preds["detected box"], CLASSES, metric, n_boot=2000)
+        metric: paired_bootstrap(y, preds["aligned"], preds["detected box"], CLASSES, metric=metric, n_boot=2000)
         for metric in ("accuracy", "macro_f1")} | {"mcnemar": mcnemar(y, preds["aligned"], preds["detected box"])}
     return out
 

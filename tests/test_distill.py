@@ -19,6 +19,7 @@ from ferkit.strategies.distill import (
     average_teachers,
     kd_loss,
     load_teacher,
+    mixed_targets,
     read_teacher_logits,
     save_teacher_logits,
 )
@@ -48,6 +49,20 @@ def test_an_ensemble_averages_in_probability_or_logit_space():
     assert prob[0, 0] < logit.softmax(1)[0, 0]  # the two spaces differ: 0.690 against 0.731
     with pytest.raises(TeacherError, match="unknown teacher space"):
         average_teachers([a], "median")
+
+
+def test_a_stored_teacher_on_a_mixed_batch_targets_the_mixture_at_its_temperature():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])
+    perm, lam, t = torch.tensor([1, 0]), 0.3, 4.0
+    target = mixed_targets(logits, perm, lam, t)
+    p = (logits / t).softmax(1)
+    torch.testing.assert_close((target / t).softmax(1), lam * p + (1 - lam) * p[perm])
+    # kd_loss against the mixed target is the KL to that mixture, at T
+    student = torch.zeros(2, 3)
+    mix = lam * p + (1 - lam) * p[perm]
+    kl = (mix * (mix / (1 / 3)).log()).sum(1).mean() * t * t
+    assert kd_loss(student, target, t).item() == pytest.approx(kl.item(), rel=1e-5)
+    torch.testing.assert_close(mixed_targets(logits, torch.tensor([0, 1]), 0.5, t).div(t).softmax(1), p)
 
 
 class Linear(torch.nn.Module):
@@ -122,7 +137,7 @@ def test_an_ensemble_and_stored_logits_teach_with_every_strategy(tmp_path, teach
     z = read_teacher_logits(stored)
     assert z["train"].shape == (len(data.splits["train"]), 7) and z["class_names"] == CLASSES
     m = fit(cfg_for(tmp_path, exp="stored", epochs=1, arch="fer-resnet-slim", loss="la", reweight_from=1,
-                    teacher=str(stored)), data, log=lambda s: None, progress=False)
+                    cutmix=1.0, teacher=str(stored)), data, log=lambda s: None, progress=False)
     assert 0 <= m["macro_f1"] <= 1
     teacher = load_teacher(str(stored), CLASSES, data.key, len(data.splits["train"]), "prob", torch.device("cpu"))
     assert isinstance(teacher, StoredTeacher)
@@ -144,8 +159,7 @@ def test_teachers_that_cannot_teach_are_refused(tmp_path, teacher_ckpt):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(TeacherError, match="cannot be read as teacher logits"):
         load_teacher(str(tmp_path / "junk.npz"), CLASSES, data.key, 1, "prob", torch.device("cpu"))
-    with pytest.raises(ConfigError, match="mixup or cutmix"):
-        make_config({"teacher": "t.npz", "mixup": 0.2})
+    assert make_config({"teacher": "t.npz", "mixup": 0.2}).mixup == 0.2  # stored targets are mixed too
     with pytest.raises(ConfigError, match="kd_alpha"):
         make_config({"kd_alpha": 1.5})
 

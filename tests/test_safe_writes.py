@@ -222,20 +222,27 @@ FULL = {"export": ["export", "{ws}/model.pt", "--out", "{fs}/m.onnx"],
                   "--runs_dir", "{fs}"]}
 
 
+def refused_in_one_line(ws, tmp_path, args, mode, message) -> dict:
+    """Run `args` on the small file system (`mode`), check that it exits 2 with one line holding
+    `message` and leaves the workspace as it was, and return the files it left there."""
+    before = snapshot(ws)
+    r, files = on_small_fs(ws, tmp_path, args, mode)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
+    assert snapshot(ws) == before
+    return files
+
+
 @pytest.mark.slow
 @NAMESPACES
 @pytest.mark.parametrize("command", sorted(FULL))
 def test_a_really_full_file_system(command, ws, tmp_path):
     """The same on a real full file system: a 64 KiB tmpfs filled up, mounted in a private namespace."""
-    before = snapshot(ws)
-    r, files = on_small_fs(ws, tmp_path, FULL[command], "full")
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "no space left on tmpfs" in lines[0], r.stderr
+    files = refused_in_one_line(ws, tmp_path, FULL[command], "full", "no space left on tmpfs")
     assert files.pop(str(tmp_path / "fs" / "filler")) > 0
     # No file but the filler holds anything. export and predict leave no file at all; train's run
     # folder may hold the empty log and config that it opened before the disk said it was full.
     assert all(size == 0 for size in files.values()) and (command == "train" or not files), files
-    assert snapshot(ws) == before
 
 
 READ_ONLY = {"predict": FULL["predict"], "export": FULL["export"],
@@ -248,11 +255,7 @@ READ_ONLY = {"predict": FULL["predict"], "export": FULL["export"],
 @NAMESPACES
 @pytest.mark.parametrize("command", sorted(READ_ONLY))
 def test_a_read_only_file_system_is_refused_before_any_work(command, ws, tmp_path):
-    before = snapshot(ws)
-    r, files = on_small_fs(ws, tmp_path, READ_ONLY[command], "ro")
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "read-only file system" in lines[0], r.stderr
-    assert files == {} and snapshot(ws) == before
+    assert refused_in_one_line(ws, tmp_path, READ_ONLY[command], "ro", "read-only file system") == {}
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")

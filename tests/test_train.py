@@ -244,13 +244,14 @@ def test_mix_batch():
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 1, 48, 48), torch.arange(16) % 7
-    mx, ya, yb, lam = mix_batch(x, y, g, mixup=0.4)
-    assert 0 <= lam <= 1 and torch.equal(ya, y)
+    mx, ya, yb, lam, perm = mix_batch(x, y, g, mixup=0.4)
+    assert 0 <= lam <= 1 and torch.equal(ya, y) and torch.equal(yb, y[perm])
     perm_src = (mx - lam * x) / (1 - lam)
     assert any(torch.allclose(perm_src[0], x[j], atol=1e-4) and yb[0] == y[j] for j in range(16))
-    cx, ya, yb, lam = mix_batch(x, y, g, cutmix=1.0)
+    cx, ya, yb, lam, perm = mix_batch(x, y, g, cutmix=1.0)
     changed = (cx != x).float().mean().item()
     assert changed == pytest.approx(1 - lam, abs=0.02)
+    assert mix_batch(x, y, g)[3:] == (1.0, None)
 
 
 def test_crop_tta_averages_ten_views():

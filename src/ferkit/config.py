@@ -71,8 +71,7 @@ class RunConfig:
     # knowledge distillation (ferkit.strategies.distill), an independent choice: off without a teacher
     teacher: str | None = option(
         None,
-        "distil from a teacher: a checkpoint, several separated by commas (an "
-        "ensemble), or a .npz of stored teacher logits (`ferkit teacher-logits`)",
+        "distil from a teacher: a checkpoint, several separated by commas (an ensemble), or stored logits (`ferkit teacher-logits`)",
     )
     kd_alpha: float = option(0.5, "weight of the distillation term (0 = the hard-label loss only)")
     kd_temperature: float = option(4.0, "softmax temperature of the distillation term")
@@ -87,11 +86,8 @@ class RunConfig:
     small_size: int = option(40, "side in pixels of those smaller images")
     # optimisation
     epochs: int = option(30, "epochs; 0 with --resume evaluates a checkpoint only")
-    max_steps: int | None = option(
-        None,
-        "at most N optimiser steps per epoch: a quick try (--epochs 1 --max_steps 20 "
-        "trains in seconds; val and test are still evaluated in full)",
-    )
+    # a quick try: `--epochs 1 --max_steps 20` trains in seconds (docs/TRAINING.md)
+    max_steps: int | None = option(None, "at most N steps per epoch; val and test are still evaluated in full")
     batch_size: int = option(256, "batch size")
     lr: float = option(1e-3, "peak learning rate of the optimiser")
     optimizer: str = option("adam", "optimiser (sgd: Nesterov momentum 0.9)")
@@ -277,11 +273,6 @@ def validate(cfg: RunConfig) -> None:
     if not (0 <= cfg.kd_alpha <= 1 and cfg.kd_temperature > 0):
         raise ConfigError(
             f"kd_alpha must be in [0, 1] and kd_temperature > 0 (got {cfg.kd_alpha}, {cfg.kd_temperature})"
-        )
-    if cfg.teacher and cfg.teacher.strip().endswith(".npz") and (cfg.mixup or cfg.cutmix):
-        raise ConfigError(
-            "stored teacher logits cannot follow mixup or cutmix (the teacher never saw the mixed "
-            "images): give teacher checkpoints, or drop --mixup/--cutmix"
         )
     if cfg.exp is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.exp):
         raise ConfigError(

@@ -27,7 +27,7 @@ from ferkit.runtime.device import amp_notice, autocast, describe_cpu, pick_devic
 from ferkit.runtime.memory import keep_freed_memory
 from ferkit.runtime.paths import atomic_text
 from ferkit.strategies import for_epoch
-from ferkit.strategies.distill import kd_loss, load_teacher
+from ferkit.strategies.distill import kd_loss, load_teacher, mixed_targets
 from ferkit.strategies.mixing import mix_batch
 
 Log = Callable[[str], None]
@@ -65,7 +65,8 @@ def train_one_epoch(
 ) -> dict:
     """One pass over `batches`; returns mean loss, accuracy and images/s.
 
-    `mix_fn(x, y) -> (x, y_a, y_b, lam)` applies mixup/cutmix; the loss is then mixed the same way.
+    `mix_fn(x, y) -> (x, y_a, y_b, lam, perm)` applies mixup/cutmix; the loss is then mixed the same
+    way, and so are a stored teacher's targets (a checkpoint teacher sees the mixed images).
     `teacher` (ferkit.strategies.distill) adds kd_alpha x its distillation term on the same batch:
     (1 - kd_alpha) x the hard-label loss + kd_alpha x T^2 KL(teacher || student) at T = kd_temperature.
     `max_steps` ends the pass after that many optimiser steps (a quick try).
@@ -80,7 +81,7 @@ def train_one_epoch(
         if max_steps is not None and step >= max_steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x, y, y_b, lam = mix_fn(x, y) if mix_fn else (x, y, y, 1.0)
+        x, y, y_b, lam, perm = mix_fn(x, y) if mix_fn else (x, y, y, 1.0, None)
         with autocast(device, amp):
             logits = model(x, y)
         loss = loss_fn(logits.float(), y)
@@ -89,6 +90,8 @@ def train_one_epoch(
         if teacher is not None and kd_alpha > 0:
             with torch.no_grad(), autocast(device, amp):
                 target = teacher.logits(x, index[0] if index else None)
+            if perm is not None and getattr(teacher, "needs_index", False):  # stored: un-mixed images' logits
+                target = mixed_targets(target, perm, lam, kd_temperature)
             loss = (1 - kd_alpha) * loss + kd_alpha * kd_loss(logits.float(), target.float(), kd_temperature)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:  # float16 on CUDA: scale the loss, unscale before clipping

@@ -110,16 +110,12 @@ def normalize(drops: np.ndarray) -> np.ndarray:
 
 
 def occlusion_maps(
-    crops: np.ndarray,
-    predict_fn: PredictFn,
-    labels: Sequence[int] | None = None,
-    patch: int = PATCH,
-    stride: int = STRIDE,
-    chunk: int = CHUNK,
+    crops: np.ndarray, predict_fn: PredictFn, labels: Sequence[int] | None = None, **settings: int
 ) -> np.ndarray:
     """Heatmaps (N, 48, 48) float32 in [0, 1] of uint8 faces (N, 48, 48): where hiding the face lowers
-    the probability of its class most (`occlusion_drops`, normalised per face)."""
-    return normalize(occlusion_drops(crops, predict_fn, labels, patch, stride, chunk)[0])
+    the probability of its class most (`occlusion_drops`, normalised per face; `settings`: its patch,
+    stride and chunk)."""
+    return normalize(occlusion_drops(crops, predict_fn, labels, **settings)[0])
 
 
 def explain_faces(

@@ -127,22 +127,14 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def paired_bootstrap(
-    y_true,
-    pred_a,
-    pred_b,
-    class_names: list[str],
-    metric: str = "macro_f1",
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> dict:
+def paired_bootstrap(y_true, pred_a, pred_b, class_names: list[str], **settings) -> dict:
     """Difference metric(a) - metric(b) with a paired bootstrap CI and two-sided p-value.
 
     Both predictions are scored on the same resampled items, so item difficulty cancels out.
     p_value = 2 * min(P(d* <= 0), P(d* >= 0)) with add-one smoothing (never exactly 0), capped at 1.
+    `settings` (metric, n_boot, seed, alpha) are those of `paired_bootstrap_mean`, of which this is one pair.
     """
-    return paired_bootstrap_mean(y_true, [pred_a], [pred_b], class_names, metric, n_boot, seed, alpha)
+    return paired_bootstrap_mean(y_true, [pred_a], [pred_b], class_names, **settings)
 
 
 def paired_bootstrap_mean(

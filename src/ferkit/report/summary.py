@@ -226,7 +226,7 @@ def paired_rows(
     difference (run - baseline) and McNemar."""
     rows = []
     for (run, base), (y_true, pred, base_pred) in zip(matched, aligned):
-        boot = paired_bootstrap(y_true, pred, base_pred, run["class_names"], "macro_f1", n_boot, seed)
+        boot = paired_bootstrap(y_true, pred, base_pred, run["class_names"], n_boot=n_boot, seed=seed)
         test = mcnemar(y_true, pred, base_pred)
         rows.append(
             {

@@ -36,6 +36,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(F.log_softmax(student_logits / t, dim=1), target, reduction="batchmean", log_target=True) * t * t
 
 
+def mixed_targets(logits: torch.Tensor, perm: torch.Tensor, lam: float, temperature: float) -> torch.Tensor:
+    """Per-image teacher logits -> the targets of a mixed batch (mixup, cutmix): the mixture
+    lam * p_a + (1 - lam) * p_b of the two images' distributions at `temperature`, returned as
+    logits at that temperature (T log p), so that `kd_loss` softens them back to that mixture.
+    A stored teacher needs it: its logits are of the un-mixed images."""
+    p = F.softmax(logits.float() / temperature, dim=1)
+    return temperature * torch.log((lam * p + (1 - lam) * p[perm]).clamp_min(1e-12))
+
+
 def average_teachers(logits: list[torch.Tensor], space: str) -> torch.Tensor:
     """An ensemble's logits: the mean of its members' logits ("logit"), or the log of the mean of
     their probabilities ("prob"; a valid logit vector, since softmax(log p) = p)."""
