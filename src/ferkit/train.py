@@ -76,7 +76,8 @@ def train_one_epoch(
     share = -(
         -len(batches.labels) // getattr(batches, "world", 1)
     )  # this process's images (all of them in one process)
-    bar = tqdm(total=share, desc=progress, unit="img", leave=False, disable=progress is None)
+    # On a terminal only (disable=None): a log file or a pipe gets the epoch lines, not a bar's redraws.
+    bar = tqdm(total=share, desc=progress, unit="img", leave=False, disable=None if progress else True)
     for step, (x, y, *index) in enumerate(batches):  # EpochBatches(with_index=True) also yields the indices
         if max_steps is not None and step >= max_steps:
             break

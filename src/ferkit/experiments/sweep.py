@@ -28,7 +28,7 @@ FILE_FORMAT = """\
 a sweep file (TOML or YAML; docs/TRAINING.md "Sweeps and summaries"):
 
   seeds = [1, 2, 3]
-  collected = "results/study/runs"   # optional: finished runs copied here count as done
+  collected = "archive/study/runs"   # optional: finished runs copied here count as done
   [base]                      # RunConfig fields (the flags of ferkit train) shared by every run
   data_root = "data/fer2013-store"
   epochs = 30

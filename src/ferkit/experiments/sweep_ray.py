@@ -1,9 +1,9 @@
 """`ferkit sweep CONFIG --backend ray`: every run of a sweep as a Ray task, on one machine or a cluster.
 
-    ferkit sweep results/converged.toml --backend ray                       # a local Ray, started for the sweep
+    ferkit sweep converged.toml --backend ray                               # a local Ray, started for the sweep
     ray start --head --port 6379                                            # or a cluster: on the head,
     ray start --address HEAD:6379                                           # on each other machine,
-    ferkit sweep results/converged.toml --backend ray --address HEAD:6379   # then from any of them
+    ferkit sweep converged.toml --backend ray --address HEAD:6379           # then from any of them
 
 The local backend's rules hold: a run with `metrics.json` is skipped, one with a `last.pt` resumes
 from it. Each task decides that when it starts, not when the sweep is planned, so a task that Ray
