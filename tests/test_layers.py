@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -86,8 +87,7 @@ LAYERS = [  # lowest first; the same list as docs/DESIGN.md "Source layout"
     ["ferkit.presets", "ferkit.config"],
     ["ferkit.report", "ferkit.calibration", "ferkit.metrics"],
     ["ferkit.evaluate"],
-    ["ferkit.run_folder"],
-    ["ferkit.train"],
+    ["ferkit.run_folder", "ferkit.train"],
     ["ferkit.posthoc"],
     ["ferkit.pretrained", "ferkit.card", "ferkit.experiments"],
     ["ferkit.infer"],
@@ -101,6 +101,27 @@ def layer_of(module: str) -> int:
             if module == name or module.startswith(name + ".")]
     assert hits, f"{module} is in no layer: add it to LAYERS and docs/DESIGN.md"
     return max(hits)[1]
+
+
+def design_layout() -> dict[str, int]:
+    """docs/DESIGN.md's "Source layout" block: {top-level module or package of ferkit: its layer}."""
+    text = (SRC.parent / "docs" / "DESIGN.md").read_text()
+    block = text.split("```\nsrc/ferkit/\n", 1)[1].split("```", 1)[0]
+    out = {}
+    for line in block.splitlines():
+        if m := re.match(r"  (\S.*?)\s+(\d+)  ", line):  # "  optim.py, tta.py 3  ...": names, layer
+            for name in m.group(1).split(", "):
+                out[name.removesuffix("/").removesuffix(".py")] = int(m.group(2))
+    return out
+
+
+def test_the_design_layout_is_the_tree_and_its_layers():
+    """Every module and package at the top of src/ferkit, and no other, is in DESIGN.md's layout, at
+    the layer LAYERS gives it (numbered from 1); __init__, __main__ and cli are the command's own."""
+    top = {p.stem for p in (SRC / "ferkit").iterdir() if (p.suffix == ".py" or (p / "__init__.py").exists())}
+    layout = design_layout()
+    assert set(layout) == top - {"__init__", "__main__"}
+    assert {name: layer_of(f"ferkit.{name}") + 1 for name in layout} == layout
 
 
 def test_imports_only_go_down_the_layers():

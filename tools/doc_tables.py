@@ -123,6 +123,20 @@ def figures_table(rows: list[tuple[str, str]]) -> Callable[[Path], str]:
     return render
 
 
+def val_table(rows: list[tuple[str, str]]) -> Callable[[Path], str]:
+    """Candidates read on val only (test stays unread until the choice is made): (label, a run folder
+    or a shipped model's card, `*.metrics.json`, whose headline is single view)."""
+    def render(root: Path) -> str:
+        cells = []
+        for label, source in rows:
+            val = _read_json(root / source)["val"] if source.endswith(".json") else _read_json(root / source / "metrics_val.json")
+            f1 = val["per_class_f1"]  # a card names its classes; a run's metrics list them in class_names' order
+            f1 = f1 if isinstance(f1, dict) else dict(zip(val["class_names"], f1))
+            cells.append([label] + [f"{v:.3f}" for v in (val["macro_f1"], val["accuracy"], f1["disgust"], f1["fear"])])
+        return markdown_table(["model", "val macro-F1", "val accuracy", "val disgust F1", "val fear F1"], cells)
+    return render
+
+
 def _times(folder: Path) -> list[str]:
     seconds = sum(float(r["seconds"]) for r in _read_csv(folder / "epochs.csv"))
     wall = (folder / "wall_clock.txt").read_text(encoding="utf-8").split(":")[-1].strip()
@@ -287,6 +301,10 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "gpu-throughput": gpu_throughput_table("gpu-h200.json"),
     "time-to-quality": time_to_quality_table(["time_to_quality-epyc-avx512.json", "time_to_quality-epyc-avx512-avx2-kernels.json"],
                                              [f"results/fast_slim/fast_seed{s}" for s in (42, 1, 2)]),
+    "kd-study": figures_table([("kd_none: no teacher, sqrt sampler (E5)", "results/kd_study/kd_none"),
+                               ("kd_wide_E5: the fer-resnet-wide ensemble (stored), E5", "results/kd_study/kd_wide_E5"),
+                               ("kd_wide_E0: the same teacher, no sampler (E0)", "results/kd_study/kd_wide_E0"),
+                               ("kd_small_stored: the shipped model (stored), E5", "results/kd_study/kd_small_stored")]),
     "teachers": figures_table([(f"fer-resnet-wide, seed {s}", f"results/teachers/runs/T-wide_seed{s}") for s in (1, 2, 3)]
                               + [("the three averaged (stored logits)", "results/teachers/T-wide-ensemble.npz.metrics.json")]),
     "converged-budget": study_table("results/converged/summary_budget", {
