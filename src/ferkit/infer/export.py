@@ -107,6 +107,7 @@ def quantize_int8(
     method: str = "MinMax",
     activations: str = "QUInt8",
     keep_float: tuple[str, ...] = (),
+    keep_nodes: tuple[str, ...] = (),
 ) -> Path:
     """Post-training static int8 of an exported model with ONNX Runtime: int8 weights per output
     channel, uint8 activations whose ranges are the min/max seen on `calibration` (uint8 images
@@ -115,7 +116,10 @@ def quantize_int8(
 
     `method` (an ONNX Runtime `CalibrationMethod` name), `activations` (a `QuantType` name) and
     `keep_float` (op types, e.g. "Add", left in float32 too) exist for bench/int8_variants.py, which
-    measured the alternatives on val: none kept more float32 decisions at a usable speed."""
+    measured the alternatives on val: none kept more float32 decisions at a usable speed.
+    `keep_nodes` (node names of the exported graph, e.g. "/model/backbone/features/features.0/features.0.0/Conv")
+    leaves those nodes in float32 as well (bench/int8_variants.py's per-layer sensitivity); a name
+    the graph lacks is a ValueError."""
     import tempfile
 
     import onnx
@@ -150,6 +154,10 @@ def quantize_int8(
         quant_pre_process(str(src), str(pre))  # shape inference and graph clean-up, as ORT recommends
         graph = onnx.load(str(pre))
         keep = float_nodes(graph) + [n.name for n in graph.graph.node if n.op_type in keep_float]
+        missing = sorted(set(keep_nodes) - {n.name for n in graph.graph.node})
+        if missing:
+            raise ValueError(f"keep_nodes: no node named {', '.join(missing)} in the graph")
+        keep += [name for name in keep_nodes if name not in keep]
         symmetric = {"ActivationSymmetric": True} if activations == "QInt8" else {}
         quantize_static(
             str(pre),
