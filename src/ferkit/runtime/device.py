@@ -53,7 +53,7 @@ def describe_cpu() -> str:
     """One line naming the CPU, e.g. 'AMD EPYC [avx2 avx512f avx512_bf16], torch kernels AVX512, 2 threads'."""
     i = cpu_info()
     flags = f" [{' '.join(i['cpu_flags'])}]" if i["cpu_flags"] else ""
-    return f"{i['cpu_model']}{flags}, torch kernels {i['torch_capability']}, {i['threads']} threads, torch {i['torch']}"
+    return f"{i['cpu_model']}{flags}, torch kernels {i['torch_capability']}, {i['threads']} thread{'s' if i['threads'] != 1 else ''}, torch {i['torch']}"
 
 
 @functools.cache
