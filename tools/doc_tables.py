@@ -305,6 +305,9 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                                ("kd_wide_E5: the fer-resnet-wide ensemble (stored), E5", "results/kd_study/kd_wide_E5"),
                                ("kd_wide_E0: the same teacher, no sampler (E0)", "results/kd_study/kd_wide_E0"),
                                ("kd_small_stored: the shipped model (stored), E5", "results/kd_study/kd_small_stored")]),
+    "students": val_table([("shipped recommended model (card, single view)", "pretrained/ferkit-recommended.pt.metrics.json"),
+                           ("S-aug30: the shipped recipe + the teachers' augmentation", "results/students/S-aug30"),
+                           ("S-aug30-kd: the same, distilled from the stored ensemble", "results/students/S-aug30-kd")]),
     "teachers": figures_table([(f"fer-resnet-wide, seed {s}", f"results/teachers/runs/T-wide_seed{s}") for s in (1, 2, 3)]
                               + [("the three averaged (stored logits)", "results/teachers/T-wide-ensemble.npz.metrics.json")]),
     "converged-budget": study_table("results/converged/summary_budget", {
