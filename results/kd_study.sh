@@ -9,14 +9,18 @@
 #   kd_small_online  teacher = the shipped model, run on the student's own augmented batch
 #   kd_small_stored  the same teacher's logits stored once on un-augmented images (`ferkit teacher-logits`)
 # Choices are read on val; test is written by every run but not used to choose.
-# Usage: results/kd_study.sh [DATA]   (DATA: the FER-2013 zip, folder or store; default ../shared/data/fer2013.zip)
+# Usage: results/kd_study.sh [DATA] [EXP...]   (DATA: the FER-2013 zip, folder or store; default
+#   ../shared/data/fer2013.zip; EXP: the runs to do, default all five in the order below)
 set -euo pipefail
 data=${1:-../shared/data/fer2013.zip}
+shift || true
 runs=runs/kd_study
 base=(--preset fast-bf16 --tta none --seed 42 --runs_dir $runs --data_root "$data")
 mkdir -p $runs
 small=$runs/shipped-teacher.npz
-[ -f $small ] || ferkit teacher-logits pretrained/ferkit-recommended.pt --data_root "$data" --out $small --device cpu
+exps=("$@")
+[ ${#exps[@]} -gt 0 ] || exps=(kd_none kd_wide_E5 kd_wide_E0 kd_small_stored kd_small_online)
+[[ -f $small || ! " ${exps[*]} " =~ " kd_small_stored " ]] || ferkit teacher-logits pretrained/ferkit-recommended.pt --data_root "$data" --out $small --device cpu
 declare -A extra=(
   [kd_none]=""
   [kd_wide_E5]="--teacher results/teachers/T-wide-ensemble.npz"
@@ -24,7 +28,7 @@ declare -A extra=(
   [kd_small_online]="--teacher pretrained/ferkit-recommended.pt"
   [kd_small_stored]="--teacher $small"
 )
-for exp in kd_none kd_wide_E5 kd_wide_E0 kd_small_stored kd_small_online; do
+for exp in "${exps[@]}"; do
   if [ ! -f $runs/$exp/metrics.json ]; then
     start=$(date +%s)
     # shellcheck disable=SC2086
