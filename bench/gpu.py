@@ -12,12 +12,15 @@ DATA is FER-2013 as ferkit reads it (zip, image folders, fer2013.csv or a store)
      Adam lr 1e-3, batch 256, 30 epochs, seeds 1-3), then `ferkit summary` pairing E5 with E0;
    - `ferkit quickstart` (the shipped models on test, on CUDA);
    - a one-GPU torchrun run (`ferkit train --nproc 1`, E5, 3 epochs);
-   - the distillation teachers of issue 27 (TEACHERS below; never shipped).
+   - the distillation teachers of issue 27 (TEACHERS below; never shipped);
+3. then the students of issue 27 (STUDENTS below: the shipped recipe, single view, distilled from the
+   T-wide teachers just trained, run as an ensemble on each student batch: on a CPU an online
+   teacher gained 0.031 val macro-F1 over its stored logits, docs/RESULTS.md).
 Steps still running at --budget seconds are stopped and marked so (their last.pt can be resumed).
 Runs go under --runs (default runs/gpu); the JSON (per step: command, exit status, seconds; per
 run: val and test figures; the E5 - E0 pairs) goes to --out (default bench/results/gpu-<device>.json).
 `--pack DIR` then writes what a GPU session brings back: results.tar.gz (every run folder without
-checkpoints or TensorBoard files) and each teacher's best.pt with float16 weights.
+checkpoints or TensorBoard files) and each teacher's and student's best.pt with float16 weights.
 """
 from __future__ import annotations
 
@@ -41,6 +44,12 @@ TEACHER_BASE = {"preset": "E5", "batch_size": 128, "optimizer": "adamw", "lr": 0
 TEACHERS = {  # name -> settings; 3 seeds each. Longer schedules and stronger regularisation than the shipped 30 epochs
     "T-wide": {"arch": "fer-resnet-wide", "epochs": 60, "mixup": 0.2},
     "T-resnet": {"arch": "fer-resnet", "epochs": 80, "mixup": 0.2},
+}
+STUDENT_TEACHER = "T-wide"  # the teachers (every seed of it, as an ensemble) each student distils from
+STUDENT_BASE = {"preset": "shipped", "tta": "none", "kd_alpha": 0.5, "kd_temperature": 4.0}
+STUDENTS = {  # name -> settings; at most 2M parameters (fer-resnet: 1.2M), chosen on val
+    "S-kd": {"epochs": 60},
+    "S-kd-aug": {"epochs": 60, "scale_jitter": 0.1, "translate": 0.1, "erase_p": 0.25, "mixup": 0.2, "warmup_epochs": 2},
 }
 TINY = {"epochs": 1, "seeds": [1], "torchrun_epochs": 1, "throughput": ["--synthetic", "64", "--steps", "1", "--warmup", "1"]}
 FULL = {"epochs": None, "seeds": [1, 2, 3], "torchrun_epochs": 3, "throughput": ["--steps", "30", "--warmup", "5"]}
@@ -127,7 +136,8 @@ def machine() -> dict:
 
 def pack(runs: Path, dest: Path, teachers: list[Path]) -> None:
     """results.tar.gz of the run folders (no checkpoints, no TensorBoard files) and each teacher's
-    best.pt with float16 weights (half the size; evaluation casts them back to float32)."""
+    best.pt with float16 weights (half the size; evaluation casts them back to float32), named
+    teacher-<run>.pt or student-<run>.pt after the folder it came from."""
     import torch
     dest.mkdir(parents=True, exist_ok=True)
 
@@ -142,7 +152,24 @@ def pack(runs: Path, dest: Path, teachers: list[Path]) -> None:
         if best.is_file():
             ckpt = torch.load(best, map_location="cpu", weights_only=True)
             ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-            torch.save(ckpt, dest / f"teacher-{best.parent.name}.pt")
+            role = {"teachers": "teacher", "students": "student"}[best.parent.parent.name]
+            torch.save(ckpt, dest / f"{role}-{best.parent.name}.pt")
+
+
+def students(args, runs: Path, common: dict, setting: dict, deadline: float) -> list[dict]:
+    """The students' sweep, once the teachers are trained: each distils from every seed of
+    STUDENT_TEACHER at once (the ensemble, averaged in probability space), run on its own batch."""
+    teachers = sorted((runs / "teachers").glob(f"{STUDENT_TEACHER}_seed*/best.pt"))
+    if not teachers:
+        print(f"students: skipped, no {STUDENT_TEACHER} teacher under {runs / 'teachers'}", flush=True)
+        return [{"step": "students", "status": f"skipped: no {STUDENT_TEACHER} teacher"}]
+    epochs = setting["epochs"] or args.student_epochs
+    base = common | STUDENT_BASE | {"runs_dir": str(runs / "students"), "teacher": ",".join(map(str, teachers))}
+    chosen = {n: v | ({"epochs": epochs} if epochs else {}) for n, v in STUDENTS.items()
+              if args.students is None or n in args.students}
+    sweep = write_sweep(runs / "students.toml", base, chosen, setting["seeds"])
+    return wait([start("students", ferkit("sweep", str(sweep), "--jobs", str(len(chosen) * len(setting["seeds"]))), runs)],
+                deadline)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,10 +179,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cuda", help="cuda, or cpu for --tiny (cuda)")
     p.add_argument("--budget", type=float, default=430, help="seconds after which steps still running are stopped (430)")
     p.add_argument("--tiny", action="store_true", help="1 epoch, 1 seed, a few steps: the test suite's setting")
-    p.add_argument("--skip", nargs="*", default=[], choices=["throughput", "reference", "quickstart", "torchrun", "teachers"],
+    p.add_argument("--skip", nargs="*", default=[], choices=["throughput", "reference", "quickstart", "torchrun", "teachers", "students"],
                    help="steps not to run")
     p.add_argument("--teachers", nargs="*", choices=sorted(TEACHERS), help="the teachers to train (all)")
     p.add_argument("--teacher-epochs", type=int, help="their epochs (TEACHERS')")
+    p.add_argument("--students", nargs="*", choices=sorted(STUDENTS), help="the students to train (all)")
+    p.add_argument("--student-epochs", type=int, help="their epochs (STUDENTS')")
     p.add_argument("--out", help="the JSON report (default bench/results/gpu-<device>.json)")
     p.add_argument("--pack", help="also write results.tar.gz and the float16 teachers into this folder")
     args = p.parse_args(argv)
@@ -202,9 +231,11 @@ def main(argv: list[str] | None = None) -> dict:
             steps += wait([start("reference-summary", ferkit(
                 "summary", *folders, "--group", f"E0={runs}/reference/E0_seed*", "--group", f"E5={runs}/reference/E5_seed*",
                 "--baseline", "E0", "--out", str(runs / "reference" / "summary")), runs)], time.time() + 120)
+    if "students" not in args.skip:
+        steps += students(args, runs, common, setting, deadline)
     report = {"machine": machine(), "tiny": args.tiny, "budget_s": args.budget, "steps": steps,
               "command": " ".join(["python", "bench/gpu.py"] + (argv if argv is not None else sys.argv[1:]))}
-    for group in ("reference", "teachers", "torchrun"):
+    for group in ("reference", "teachers", "students", "torchrun"):
         folders = sorted(d for d in (runs / group).glob("*") if d.is_dir() and d.name != "summary")
         report[group] = {d.name: run_figures(d) for d in folders}
     report["reference_E5_minus_E0"] = paired_deltas(runs / "reference", setting["seeds"])
@@ -218,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = "cpu-tiny" if args.tiny else (report["machine"]["gpu"] or "cpu").lower().replace("nvidia ", "").replace(" ", "-")
     save_report(report, Path(args.out) if args.out else HERE / "results" / f"gpu-{device}.json")
     if args.pack:
-        pack(runs, Path(args.pack), sorted((runs / "teachers").glob("*/best.pt")))
+        pack(runs, Path(args.pack), sorted((runs / "teachers").glob("*/best.pt")) + sorted((runs / "students").glob("*/best.pt")))
     return report
 
 

@@ -211,7 +211,7 @@ def test_video_bench_runs_and_writes_well_formed_rows(tmp_path):
 def test_the_gpu_script_runs_every_step_in_its_tiny_setting(tmp_path):
     """bench/gpu.py on CPU with --tiny: every step runs (so the GPU script cannot rot between the
     sessions that have a GPU), the report names each step and run, and --pack brings back the
-    run folders without checkpoints plus each teacher in float16."""
+    run folders without checkpoints plus each teacher and student in float16."""
     import json
     import subprocess
     import tarfile
@@ -227,9 +227,10 @@ def test_the_gpu_script_runs_every_step_in_its_tiny_setting(tmp_path):
     status = {s["step"]: s["status"] for s in report["steps"]}
     # the shipped models do not reproduce their cards on synthetic faces: quickstart exits 1 there
     assert status == {"prepare": "done", "throughput": "done", "teachers": "done", "reference": "done",
-                      "quickstart": "failed", "torchrun": "done", "reference-summary": "done"}, status
+                      "quickstart": "failed", "torchrun": "done", "reference-summary": "done", "students": "done"}, status
     assert set(report["reference"]) == {"E0_seed1", "E5_seed1"} and set(report["teachers"]) == {"T-wide_seed1", "T-resnet_seed1"}
-    assert all("test_macro_f1" in v for v in report["reference"].values())
+    assert set(report["students"]) == {"S-kd_seed1", "S-kd-aug_seed1"}
+    assert all("test_macro_f1" in v for v in [*report["reference"].values(), *report["students"].values()])
     assert report["reference_E5_minus_E0"]["per_seed"].keys() == {"1"}
     assert {"ferkit fp32 cpu", "reference"} <= set(report["throughput"])
     assert len(report["quickstart"]) == 2  # one line per shipped model
@@ -237,4 +238,7 @@ def test_the_gpu_script_runs_every_step_in_its_tiny_setting(tmp_path):
         names = tar.getnames()
     assert any(n.endswith("reference/E5_seed1/metrics.json") for n in names) and not any(n.endswith(".pt") for n in names)
     teacher = torch.load(pack / "teacher-T-wide_seed1.pt", weights_only=True)
-    assert all(v.dtype == torch.float16 for v in teacher["model"].values() if v.is_floating_point())
+    student = torch.load(pack / "student-S-kd_seed1.pt", weights_only=True)
+    for ckpt in (teacher, student):
+        assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
+    assert student["config"]["teacher"].count(",") == 0  # the tiny setting trains one T-wide seed
