@@ -196,7 +196,9 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
             if isinstance(a, argparse._HelpAction):
                 continue
             assert a.help, f"ferkit {name} {a.option_strings or a.dest} has no help"
-            if a.option_strings and a.default not in (None, False) and a.help is not argparse.SUPPRESS:
+            if isinstance(a, argparse._StoreFalseAction):  # --no-X: off unless given
+                assert "default: off" in text, f"ferkit {name} {a.option_strings[0]} does not say it is off by default"
+            elif a.option_strings and a.default not in (None, False) and a.help is not argparse.SUPPRESS:
                 assert f"default: {a.default}" in text or "default:" in a.help, \
                     f"ferkit {name} {a.option_strings[0]} does not show its default {a.default!r}"
 

@@ -66,9 +66,13 @@ def test_reference_checkpoint_loads_and_predicts_the_same(tmp_path, head):
 def test_bad_checkpoints_get_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_model(tmp_path / "missing.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        load_model(tmp_path / "junk.pt")
+    # junk, a damaged zip, an empty file: one line that says what the file is and what to give
+    # instead, never torch's advice to load with weights_only=False
+    for name, data in (("junk.pt", b"not a checkpoint"), ("zipish.pt", b"PK\x03\x04garbage"), ("empty.pt", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match="cannot read checkpoint .*not a PyTorch checkpoint") as e:
+            load_model(tmp_path / name)
+        assert "\n" not in str(e.value) and "weights_only" not in str(e.value) and "written by ferkit" in str(e.value)
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="unrecognised checkpoint"):
         load_model(tmp_path / "other.pt")

@@ -57,6 +57,8 @@ class Help(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help = action.help or ""
+        if isinstance(action, argparse._StoreFalseAction):  # a --no-X switch: "default: True" reads as on
+            return help + " (default: off)"
         if (
             action.default not in (None, False, argparse.SUPPRESS)
             and "default:" not in help

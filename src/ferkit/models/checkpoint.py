@@ -109,9 +109,30 @@ def _load_data_only(path: Path, map_location: str) -> Any:
                 f"({found.group(1)}), and a checkpoint must be data only; re-save its "
                 f"state_dict from code you trust"
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
+        # Any other refusal: torch's text would suggest weights_only=False, the unsafe way; say what it is.
+        raise CheckpointError(f"cannot read checkpoint {path}: {_not_a_checkpoint(e)}") from None
     except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first_line(e)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_not_a_checkpoint(e)}") from None
+
+
+def _not_a_checkpoint(error: Exception) -> str:
+    """Why a file is not a readable checkpoint, in words a user can act on: torch's own messages run to
+    several lines and point at its loader's settings, not at the file."""
+    text = str(error)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+    detail = (
+        found.group(1)
+        if found
+        else "not a ZIP archive"
+        if "not a ZIP archive" in text
+        else "the file ends early"
+        if isinstance(error, EOFError)
+        else first_line(error, width=80)
+    )
+    return (
+        f"not a PyTorch checkpoint, or a damaged one ({detail}); give a best.pt, last.pt or "
+        f"pretrained/*.pt written by ferkit"
+    )
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
