@@ -366,8 +366,12 @@ def test_predict_csv_globs_no_detect_and_missing(ckpt, photo_folder, tmp_path, c
 
 def test_predict_fails_only_when_nothing_was_read(ckpt, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_text("no")
-    assert run_cli(add_predict_args, run_predict, [str(tmp_path / "bad.jpg"), "--ckpt", str(ckpt)]) == 1
-    assert "error" in json.loads(capsys.readouterr().out)
+    assert run_cli(add_predict_args, run_predict, [str(tmp_path / "bad.jpg"), "--ckpt", str(ckpt)]) == 2
+    out, err = capsys.readouterr()
+    assert "error" in json.loads(out)  # the row is written as for any unreadable input
+    assert err.count("\n") == 1 and f"nothing could be read: {tmp_path / 'bad.jpg'}: not an image" in err
+    assert run_cli(add_predict_args, run_predict, [str(tmp_path / "gone.jpg"), "--ckpt", str(ckpt)]) == 2
+    assert f"nothing could be read: {tmp_path / 'gone.jpg'}: no such file" in capsys.readouterr().err
 
 
 def test_predict_video_every_nth_frame(ckpt, real_zip, tmp_path):

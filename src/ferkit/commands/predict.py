@@ -87,6 +87,7 @@ class RowWriter:
         if self.csv:
             self.csv.writeheader()
         self.rows = self.faces = self.without_face = self.errors = 0  # what was written, for `summary`
+        self.first_error = ""  # "<file>: <why>" of the first error row, for the one-line error
 
     def summary(self) -> str:
         """What was written: "12 rows (9 faces, 3 images without a face)", and the error rows if any."""
@@ -101,6 +102,9 @@ class RowWriter:
         self.faces += "box" in row
         self.without_face += row.get("faces") == 0
         self.errors += "error" in row
+        if "error" in row and not self.first_error:
+            file, error = str(row["file"]), str(row["error"])
+            self.first_error = error if error.startswith(file) else f"{file}: {error}"
         if self.csv is None:  # allow_nan=False: a NaN is never written as JSON (Predictor refuses NaN models first)
             self.stream.write(json.dumps(row, allow_nan=False) + "\n")
             return
@@ -158,7 +162,8 @@ def face_rows(base: dict, faces: list[dict], shape: tuple[int, ...] | None = Non
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict every input; returns 0 when at least one input was processed, else 1."""
+    """Predict every input; returns 0 when at least one input was processed, else 2 (bad input),
+    with one line on stderr naming the first input that could not be read."""
     from ferkit.infer.io import IMAGE_EXTS, VIDEO_EXTS, collect_inputs
 
     if args.camera is not None or not args.paths:
@@ -185,7 +190,15 @@ def run(args: argparse.Namespace) -> int:
     with row_writer(args, predictor.class_names) as writer:
         status = _predict_all(args, predictor, writer, files, missing, names)
     say_written(args, writer)
-    return status
+    if status:
+        more = f" (and {writer.errors - 1} more)" if writer.errors > 1 else ""
+        print(
+            f"ferkit predict: error: nothing could be read: {writer.first_error}{more}; give image or video files, "
+            f"or folders of them",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
 
 
 def _predict_all(
