@@ -13,6 +13,7 @@
 #               model itself run on the student's augmented batch (alpha 0.5, T 4): on the fast
 #               recipe an online teacher gained 0.038 val macro-F1 over no teacher where its stored
 #               logits gained 0.006 (results/kd_study, kd_small_online and kd_small_stored against kd_none)
+#   S-kd30-online_seed43, _seed44  the same with seeds 43 and 44 (with seed 42's run: the recipe's 3 seeds)
 # Test is written by every run but not used to choose.
 # Usage: results/students.sh [DATA] [EXP...]   (DATA: default ../shared/data/fer2013.zip)
 set -euo pipefail
@@ -26,6 +27,8 @@ declare -A extra=(
   [S-aug30-kd]="$aug --teacher results/teachers/T-wide-ensemble.npz --kd_alpha 0.5 --kd_temperature 4"
   [S-aug60]="$aug --epochs 60"
   [S-kd30-online]="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4"
+  [S-kd30-online_seed43]="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4 --seed 43"
+  [S-kd30-online_seed44]="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4 --seed 44"
 )
 exps=("$@")
 [ ${#exps[@]} -gt 0 ] || exps=(S-aug30 S-aug30-kd)

@@ -284,6 +284,25 @@ def test_summarize_with_baseline(runs_root, tmp_path):
     assert "Δ macro-F1 vs ce" in md and "McNemar" in md
 
 
+def test_a_baseline_of_one_run_is_paired_with_every_run(tmp_path):
+    """A recipe's seeds against one shipped model: each seed is one pair, none is left out."""
+    y_true, base_pred = fake_labels(200, 0.5, seed=0)
+    base = make_run(tmp_path / "shipped", y_true, base_pred)
+    def better(seed):  # the same images, about 0.7 right
+        rng = np.random.default_rng(seed)
+        return np.where(rng.random(200) < 0.7, y_true, rng.integers(0, N_CLASSES, 200))
+
+    new = [make_run(tmp_path / f"new_seed{s}", y_true, better(s)) for s in (1, 2, 3)]
+    notes = []
+    rows = summary.summarize([base, *new], tmp_path / "out", groups=["new=new_seed*", "shipped=shipped"],
+                             baseline="shipped", n_boot=100, log=notes.append)
+    row = next(r for r in rows if r["group"] == "new")
+    assert row["n_pairs"] == 3 and not any("left out" in n for n in notes)
+    with open(tmp_path / "out" / "paired.csv", newline="") as f:
+        assert [p["baseline_run"] for p in csv.DictReader(f)] == ["shipped"] * 3
+    assert row["diff_seed_std"] > 0 and row["diff_ci95_low"] > 0
+
+
 def test_paired_comparison_aligns_reordered_images(tmp_path):
     y_true, y_pred = fake_labels(100, 0.6, seed=0)
     names = [f"test/{i}.jpg" for i in range(100)]

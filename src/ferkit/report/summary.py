@@ -193,7 +193,11 @@ def group_row(name: str, runs: list[dict], n_boot: int = 1000, seed: int = 0) ->
 
 
 def pair_runs(runs: list[dict], base_runs: list[dict]) -> list[tuple[dict, dict]]:
-    """Pairs (run, baseline run): by seed number when both sides have seeds in common, else by order."""
+    """Pairs (run, baseline run): every run with the baseline when it is one run (a shipped model, one
+    seed of a recipe: the interval then holds the runs' seed noise, not the baseline's), else by seed
+    number when both sides have seeds in common, else by order."""
+    if len(base_runs) == 1:
+        return [(r, base_runs[0]) for r in runs]
     if all(r["seed"] is not None for r in runs + base_runs):
         by_seed = {r["seed"]: r for r in base_runs}
         pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
@@ -305,8 +309,9 @@ def summarize(
     f1_<class> and recall_<class>; macro_f1/accuracy _ci95_low/_high: 95% bootstrap CI over test
     images computed per seed, then averaged over seeds; n_converged of n_checked runs pass the
     convergence test (each failure is logged). With `baseline` (a group name), each other group is
-    compared with it seed pair by seed pair (paired.csv), and its row gets the seed-mean
-    difference with its two-level paired bootstrap CI and the seed std of the difference.
+    compared with it seed pair by seed pair (paired.csv; a baseline of one run is paired with every
+    run, `pair_runs`), and its row gets the seed-mean difference with its two-level paired
+    bootstrap CI and the seed std of the difference.
     """
     if not run_dirs:
         raise ReportError("no run dirs given: pass at least one run dir")
