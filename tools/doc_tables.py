@@ -309,7 +309,10 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                                 "results/kd_study/kd_small_online")]),
     "students": val_table([("shipped recommended model (card, single view)", "pretrained/ferkit-recommended.pt.metrics.json"),
                            ("S-aug30: the shipped recipe + the teachers' augmentation", "results/students/S-aug30"),
-                           ("S-aug30-kd: the same, distilled from the stored ensemble", "results/students/S-aug30-kd")]),
+                           ("S-aug30-kd: the same, distilled from the stored ensemble", "results/students/S-aug30-kd"),
+                           ("S-aug60: S-aug30 for 60 epochs", "results/students/S-aug60"),
+                           ("S-kd30-online: the shipped recipe, distilled online from the shipped model",
+                            "results/students/S-kd30-online")]),
     "teachers": figures_table([(f"fer-resnet-wide, seed {s}", f"results/teachers/runs/T-wide_seed{s}") for s in (1, 2, 3)]
                               + [("the three averaged (stored logits)", "results/teachers/T-wide-ensemble.npz.metrics.json")]),
     "converged-budget": study_table("results/converged/summary_budget", {
