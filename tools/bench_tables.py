@@ -86,6 +86,22 @@ def int8_table(name: str) -> Callable[[Path], str]:
     return render
 
 
+def shift_table(name: str, split: str, labels: dict[str, str]) -> Callable[[Path], str]:
+    """`bench/shift.py` JSON: macro-F1 per shift (rows, clean first, the mean over shifts last) for each
+    model (columns, in the order of `labels`: {the model's name in the JSON: column label})."""
+    def render(root: Path) -> str:
+        d = _read_json(root / "bench" / "results" / name)
+        models = {m["name"]: m["splits"][split] for m in d["models"]}
+        missing = sorted(set(labels) - set(models))
+        if missing:
+            raise ReportError(f"bench/results/{name} has no model {', '.join(missing)}: rerun bench/shift.py with it")
+        cells = [[shift] + [f"{models[m][shift]['macro_f1']:.3f}" for m in labels] for shift in d["shifts"]]
+        cells.append(["**mean over shifts** (clean excluded)"]
+                     + [f"**{models[m]['mean_over_shifts']['macro_f1']:.3f}**" for m in labels])
+        return markdown_table([f"{split} macro-F1, single view"] + list(labels.values()), cells)
+    return render
+
+
 def bench_results(root: Path, names: list[str]) -> list[tuple[str, dict]]:
     """(name, contents) of the benchmark JSONs `bench/results/<name>`."""
     return [(name, _read_json(root / "bench" / "results" / name)) for name in names]

@@ -19,6 +19,7 @@ from bench_tables import (
     light_install_table,
     predict_table,
     scaling_table,
+    shift_table,
     service_table,
     throughput_table,
     time_to_quality_table,
@@ -313,6 +314,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                            ("S-aug60: S-aug30 for 60 epochs", "results/students/S-aug60"),
                            ("S-kd30-online: the shipped recipe, distilled online from the shipped model",
                             "results/students/S-kd30-online")]),
+    "students-shift": shift_table("shift-students-epyc-avx512.json", "val", {
+        "ferkit-recommended": "shipped model", "S-aug60/best": "S-aug60", "S-kd30-online/best": "S-kd30-online"}),
     "teachers": figures_table([(f"fer-resnet-wide, seed {s}", f"results/teachers/runs/T-wide_seed{s}") for s in (1, 2, 3)]
                               + [("the three averaged (stored logits)", "results/teachers/T-wide-ensemble.npz.metrics.json")]),
     "converged-budget": study_table("results/converged/summary_budget", {
