@@ -313,7 +313,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
                            ("S-aug30-kd: the same, distilled from the stored ensemble", "results/students/S-aug30-kd"),
                            ("S-aug60: S-aug30 for 60 epochs", "results/students/S-aug60"),
                            ("S-kd30-online: the shipped recipe, distilled online from the shipped model",
-                            "results/students/S-kd30-online")]),
+                            "results/students/S-kd30-online"),
+                           ("S-kd30-online, seed 43", "results/students/S-kd30-online_seed43")]),
     "students-shift": shift_table("shift-students-epyc-avx512.json", "val", {
         "ferkit-recommended": "shipped model", "S-aug60/best": "S-aug60", "S-kd30-online/best": "S-kd30-online"}),
     "teachers": figures_table([(f"fer-resnet-wide, seed {s}", f"results/teachers/runs/T-wide_seed{s}") for s in (1, 2, 3)]
