@@ -139,6 +139,8 @@ def pack(runs: Path, dest: Path, teachers: list[Path]) -> None:
     best.pt with float16 weights (half the size; evaluation casts them back to float32), named
     teacher-<run>.pt or student-<run>.pt after the folder it came from."""
     import torch
+
+    from ferkit.models.checkpoint import read_checkpoint
     dest.mkdir(parents=True, exist_ok=True)
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -150,7 +152,7 @@ def pack(runs: Path, dest: Path, teachers: list[Path]) -> None:
         tar.add(runs, arcname=runs.name, filter=keep)
     for best in teachers:
         if best.is_file():
-            ckpt = torch.load(best, map_location="cpu", weights_only=True)
+            ckpt = read_checkpoint(best)  # the project's data-only reader, as for any checkpoint
             ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
             role = {"teachers": "teacher", "students": "student"}[best.parent.parent.name]
             torch.save(ckpt, dest / f"{role}-{best.parent.name}.pt")

@@ -21,14 +21,15 @@ data=${1:-../shared/data/fer2013.zip}
 shift || true
 runs=runs/students
 aug="--scale_jitter 0.1 --translate 0.1 --erase_p 0.25 --mixup 0.2 --warmup_epochs 2"
+kd_self="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4"  # run online, on each batch
 base=(--preset shipped --tta none --seed 42 --runs_dir $runs --data_root "$data")
 declare -A extra=(
   [S-aug30]="$aug"
   [S-aug30-kd]="$aug --teacher results/teachers/T-wide-ensemble.npz --kd_alpha 0.5 --kd_temperature 4"
   [S-aug60]="$aug --epochs 60"
-  [S-kd30-online]="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4"
-  [S-kd30-online_seed43]="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4 --seed 43"
-  [S-kd30-online_seed44]="--teacher pretrained/ferkit-recommended.pt --kd_alpha 0.5 --kd_temperature 4 --seed 44"
+  [S-kd30-online]="$kd_self"
+  [S-kd30-online_seed43]="$kd_self --seed 43"
+  [S-kd30-online_seed44]="$kd_self --seed 44"
 )
 exps=("$@")
 [ ${#exps[@]} -gt 0 ] || exps=(S-aug30 S-aug30-kd)

@@ -199,18 +199,18 @@ def _cell(r: dict, column: str) -> str:
 
 
 _HEADERS = {"val": "val macro-F1", "accuracy": "test accuracy", "macro_f1": "test macro-F1 [95% CI]",
-            "delta": "Δ macro-F1 vs {versus} [95% CI]", "seed_std": "Δ seed std", "mcnemar": "McNemar p (max)",
+            "delta": "Δ macro-F1 vs E0 [95% CI]", "seed_std": "Δ seed std", "mcnemar": "McNemar p (max)",
             "converged": "converged runs", "seeds": "seeds", "epochs": "epochs"}
 
 
 def study_table(summary_dir: str, labels: dict[str, str],
                 columns: tuple[str, ...] = ("val", "accuracy", "macro_f1", "delta", "mcnemar", "f1_disgust", "f1_fear"),
-                versus: str = "E0", first: str = "strategy") -> Callable[[Path], str]:
+                ) -> Callable[[Path], str]:
     """A study table from a `ferkit summary` folder's summary.csv, one row per group in the order of
     `labels` ({group: row label}; groups it does not name follow), the group with the best mean val
     macro-F1 in bold. Columns: val, accuracy, macro_f1 (with its CI), delta (vs the baseline, CI),
     seed_std, mcnemar, converged, epochs (of training), recall_<class>, f1_<class> (mean) and f1_<class>±
-    (mean ± std). `versus` names the baseline in the delta's header, `first` heads the label column."""
+    (mean ± std)."""
     def render(root: Path) -> str:
         rows = _read_csv(root / summary_dir / "summary.csv")
         order = list(labels)
@@ -224,9 +224,9 @@ def study_table(summary_dir: str, labels: dict[str, str],
                 if "val" in columns:
                     line[1 + columns.index("val")] = f"**{line[1 + columns.index('val')]}**"
             cells.append(line)
-        headers = [_HEADERS[c].format(versus=versus) if c in _HEADERS else
-                   (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1") for c in columns]
-        return markdown_table([first] + headers, cells)
+        headers = [_HEADERS.get(c) or (f"recall {c[7:]}" if c.startswith("recall_") else f"{c[3:].rstrip('±')} F1")
+                   for c in columns]
+        return markdown_table(["strategy"] + headers, cells)
     return render
 
 
