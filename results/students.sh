@@ -14,6 +14,9 @@
 #               recipe an online teacher gained 0.038 val macro-F1 over no teacher where its stored
 #               logits gained 0.006 (results/kd_study, kd_small_online and kd_small_stored against kd_none)
 #   S-kd30-online_seed43, _seed44  the same with seeds 43 and 44 (with seed 42's run: the recipe's 3 seeds)
+#   S-aug60-kd-shipped  S-aug60 distilled online from the shipped model (the two gains above, combined)
+#   S-aug60-kd-aug60    S-aug60 distilled online from S-aug60's own best.pt (a teacher trained with the
+#               same recipe, 0.623 val; "born-again" self-distillation). Needs S-aug60 run first.
 # Test is written by every run but not used to choose.
 # Usage: results/students.sh [DATA] [EXP...]   (DATA: default ../shared/data/fer2013.zip)
 set -euo pipefail
@@ -30,6 +33,8 @@ declare -A extra=(
   [S-kd30-online]="$kd_self"
   [S-kd30-online_seed43]="$kd_self --seed 43"
   [S-kd30-online_seed44]="$kd_self --seed 44"
+  [S-aug60-kd-shipped]="$aug --epochs 60 $kd_self"
+  [S-aug60-kd-aug60]="$aug --epochs 60 --teacher $runs/S-aug60/best.pt --kd_alpha 0.5 --kd_temperature 4"
 )
 exps=("$@")
 [ ${#exps[@]} -gt 0 ] || exps=(S-aug30 S-aug30-kd)
