@@ -4,8 +4,11 @@ time (bench/detection.py measures detectors' recall and precision).
 
     python bench/predict.py                    # the shipped model, else a random seed-cnn
     python bench/predict.py --ckpt runs/x/best.pt --quick
+    python bench/predict.py --ckpt new.pt --versus old.int8.onnx   # two models' int8, in one run
 
-Prints tables and writes bench/results/predict.json. Speed does not depend on the weights.
+Prints tables and writes bench/results/predict.json. The batched crops are FER-2013 test faces (random
+pixels without the zip): the time of an int8 file with a float32 copy depends on how many faces are
+close calls it runs again in float32 (`ferkit export --int8`), and that fraction is printed.
 """
 from __future__ import annotations
 
@@ -109,10 +112,18 @@ def canvas_jpeg(face: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> dict:
+def batch_crops(n: int) -> tuple[np.ndarray, str]:
+    """n FER-2013 test faces, else n crops of random pixels (without the zip), and which."""
+    try:
+        return np.stack(fer_split("test", n)[0]), "FER-2013 test faces"
+    except FileNotFoundError as e:
+        print(f"warning: {e}: batched crops are random pixels", file=sys.stderr)
+        return np.random.default_rng(0).integers(0, 256, (n, 48, 48), dtype=np.uint8), "random pixels"
+
+
+def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None, crops: np.ndarray) -> dict:
     p = Predictor(ckpt, backend=backend, bf16=bf16 if backend == "torch" else False, tta="none", batch_size=args.batch,
                   threads=args.threads)  # one view: the cost of one forward pass per face
-    crops = np.random.default_rng(0).integers(0, 256, (args.n_batched, 48, 48), dtype=np.uint8)
     singles = crops[:args.n_single]
     (t_batched, t_one), rounds = best_of_each(
         [lambda: p.predict_crops(crops), lambda: [p.predict_crops(c[None]) for c in singles]], 2 * args.repeats)
@@ -135,12 +146,16 @@ def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None) -> 
         "detect_ms": 1000 * best_of(lambda: p.detector.detect(gray), args.repeats * 5),
         "classify_ms": 1000 * best_of(lambda: p.predict_crops(face_crops), args.repeats * 5),
         "faces_in_photo": len(boxes), "detector": p.detector.name,
+        # an int8 file with a float32 copy: the share of faces it ran again in float32
+        "refined_fraction": getattr(p.runner, "refined", 0) / max(getattr(p.runner, "faces", 0), 1),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", help="checkpoint (default: the shipped model, else a random seed-cnn)")
+    ap.add_argument("--versus", nargs="*", default=[],
+                    help="other models' int8 files (.int8.onnx, or a .pt whose sibling it is) timed in the same run")
     ap.add_argument("--batch", type=int, default=64, help="crops per forward pass (64, the Predictor default)")
     ap.add_argument("--n-batched", type=int, default=2048)
     ap.add_argument("--n-single", type=int, default=200)
@@ -161,13 +176,17 @@ def main() -> None:
     detector = make_detector("yunet")  # the Predictor's default
     detectable = [f for f in faces if detector.detect(to_gray(decode_image(canvas_jpeg(f))))]
     canvas = canvas_jpeg(detectable[0]) if detectable else None
-    runs = [bench_backend(ckpt, "torch", "auto", args, canvas)]
+    crops, crops_are = batch_crops(args.n_batched)
+    runs = [bench_backend(ckpt, "torch", "auto", args, canvas, crops)]
     if runs[0]["bf16"]:
-        runs.append(bench_backend(ckpt, "torch", False, args, canvas))
-    runs.append(bench_backend(ckpt, "onnx", False, args, canvas))
+        runs.append(bench_backend(ckpt, "torch", False, args, canvas, crops))
+    runs.append(bench_backend(ckpt, "onnx", False, args, canvas, crops))
     int8 = Path(ckpt).with_suffix(".int8.onnx")  # `ferkit export CKPT --int8` writes it there
     if int8.is_file():
-        runs.append(bench_backend(str(int8), "onnx", False, args, canvas))
+        runs.append(bench_backend(str(int8), "onnx", False, args, canvas, crops))
+    for other in args.versus:
+        other = str(Path(other).with_suffix(".int8.onnx")) if other.endswith(".pt") else other
+        runs.append(bench_backend(other, "onnx", False, args, canvas, crops))
     print("\nfaces/s: 48x48 crops in batches of {} and one at a time, timed in turns (ratio: of the fastest of each; "
           "median: of the ratios within each turn); ms per 640x480 JPEG end to end: a FER face on a gray canvas, "
           "and a real portrait (decode, detect, classify)".format(args.batch))
@@ -178,12 +197,17 @@ def main() -> None:
         canvas_ms = f"{r['canvas_ms']:>10.1f}" if r["canvas_ms"] is not None else f"{'-':>10}"
         print(f"{name:<12}{r['batched_faces_per_s']:>12.0f}{r['single_faces_per_s']:>11.0f}"
               f"{r['batched_over_single']:>7.1f}{r['batched_over_single_per_round']['median']:>9.1f}{canvas_ms}{r['photo_ms']:>9.1f}{r['decode_ms']:>8.1f}"
-              f"{r['detect_ms']:>8.1f}{r['classify_ms']:>9.1f}")
+              f"{r['detect_ms']:>8.1f}{r['classify_ms']:>9.1f}  {r['model']}"
+              + (f" ({r['refined_fraction']:.1%} run again in float32)" if r["refined_fraction"] else ""))
+    int8_runs = [r for r in runs if r["int8"]]
+    for r in int8_runs[1:]:
+        print(f"int8 batched faces/s, {int8_runs[0]['model']} / {r['model']}: "
+              f"{int8_runs[0]['batched_faces_per_s'] / r['batched_faces_per_s']:.2f}x ({crops_are})")
 
     from ferkit.runtime.device import cpu_info
     result = {"machine": cpu_info(), "checkpoint": ckpt, "batch": args.batch, "threads_arg": args.threads,
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-              "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "backends": runs,
+              "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "backends": runs, "batched_crops": crops_are,
               "detector": runs[0].get("detector")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,5 +1,7 @@
 """int8 export keeps the classifier and the softmax in float32, so the int8 model's logits are not on
 a uint8 grid and its top two classes do not tie where float32's do not."""
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -65,3 +67,102 @@ def test_int8_keeps_named_nodes_in_float(tmp_path):
     assert all(_weight_source(kept, c) == "DequantizeLinear" for c in convs if c != convs[1])  # the rest is int8
     with pytest.raises(ValueError, match="no node named nope"):
         quantize_int8(fp32, images, tmp_path / "bad.int8.onnx", keep_nodes=("nope",))
+
+
+def test_refine_threshold_leaves_at_most_the_allowed_disagreements():
+    from ferkit.infer.int8 import MIN_REFINE, refine_threshold
+
+    n = 1000
+    p32 = np.tile([0.6, 0.4], (n, 1))
+    p8 = p32.copy()
+    flipped = {0: 0.02, 1: 0.05, 2: 0.01, 3: 0.0}  # face -> int8 margin, where int8 picks the other class
+    for i, m in flipped.items():
+        p8[i] = [0.5 - m / 2, 0.5 + m / 2]
+    # 99.9% of 1,000: one disagreement may stay, the widest (0.05); the threshold refines the rest
+    below = refine_threshold(p32, p8, 0.999)
+    assert 0.02 < below <= np.nextafter(0.02, 1) + 1e-12
+    assert refine_threshold(p32, p8, 1.0) > 0.05  # all four refined
+    assert refine_threshold(p32, p8, 0.99) == MIN_REFINE  # ten may stay: only exact ties are refined
+    assert refine_threshold(p32, p32, 1.0) == MIN_REFINE
+
+
+def _merged(tmp_path, below: float) -> tuple[bytes, Path]:
+    from ferkit.infer.export import with_float_refine
+
+    fp32 = _tiny_fp32()
+    images = np.random.default_rng(0).integers(0, 256, (32, 48, 48), dtype=np.uint8)
+    plain = quantize_int8(fp32, images, tmp_path / "plain.int8.onnx")
+    out = tmp_path / "m.int8.onnx"
+    out.write_bytes(with_float_refine(plain, fp32, below))
+    return fp32, out
+
+
+@pytest.mark.slow
+def test_an_int8_file_with_its_float_copy_reruns_close_faces_in_float32(tmp_path):
+    from ferkit.infer.onnx import OnnxRunner, top_two_margin
+    from ferkit.tta import tta_views
+
+    fp32, merged = _merged(tmp_path, 0.999)  # every face is "close": all run again in float32
+    x = tta_views(np.random.default_rng(1).integers(0, 256, (40, 48, 48), dtype=np.uint8), "none")[0]
+    (tmp_path / "fp32.onnx").write_bytes(fp32)
+    float32 = OnnxRunner(tmp_path / "fp32.onnx")(x)
+    runner = OnnxRunner(merged)
+    assert runner.class_names == CLASSES and runner.refine_below == 0.999
+    np.testing.assert_allclose(runner(x), float32, atol=1e-6)
+    assert (runner.faces, runner.refined) == (40, 40)
+
+    plain = OnnxRunner(tmp_path / "plain.int8.onnx")(x)
+    below = float(np.median(top_two_margin(plain)))  # about half the faces run again
+    from ferkit.infer.export import with_float_refine
+
+    merged.write_bytes(with_float_refine(tmp_path / "plain.int8.onnx", fp32, below))
+    runner = OnnxRunner(merged)
+    got, close = runner(x), top_two_margin(plain) < below
+    np.testing.assert_allclose(got[close], float32[close], atol=1e-6)
+    np.testing.assert_array_equal(got[~close], plain[~close])
+    assert runner.refined == close.sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["nan", "2", "lots"])
+def test_a_tampered_refine_entry_is_one_line(tmp_path, value):
+    from ferkit.infer.onnx import ModelError, OnnxRunner
+    from ferkit.infer.records import REFINE_KEY
+
+    _, merged = _merged(tmp_path, 0.01)
+    model = onnx.load(str(merged))
+    next(p for p in model.metadata_props if p.key == REFINE_KEY).value = value
+    merged.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match=f"{REFINE_KEY}.*export it again") as e:
+        OnnxRunner(merged)
+    assert "\n" not in str(e.value)
+    plain = onnx.load(str(tmp_path / "plain.int8.onnx"))  # the entry, without the float32 copy
+    entry = plain.metadata_props.add()
+    entry.key, entry.value = REFINE_KEY, "0.01"
+    merged.write_bytes(plain.SerializeToString())
+    with pytest.raises(ModelError, match="float32/input"):
+        OnnxRunner(merged)
+
+
+@pytest.mark.slow
+def test_export_int8_refines_to_the_agreement_asked_on_val(tmp_path, synth_folders):
+    import json
+
+    from ferkit.cli import main
+    from ferkit.infer.onnx import OnnxRunner
+
+    torch.manual_seed(0)
+    model = build_model("fer-resnet-slim", "softmax", 7)
+    ckpt = tmp_path / "m.pt"
+    torch.save({"format": "ferkit", "version": 1, "arch": "fer-resnet-slim", "head": "softmax", "head_kwargs": {},
+                "class_names": CLASSES, "model": model.state_dict(), "config": {}}, ckpt)
+    assert main(["export", str(ckpt), "--int8", "--data_root", str(synth_folders), "--calib", "7"]) == 0
+    report = json.loads((tmp_path / "m.int8.onnx.metrics.json").read_text())
+    assert report["refine"]["below"] > 0 and report["refine"]["chosen_on"] == "val, single view"
+    assert report["val"]["changed_predictions"] == 0  # 7 val faces: 99.9% allows none to differ
+    assert OnnxRunner(tmp_path / "m.int8.onnx").refine_below == report["refine"]["below"]
+    out = tmp_path / "plain.int8.onnx"
+    assert main(["export", str(ckpt), "--int8", "--data_root", str(synth_folders), "--calib", "7",
+                 "--agreement", "0", "--out", str(out)]) == 0
+    assert OnnxRunner(out).refine_below == 0.0
+    assert json.loads((tmp_path / "plain.int8.onnx.metrics.json").read_text())["refine"]["below"] == 0.0

@@ -72,17 +72,21 @@ def predict_table(files: list[tuple[str, str | None]]) -> Callable[[Path], str]:
 
 
 def int8_table(name: str) -> Callable[[Path], str]:
-    """An int8 model's metrics JSON (`ferkit export --int8`): float32 and int8 on val and test."""
+    """An int8 model's metrics JSON (`ferkit export --int8`): float32 and int8 on val and test; with a
+    float32 copy in the file, the share of faces it re-ran and the changes plain int8 made."""
     def render(root: Path) -> str:
         d = _read_json(root / "pretrained" / name)
+        refined = bool((d.get("refine") or {}).get("below"))
         cells = []
         for split in ("val", "test"):
             r = d[split]
             cells.append([split, f"{r['float32']['accuracy']:.4f} / {r['float32']['macro_f1']:.4f}",
                           f"{r['int8']['accuracy']:.4f} / {r['int8']['macro_f1']:.4f}", f"{r['macro_f1_cost']:+.4f}",
-                          f"{r['changed_predictions']} of {r['n']:,}"])
+                          f"{r['changed_predictions']} of {r['n']:,}"]
+                         + ([f"{r['refined_fraction']:.1%}", f"{r['single_view_changed_without_refine']}"] if refined else []))
         return markdown_table(["split", "float32 accuracy / macro-F1", "int8 accuracy / macro-F1", "macro-F1 cost",
-                       "predictions changed"], cells)
+                               "predictions changed"]
+                              + (["run again in float32", "changed by plain int8"] if refined else []), cells)
     return render
 
 

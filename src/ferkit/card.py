@@ -207,8 +207,16 @@ def model_card(path: Path, s: dict, title: str | None) -> str:
         int8 = (
             f"\n## int8 (`{path.with_suffix('.int8.onnx').name}`, ONNX Runtime)\n\nCalibrated on {calib['images']} "
             f"{calib['split']} images; measured against float32, both with {against}, by "
-            f"`ferkit export {path} --int8`:\n\n<!-- report:int8 -->\n<!-- /report:int8 -->\n"
+            f"`ferkit export {path} --int8`"
         )
+        refine = d.get("refine") or {}
+        if refine.get("below"):  # the file's float32 copy re-runs the close calls (`ferkit.infer.int8`)
+            int8 += (
+                f". The file also holds a float32 copy of the model: a face whose int8 top-two margin is below "
+                f"{refine['below']:.4f} (the least margin that keeps {refine['agreement_target']:.1%} of val's "
+                f"labels, chosen on {refine['chosen_on']}) runs again in float32"
+            )
+        int8 += ":\n\n<!-- report:int8 -->\n<!-- /report:int8 -->\n"
     if s.get("tta_selection"):
         ph += (
             "\nTTA chosen on val macro-F1: "

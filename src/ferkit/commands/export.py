@@ -8,6 +8,7 @@ from pathlib import Path
 from ferkit.commands.options import AT_LEAST_1
 from ferkit.config import Bound
 from ferkit.data.store import IMAGE_SIZE
+from ferkit.infer.int8 import AGREEMENT
 
 NAME = "export"
 HELP = "export a checkpoint to ONNX"
@@ -26,6 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data_root", help="--int8: the dataset (default: the one recorded in the checkpoint)")
     p.add_argument("--calib", type=AT_LEAST_1, default=512, help="--int8: train images to calibrate on")
+    p.add_argument(
+        "--agreement",
+        type=Bound(0.0, 1.0).arg(float),
+        default=AGREEMENT,
+        help="--int8: the file also holds a float32 copy, which re-runs the faces whose int8 top-two margin is "
+        "below the smallest threshold that makes int8 agree with float32 on this share of val labels (0: plain int8)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         from ferkit.infer.int8 import export_int8
 
         out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".int8.onnx")
-        export_int8(args.ckpt, out, args.data_root, args.calib, force=args.force)
+        export_int8(args.ckpt, out, args.data_root, args.calib, force=args.force, agreement=args.agreement)
         return 0
     out = check_onnx_out(args.ckpt, Path(args.out) if args.out else Path(args.ckpt).with_suffix(".onnx"), args.force)
     import torch

@@ -20,7 +20,7 @@ import torch
 from ferkit.data.store import IMAGE_SIZE
 from ferkit.runtime.paths import OutputError, atomic_write, check_output
 
-from .records import onnx_metadata
+from .records import REFINE_INPUT, REFINE_KEY, REFINE_OUTPUT, onnx_metadata
 
 OPSET = 17
 
@@ -182,3 +182,31 @@ def quantize_int8(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     return atomic_write(out, lambda f: f.write(proto.SerializeToString()))
+
+
+def with_float_refine(int8: str | Path, fp32: bytes, below: float) -> bytes:
+    """One ONNX model holding the int8 graph at `int8` and a float32 copy of it (`fp32`), side by
+    side: the copy's input and output are renamed `REFINE_INPUT` and `REFINE_OUTPUT`, and its batch
+    axis has a name of its own (the two run on different numbers of faces). The int8 model's
+    metadata gains `REFINE_KEY` = `below`, which `ferkit.infer.onnx.OnnxRunner` reads.
+
+    One file rather than two, so that the int8 model can never be paired with another model's copy."""
+    import onnx
+    from onnx import compose
+
+    quantised = onnx.load(str(int8))
+    copy = compose.add_prefix(onnx.load_from_string(fp32), "float32/")
+    assert (copy.graph.input[0].name, copy.graph.output[0].name) == (REFINE_INPUT, REFINE_OUTPUT)
+    for value in [*copy.graph.input, *copy.graph.output, *copy.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = "float32_" + dim.dim_param
+    copy.ir_version = quantised.ir_version
+    del copy.metadata_props[:]
+    merged = compose.merge_models(quantised, copy, io_map=[])
+    del merged.metadata_props[:]  # merge_models keeps both; the int8 model's are the model's
+    for prop in quantised.metadata_props:
+        merged.metadata_props.add().CopyFrom(prop)
+    entry = merged.metadata_props.add()
+    entry.key, entry.value = REFINE_KEY, repr(float(below))
+    return merged.SerializeToString()

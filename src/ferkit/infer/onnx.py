@@ -7,6 +7,11 @@ A calibrated model's metadata also holds its checkpoint's `calibration` record (
 `ferkit.calibration.ONNX_KEY`), which `Predictor` applies as it does the checkpoint's
 (`ferkit.pretrained.write_onnx_calibration` adds it to an existing file, graph and weights unchanged),
 and the TTA the checkpoint recorded (`ferkit.infer.records.TTA_KEY`; none: "none").
+
+An int8 model from `ferkit export --int8` also carries a float32 copy of itself, with its own input
+and output (`REFINE_INPUT`, `REFINE_OUTPUT`), and a margin (`REFINE_KEY`): the faces whose int8
+probabilities put the top two classes closer than that run again through the copy, so int8 keeps
+float32's decisions where its rounding could flip them (`ferkit.infer.int8.refine_threshold`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import info_from_metadata
+from .records import REFINE_INPUT, REFINE_KEY, REFINE_OUTPUT, info_from_metadata
 
 
 class ModelError(ValueError):
@@ -35,6 +40,12 @@ def check_finite(probs: np.ndarray, source: Any) -> np.ndarray:
             f"it, or use another checkpoint"
         )
     return probs
+
+
+def top_two_margin(probs: np.ndarray) -> np.ndarray:
+    """Each row's highest probability minus its second highest: 0 for an exact tie."""
+    top = np.partition(probs, -2, axis=1)[:, -2:]
+    return top[:, 1] - top[:, 0]
 
 
 def _first_line(e: Exception, width: int = 160) -> str:
@@ -73,7 +84,38 @@ class OnnxRunner:
             )
         self.info = self.info or info_from_metadata(meta)  # a .pt exported in memory: its checkpoint's own info
         self.class_names = list(self.info["class_names"])
+        self.refine_below = self._refine_below(source, meta)
+        self.faces = self.refined = 0  # counts, for benchmarks: faces run, and how many of them again in float32
+
+    def _refine_below(self, source: Any, meta: dict[str, str]) -> float:
+        """The metadata's refinement margin, checked: a number in [0, 1), with the float32 copy in the graph."""
+        if REFINE_KEY not in meta:
+            return 0.0
+        try:
+            below = float(meta[REFINE_KEY])
+        except ValueError:
+            below = float("nan")
+        inputs = {i.name for i in self.session.get_inputs()}
+        if not 0.0 <= below < 1.0 or REFINE_INPUT not in inputs:
+            raise ModelError(
+                f"{source}: its {REFINE_KEY} entry ({meta[REFINE_KEY][:40]!r}) needs a number in [0, 1) and the "
+                f"graph input {REFINE_INPUT!r}: export it again with `ferkit export --int8`"
+            )
+        return below
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Model inputs, float32 (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C)."""
-        return self.session.run(["probs"], {"input": np.ascontiguousarray(x, np.float32)})[0]
+        """Model inputs, float32 (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C).
+
+        With a refinement margin, rows whose top two probabilities are closer than it are replaced by
+        the float32 copy's (each call feeds the other input an empty batch: the graph needs both)."""
+        x = np.ascontiguousarray(x, np.float32)
+        self.faces += len(x)
+        if not self.refine_below:
+            return self.session.run(["probs"], {"input": x})[0]
+        none = x[:0]
+        probs = self.session.run(["probs"], {"input": x, REFINE_INPUT: none})[0]
+        rows = np.flatnonzero(top_two_margin(probs) < self.refine_below)
+        if rows.size:
+            probs[rows] = self.session.run([REFINE_OUTPUT], {"input": none, REFINE_INPUT: x[rows]})[0]
+            self.refined += int(rows.size)
+        return probs

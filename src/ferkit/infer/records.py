@@ -16,6 +16,11 @@ from ferkit.calibration import ONNX_KEY
 from ferkit.tta import tta_mode
 
 TTA_KEY = "ferkit_tta"  # the ONNX metadata entry that holds the checkpoint's recorded TTA mode
+# An int8 model that carries a float32 copy of itself (`ferkit.infer.export.with_float_refine`): the
+# faces whose int8 top-two margin is below this entry's value run again in float32, through the
+# copy's own input and output.
+REFINE_KEY = "ferkit_refine_below"
+REFINE_INPUT, REFINE_OUTPUT = "float32/input", "float32/probs"
 
 
 def recorded_tta(info: dict) -> str:
