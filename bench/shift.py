@@ -14,8 +14,10 @@ accuracy per model x split x shift, the share of labels unchanged from the clean
 over the shifts (clean excluded, each shift weighted alike). Choose training augmentation on the
 **val** figures; test is for reporting once.
 
-Not covered here: the whole photo path (a face enlarged in a scene, found by the detector, cropped as
-`predict` crops), which `bench/detection.py` measures ("expression on the faces each detector found").
+The last shift, `photo`, is the whole photo path: the face enlarged into a 640x480 scene, found by
+the default detector (YuNet) and cropped as `predict` crops it. A face the detector misses gets no
+label, as in `predict`: it counts as wrong for its class (`scores`' "no answer"), and the row says
+how many were found. (`bench/detection.py` measures the detectors themselves on busier scenes.)
 """
 from __future__ import annotations
 
@@ -123,9 +125,38 @@ def occlude_mouth(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _bar(img, rng, MOUTH_Y)
 
 
+MISSED = np.zeros((SIZE, SIZE), np.uint8)  # `photo`'s crop where the detector found no face: scored as no answer
+_DETECTOR = []  # the default detector, made once (loading YuNet takes a moment)
+
+
+def photo(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The whole photo path: the face enlarged to 120-300 px, pasted (feathered edges) at a random
+    place of a 640x480 scene (a procedural background of bench/scenes.py, normal light), found by the
+    default detector (YuNet, `ferkit.infer.detectors`) and cropped as `predict` crops it; the found face
+    that overlaps the pasted one most (IoU >= 0.4). None found: an all-black crop (`MISSED`)."""
+    from scenes import BACKGROUNDS, HEIGHT, WIDTH, background, iou, paste
+
+    from ferkit.infer.detectors import make_detector
+    from ferkit.infer.faces import face_crop
+
+    if not _DETECTOR:
+        _DETECTOR.append(make_detector("yunet"))
+    detector = _DETECTOR[0]
+    side = int(rng.integers(120, 301))
+    box = (int(rng.integers(0, WIDTH - side + 1)), int(rng.integers(0, HEIGHT - side + 1)), side, side)
+    canvas = background(BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))], rng)
+    paste(canvas, img, box, 0.0)
+    scene = np.clip(canvas, 0, 255).astype(np.uint8)
+    found = [(iou(box, f.box), k, f) for k, f in enumerate(detector.detect_faces(scene))]
+    best = max(found, default=None, key=lambda t: t[:2])
+    if best is None or best[0] < 0.4:
+        return MISSED.copy()
+    return face_crop(scene, best[2], detector.margin, detector.align)
+
+
 SHIFTS = {"clean": clean, "framing": framing, "rotation": rotation, "blur": blur, "jpeg20": jpeg20,
           "gamma": gamma, "dim": dim, "noise": noise, "lowres": lowres,
-          "occlude-eyes": occlude_eyes, "occlude-mouth": occlude_mouth}
+          "occlude-eyes": occlude_eyes, "occlude-mouth": occlude_mouth, "photo": photo}
 
 
 def rng_for(seed: int, shift: str, split: str, index: int) -> np.random.Generator:
@@ -143,10 +174,12 @@ def apply_shift(shift: str, images: np.ndarray, seed: int = 0, split: str = "val
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
     """Accuracy, macro-F1 and per-class F1 (sklearn's definitions, zero_division 0), in numpy so
-    that an install without scikit-learn runs this too."""
-    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes ** 2).reshape(n_classes, n_classes)
+    that an install without scikit-learn runs this too. A prediction equal to `n_classes` is no
+    answer (a face the detector missed): wrong for its true class, and no class's false positive."""
+    k = n_classes + 1
+    cm = np.bincount(y_true * k + y_pred, minlength=k ** 2).reshape(k, k)[:n_classes, :n_classes]
     tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)
+    denom = cm.sum(0) + np.bincount(y_true, minlength=n_classes)[:n_classes]
     f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
     return {"macro_f1": float(f1.mean()), "accuracy": float(tp.sum() / max(len(y_true), 1)),
             "per_class_f1": [round(float(v), 4) for v in f1]}
@@ -178,8 +211,12 @@ def run_model(model: str, shifted: dict, labels: dict, class_names: list[str], b
         rows, clean_pred = {}, None
         for shift, faces in by_shift.items():
             pred = to_data[p.predict_crops(faces).argmax(1)]
+            missed = (faces == 0).all(axis=(1, 2)) if shift == "photo" else np.zeros(len(faces), bool)
+            pred[missed] = len(class_names)  # no face found: no answer
             clean_pred = pred if shift == "clean" else clean_pred
             rows[shift] = scores(labels[split], pred, len(class_names))
+            if shift == "photo":
+                rows[shift]["faces_found"] = round(float(1 - missed.mean()), 4)
             if clean_pred is not None:
                 rows[shift]["same_label_as_clean"] = round(float((pred == clean_pred).mean()), 4)
         shifts = [s for s in rows if s != "clean"]

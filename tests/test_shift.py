@@ -49,9 +49,11 @@ def test_apply_shift_repeats_and_draws_per_image(name):
     np.testing.assert_array_equal(a, sb.apply_shift(name, same, seed=3, split="val"))
     assert a.shape == same.shape and a.dtype == np.uint8
     random_draws = name in ("framing", "rotation", "blur", "noise", "occlude-eyes", "occlude-mouth")
-    # the same face at different indices gets different draws, and another seed other draws
-    assert (len({x.tobytes() for x in a}) > 1) == random_draws
-    assert (not np.array_equal(a, sb.apply_shift(name, same, seed=4, split="val"))) == random_draws
+    # the same face at different indices gets different draws, and another seed other draws (photo:
+    # the detector finds no face in a smooth gradient, wherever it is pasted; test_photo_* below)
+    if name != "photo":
+        assert (len({x.tobytes() for x in a}) > 1) == random_draws
+        assert (not np.array_equal(a, sb.apply_shift(name, same, seed=4, split="val"))) == random_draws
     assert sb.apply_shift(name, same[:0]).shape == (0, 48, 48)
 
 
@@ -63,6 +65,47 @@ def test_scores_match_sklearn():
         s = sb.scores(y, p, 7)
         assert s["macro_f1"] == pytest.approx(f1_score(y, p, labels=range(7), average="macro", zero_division=0))
         assert s["accuracy"] == pytest.approx(accuracy_score(y, p))
+
+
+class FakeDetector:
+    """Finds the one face pasted into a scene where `photo` pasted it (its box recorded by a spy on
+    scenes.paste), or nothing."""
+    margin, align = 0.0, False
+
+    def __init__(self, finds: bool):
+        self.finds, self.boxes = finds, []
+
+    def detect_faces(self, image):
+        from ferkit.infer.faces import Found
+        return [Found(self.boxes[-1], 0.9, None)] if self.finds else []
+
+
+@pytest.mark.parametrize("finds", [True, False])
+def test_photo_pastes_the_face_into_a_scene_and_crops_what_the_detector_found(monkeypatch, finds):
+    import scenes
+
+    detector = FakeDetector(finds)
+    paste = scenes.paste
+    monkeypatch.setattr(scenes, "paste", lambda canvas, face, box, angle: (detector.boxes.append(box),
+                                                                            paste(canvas, face, box, angle)))
+    monkeypatch.setattr(sb, "_DETECTOR", [detector])
+    face = smooth_face()
+    crops = [sb.photo(face, np.random.default_rng(i)) for i in range(4)]
+    sides = [b[2] for b in detector.boxes]
+    assert all(120 <= s <= 300 for s in sides) and len(set(sides)) > 1  # 120-300 px, drawn per face
+    for crop in crops:
+        assert crop.shape == (48, 48) and crop.dtype == np.uint8
+        if finds:  # the face back, through an enlarge, a paste (feathered edges) and a shrink
+            assert np.abs(crop[8:40, 8:40].astype(int) - face[8:40, 8:40]).mean() < 4
+        else:
+            np.testing.assert_array_equal(crop, sb.MISSED)
+
+
+def test_scores_count_a_missed_face_as_wrong_for_its_class():
+    y = np.array([0, 0, 1, 1])
+    s = sb.scores(y, np.array([0, 7, 1, 1]), 7)  # 7 = no answer
+    assert s["accuracy"] == 0.75
+    assert s["per_class_f1"][:2] == [pytest.approx(2 / 3, abs=1e-4), 1.0]  # class 0: recall 1/2, precision 1
 
 
 def test_main_runs_end_to_end_on_a_synthetic_store(tmp_path, capsys):
