@@ -130,6 +130,11 @@ def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None, cro
     batched, one = args.n_batched / t_batched, args.n_single / t_one
     # the same ratio within each round (batched and single timed back to back), as a check on the above
     paired = [(args.n_batched / b) / (args.n_single / o) for b, o in rounds]
+    refined = 0.0
+    if getattr(p.runner, "refine_below", 0):  # the share of the batched faces run again in float32
+        p.runner.views = p.runner.refined = 0
+        p.predict_crops(crops)
+        refined = p.runner.refined / p.runner.views
     data = photo_jpeg()
     image = decode_image(data)
     gray = to_gray(image)
@@ -146,8 +151,7 @@ def bench_backend(ckpt: str, backend: str, bf16, args, canvas: bytes | None, cro
         "detect_ms": 1000 * best_of(lambda: p.detector.detect(gray), args.repeats * 5),
         "classify_ms": 1000 * best_of(lambda: p.predict_crops(face_crops), args.repeats * 5),
         "faces_in_photo": len(boxes), "detector": p.detector.name,
-        # an int8 file with a float32 copy: the share of faces it ran again in float32
-        "refined_fraction": getattr(p.runner, "refined", 0) / max(getattr(p.runner, "faces", 0), 1),
+        "refined_fraction": refined,
     }
 
 
@@ -184,8 +188,14 @@ def main() -> None:
     int8 = Path(ckpt).with_suffix(".int8.onnx")  # `ferkit export CKPT --int8` writes it there
     if int8.is_file():
         runs.append(bench_backend(str(int8), "onnx", False, args, canvas, crops))
+    if args.versus and not int8.is_file():
+        print(f"warning: {ckpt} has no int8 file beside it: the ratios below are to the first --versus file",
+              file=sys.stderr)
     for other in args.versus:
         other = str(Path(other).with_suffix(".int8.onnx")) if other.endswith(".pt") else other
+        if not other.endswith(".int8.onnx"):
+            print(f"warning: --versus {other} is not named .int8.onnx: timed, but left out of the int8 ratios",
+                  file=sys.stderr)
         runs.append(bench_backend(other, "onnx", False, args, canvas, crops))
     print("\nfaces/s: 48x48 crops in batches of {} and one at a time, timed in turns (ratio: of the fastest of each; "
           "median: of the ratios within each turn); ms per 640x480 JPEG end to end: a FER face on a gray canvas, "

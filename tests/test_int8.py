@@ -75,15 +75,18 @@ def test_refine_threshold_leaves_at_most_the_allowed_disagreements():
     n = 1000
     p32 = np.tile([0.6, 0.4], (n, 1))
     p8 = p32.copy()
-    flipped = {0: 0.02, 1: 0.05, 2: 0.01, 3: 0.0}  # face -> int8 margin, where int8 picks the other class
+    flipped = {0: 0.02, 1: 0.05, 2: 0.01}  # face -> int8 margin, where int8 picks the other class
     for i, m in flipped.items():
         p8[i] = [0.5 - m / 2, 0.5 + m / 2]
+    p32[3], p8[3] = [0.4, 0.6], [0.5, 0.5]  # an exact int8 tie, which goes to class 0; float32 says 1
     # 99.9% of 1,000: one disagreement may stay, the widest (0.05); the threshold refines the rest
     below = refine_threshold(p32, p8, 0.999)
     assert 0.02 < below <= np.nextafter(0.02, 1) + 1e-12
     assert refine_threshold(p32, p8, 1.0) > 0.05  # all four refined
     assert refine_threshold(p32, p8, 0.99) == MIN_REFINE  # ten may stay: only exact ties are refined
     assert refine_threshold(p32, p32, 1.0) == MIN_REFINE
+    p8[5], p32[5] = [1.0, 0.0], [0.0, 1.0]  # a disagreement at int8 margin 1: every face refined, no more
+    assert refine_threshold(p32, p8, 1.0) == 1.0
 
 
 def _merged(tmp_path, below: float) -> tuple[bytes, Path]:
@@ -109,7 +112,7 @@ def test_an_int8_file_with_its_float_copy_reruns_close_faces_in_float32(tmp_path
     runner = OnnxRunner(merged)
     assert runner.class_names == CLASSES and runner.refine_below == 0.999
     np.testing.assert_allclose(runner(x), float32, atol=1e-6)
-    assert (runner.faces, runner.refined) == (40, 40)
+    assert (runner.views, runner.refined) == (40, 40)
 
     plain = OnnxRunner(tmp_path / "plain.int8.onnx")(x)
     below = float(np.median(top_two_margin(plain)))  # about half the faces run again
@@ -124,16 +127,20 @@ def test_an_int8_file_with_its_float_copy_reruns_close_faces_in_float32(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("value", ["nan", "2", "lots"])
+@pytest.mark.parametrize("value", ["nan", "2", "lots", "0", "-0.0", None])
 def test_a_tampered_refine_entry_is_one_line(tmp_path, value):
     from ferkit.infer.onnx import ModelError, OnnxRunner
     from ferkit.infer.records import REFINE_KEY
 
     _, merged = _merged(tmp_path, 0.01)
     model = onnx.load(str(merged))
-    next(p for p in model.metadata_props if p.key == REFINE_KEY).value = value
+    entry = next(p for p in model.metadata_props if p.key == REFINE_KEY)
+    if value is None:  # the entry removed, the float32 copy left in the graph
+        model.metadata_props.remove(entry)
+    else:
+        entry.value = value
     merged.write_bytes(model.SerializeToString())
-    with pytest.raises(ModelError, match=f"{REFINE_KEY}.*export it again") as e:
+    with pytest.raises(ModelError, match=f"{REFINE_KEY} entry in \\(0, 1\\].*export it again") as e:
         OnnxRunner(merged)
     assert "\n" not in str(e.value)
     plain = onnx.load(str(tmp_path / "plain.int8.onnx"))  # the entry, without the float32 copy

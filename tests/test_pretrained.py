@@ -126,11 +126,9 @@ def test_shipped_models_reproduce_their_cards_on_the_real_test_split(real_zip, t
         assert m["macro_f1"] == card["test"]["macro_f1"] and m["accuracy"] == card["test"]["accuracy"], path.name
 
 
-
-
 def test_the_shipped_int8_file_keeps_the_cards_float32_labels(real_zip):
     """Issue 27: the shipped int8 model (with its float32 copy for close calls) gives the card's
-    float32 test label on at least 99.5% of the 3,589 test faces, and no exact top-two tie."""
+    float32 test label on all but at most 3 of the 3,589 test faces, and no exact top-two tie."""
     from ferkit import Predictor
     from ferkit.data import load_data
     from ferkit.infer.onnx import top_two_margin
@@ -140,5 +138,5 @@ def test_the_shipped_int8_file_keeps_the_cards_float32_labels(real_zip):
     int8 = Predictor(SHIPPED_DIR / "ferkit-recommended.int8.onnx", backend="onnx", detect=False, tta=card["tta"])
     probs = int8.predict_crops(load_data(real_zip).splits["test"].images)
     float32 = np.array([int(c) for c in card["test_predictions"]])
-    assert (probs.argmax(1) == float32).mean() >= 0.995
+    assert (probs.argmax(1) != float32).sum() <= 3  # >= 99.9%; the issue asks 99.5%, the export aims at 99.9% on val
     assert (top_two_margin(probs) == 0).sum() == 0

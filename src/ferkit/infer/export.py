@@ -196,7 +196,8 @@ def with_float_refine(int8: str | Path, fp32: bytes, below: float) -> bytes:
 
     quantised = onnx.load(str(int8))
     copy = compose.add_prefix(onnx.load_from_string(fp32), "float32/")
-    assert (copy.graph.input[0].name, copy.graph.output[0].name) == (REFINE_INPUT, REFINE_OUTPUT)
+    if [i.name for i in copy.graph.input] != [REFINE_INPUT] or [o.name for o in copy.graph.output] != [REFINE_OUTPUT]:
+        raise ValueError("with_float_refine: fp32 must be one `export_bytes` graph (input 'input', output 'probs')")
     for value in [*copy.graph.input, *copy.graph.output, *copy.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param:

@@ -39,7 +39,7 @@ def refine_threshold(p32: np.ndarray, p8: np.ndarray, agreement: float) -> float
     allowed = int(np.floor((1.0 - agreement) * len(p8) + 1e-9))
     if len(margins) <= allowed:
         return MIN_REFINE
-    return max(float(np.nextafter(margins[allowed], np.inf)), MIN_REFINE)
+    return min(max(float(np.nextafter(margins[allowed], np.inf)), MIN_REFINE), 1.0)  # 1.0: every face
 
 
 def _run(runner, images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -119,7 +119,7 @@ def export_int8(
     for split in ("val", "test"):
         s = data.splits[split]
         p32 = predict_proba(model, s.images, "cpu", False, tta).argmax(1)
-        counts.faces = counts.refined = 0
+        counts.views = counts.refined = 0
         p8 = int8.predict_crops(s.images).argmax(1)
         m32, m8 = (compute_metrics(s.labels, p, data.class_names) for p in (p32, p8))
         report[split] = {
@@ -132,7 +132,7 @@ def export_int8(
             "macro_f1_cost": m32["macro_f1"] - m8["macro_f1"],
             "changed_predictions": int((p32 != p8).sum()),
             "n": int(len(p8)),
-            "refined_fraction": counts.refined / max(counts.faces, 1),
+            "refined_fraction": counts.refined / max(counts.views, 1),
             # plain int8 (no float32 copy), single view, for comparison
             "single_view_changed_without_refine": int((single[split].argmax(1) != plain_probs[split].argmax(1)).sum()),
             "single_view_ties_without_refine": int((top_two_margin(plain_probs[split]) == 0).sum()),

@@ -59,6 +59,7 @@ class OnnxRunner:
     def __init__(self, source: Any, threads: int = 0):
         import onnxruntime as ort
 
+        self.source = source if isinstance(source, (str, Path)) else "the model"
         if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx":
             if not Path(source).is_file():
                 raise FileNotFoundError(f"no ONNX model at {source}: make one with `ferkit export CKPT --out {source}`")
@@ -85,21 +86,25 @@ class OnnxRunner:
         self.info = self.info or info_from_metadata(meta)  # a .pt exported in memory: its checkpoint's own info
         self.class_names = list(self.info["class_names"])
         self.refine_below = self._refine_below(source, meta)
-        self.faces = self.refined = 0  # counts, for benchmarks: faces run, and how many of them again in float32
+        # counts, for benchmarks: views run (a face is one per TTA view), and how many again in float32
+        self.views = self.refined = 0
 
     def _refine_below(self, source: Any, meta: dict[str, str]) -> float:
-        """The metadata's refinement margin, checked: a number in [0, 1), with the float32 copy in the graph."""
-        if REFINE_KEY not in meta:
+        """The refinement margin, checked where the metadata names one or the graph has the float32
+        copy's input: both there, a number in (0, 1], the copy's output, no other input. 0: plain int8."""
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if REFINE_KEY not in meta and REFINE_INPUT not in inputs:
             return 0.0
         try:
-            below = float(meta[REFINE_KEY])
+            below = float(meta.get(REFINE_KEY, "nan"))
         except ValueError:
             below = float("nan")
-        inputs = {i.name for i in self.session.get_inputs()}
-        if not 0.0 <= below < 1.0 or REFINE_INPUT not in inputs:
+        if not (0.0 < below <= 1.0 and inputs == {"input", REFINE_INPUT} and REFINE_OUTPUT in outputs):
             raise ModelError(
-                f"{source}: its {REFINE_KEY} entry ({meta[REFINE_KEY][:40]!r}) needs a number in [0, 1) and the "
-                f"graph input {REFINE_INPUT!r}: export it again with `ferkit export --int8`"
+                f"{source}: an int8 model with a float32 copy needs a {REFINE_KEY} entry in (0, 1] (it has "
+                f"{meta.get(REFINE_KEY, 'none')[:40]!r}), the inputs 'input' and {REFINE_INPUT!r} and the output "
+                f"{REFINE_OUTPUT!r}: export it again with `ferkit export --int8`"
             )
         return below
 
@@ -107,15 +112,22 @@ class OnnxRunner:
         """Model inputs, float32 (N,1,48,48) in [-1, 1] (`ferkit.models.to_input`) -> probabilities (N,C).
 
         With a refinement margin, rows whose top two probabilities are closer than it are replaced by
-        the float32 copy's (each call feeds the other input an empty batch: the graph needs both)."""
+        the float32 copy's (each call feeds the other input an empty batch: the graph needs both, and
+        ONNX Runtime runs both parts on every call)."""
         x = np.ascontiguousarray(x, np.float32)
-        self.faces += len(x)
+        self.views += len(x)
         if not self.refine_below:
             return self.session.run(["probs"], {"input": x})[0]
         none = x[:0]
         probs = self.session.run(["probs"], {"input": x, REFINE_INPUT: none})[0]
         rows = np.flatnonzero(top_two_margin(probs) < self.refine_below)
         if rows.size:
-            probs[rows] = self.session.run([REFINE_OUTPUT], {"input": none, REFINE_INPUT: x[rows]})[0]
+            again = self.session.run([REFINE_OUTPUT], {"input": none, REFINE_INPUT: x[rows]})[0]
+            if again.shape != (rows.size, probs.shape[1]):
+                raise ModelError(
+                    f"{self.source}: its float32 copy gave {again.shape} for {rows.size} faces: export it again "
+                    "with `ferkit export --int8`"
+                )
+            probs[rows] = again
             self.refined += int(rows.size)
         return probs
